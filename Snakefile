@@ -1,0 +1,22 @@
+# glaciermap: glacier mapping and area change with deep learning (DL4GAM and friends).
+# Rules live in workflow/rules/<step>.smk, their code in src/glaciermap/<step>.py.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/inventory.smk"
+include: "workflow/rules/acquire.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/qc.smk"
+
+
+rule all:
+    input:
+        rules.qc.output,
+    default_target: True

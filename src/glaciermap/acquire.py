@@ -1,0 +1,140 @@
+"""Acquire: every candidate Sentinel-2 scene of one glacier and epoch, clipped to its cube grid.
+
+Output ``scenes/<glacier>/<epoch>.nc``: dims (time, y, x) on the 10 m cube grid; one variable per band
+(reflectance, stored as uint16 x 1e-4 with fill 0), ``SCL`` (uint8 scene classes), coordinate
+``item_id(time)``; a candidate that cannot be read is dropped, with its file and reason listed in the
+``dropped_items`` attribute and the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+
+from . import stac
+from .grid import CubeGrid, cube_margin_m
+from .inventory import read_glacier
+from .io import GlacierInputError, run_glacier_step
+
+log = logging.getLogger("glaciermap.acquire")
+
+REFLECTANCE_SCALE = 1e-4
+
+
+def epoch_window(epoch_cfg: dict, glacier_date: str) -> tuple[str, str]:
+    """Date window of an epoch for one glacier (inventory-year epochs use the glacier's outline year)."""
+    if epoch_cfg.get("inventory_year"):
+        year = str(glacier_date)[:4]
+        return f"{year}-{epoch_cfg['start']}", f"{year}-{epoch_cfg['end']}"
+    return epoch_cfg["start"], epoch_cfg["end"]
+
+
+def glacier_grid(glacier_row, grid_cfg: dict) -> CubeGrid:
+    """Cube grid of a glacier: its bounding box in its working CRS plus the patch-derived margin."""
+    crs = glacier_row["crs"]
+    geom = glacier_row.geometry
+    import geopandas as gpd
+
+    bounds = gpd.GeoSeries([geom], crs="EPSG:4326").to_crs(crs).total_bounds
+    margin = cube_margin_m(grid_cfg["patch_size"], grid_cfg["resolution"])
+    return CubeGrid.around(bounds, crs, grid_cfg["resolution"], margin)
+
+
+def _load_item(item, keys: list[str], grid: CubeGrid, nearest: tuple[str, ...] = ()) -> xr.Dataset:
+    """Load the assets ``keys`` of one item onto the cube grid (bilinear, nearest for class layers)."""
+    import odc.stac
+
+    resampling = {k: ("nearest" if k in nearest else "bilinear") for k in keys}
+    ds = odc.stac.load([item], bands=keys, geobox=grid.to_geobox(), resampling=resampling,
+                       groupby="id", fail_on_error=True, chunks=None)
+    return ds.isel(time=0)
+
+
+def _culprit(item, keys: list[str], grid: CubeGrid) -> tuple[str, str]:
+    """Which asset of a failing item is unreadable: load each alone."""
+    for key in keys:
+        try:
+            _load_item(item, [key], grid)
+        except Exception as e:  # noqa: BLE001 - any read failure names this asset
+            return item.assets[key].get_absolute_href(), f"{type(e).__name__}: {e}"
+    return item.self_href or item.id, "read error that no single asset reproduces"
+
+
+def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: str) -> tuple[xr.Dataset, dict]:
+    row = read_glacier(inventory_gpkg, glacier_id).iloc[0]
+    if row["qc_status"] != "ok":
+        raise GlacierInputError(glacier_id, inventory_gpkg, f"not mapped: {row['qc_reason']}")
+    scfg = cfg["stac"]
+    grid = glacier_grid(row, cfg["grid"])
+    start, end = epoch_window(cfg["epochs"][epoch], row["date"])
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    bbox_ll = to_ll.transform_bounds(*grid.bounds)
+    try:
+        items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"])
+    except FileNotFoundError as e:
+        raise GlacierInputError(glacier_id, scfg["source"], str(e)) from e
+    if not items:
+        raise GlacierInputError(glacier_id, scfg["source"],
+                                f"no scene of collection '{scfg['collection']}' intersects the cube extent between {start} and {end} "
+                                f"with cloud cover < {scfg['max_scene_cloud_cover']} %")
+    assets = scfg["bands"]
+    offset = scfg["reflectance_offset"]
+    dropped, layers = [], []
+    for item in items:
+        keys = list(assets.values()) + [scfg["scl_asset"]]
+        missing = [k for k in keys if k not in item.assets]
+        if missing:
+            why = f"item {item.id} lacks asset(s) {', '.join(missing)}"
+            log.error("glacier %s: %s (file: %s)", glacier_id, why, item.self_href)
+            dropped.append({"item_id": item.id, "file": item.self_href or "", "reason": why})
+            continue
+        try:
+            ds = _load_item(item, keys, grid, nearest=(scfg["scl_asset"],))
+        except Exception:  # noqa: BLE001 - find and name the unreadable file, keep the other candidates
+            href, err = _culprit(item, keys, grid)
+            why = f"item {item.id}: cannot read {href}: {err}"
+            log.error("glacier %s: %s", glacier_id, why)
+            dropped.append({"item_id": item.id, "file": href, "reason": why})
+            continue
+        scl = ds[scfg["scl_asset"]].values.astype(np.uint8)
+        bands = {}
+        for band, key in assets.items():
+            dn = ds[key].values.astype(np.float32)
+            refl = (dn + offset) * REFLECTANCE_SCALE
+            refl[dn == 0] = np.nan
+            bands[band] = np.where(np.isnan(refl), np.nan, np.clip(refl, REFLECTANCE_SCALE, 6.5)).astype(np.float32)
+        if all(np.isnan(v).all() for v in bands.values()):
+            dropped.append({"item_id": item.id, "file": item.self_href or "", "reason": "no data over the cube extent"})
+            continue
+        layers.append((item, bands, scl))
+    if not layers:
+        raise GlacierInputError(glacier_id, scfg["source"],
+                                f"none of {len(items)} candidate scenes between {start} and {end} is usable: "
+                                + "; ".join(d["reason"] for d in dropped))
+    x, y = grid.coords()
+    times = pd.DatetimeIndex([it.datetime.replace(tzinfo=None) for it, _, _ in layers])
+    data = {band: (("time", "y", "x"), np.stack([b[band] for _, b, _ in layers])) for band in assets}
+    data["SCL"] = (("time", "y", "x"), np.stack([s for _, _, s in layers]))
+    out = xr.Dataset(data, coords={"time": times, "y": y, "x": x,
+                                   "item_id": ("time", [it.id for it, _, _ in layers]),
+                                   "scene_cloud_cover": ("time", [float(it.properties.get("eo:cloud_cover", np.nan)) for it, _, _ in layers])})
+    out = out.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    for band in assets:
+        out[band].attrs = {"long_name": f"Sentinel-2 {band} surface reflectance", "units": "1"}
+    out["SCL"].attrs = {"long_name": "Sentinel-2 scene classification", "units": "1"}
+    out.attrs.update({"window_start": start, "window_end": end, "stac_source": str(scfg["source"]),
+                      "n_candidates": len(items), "dropped_items": json.dumps(dropped)})
+    enc = {band: {"dtype": "uint16", "scale_factor": REFLECTANCE_SCALE, "_FillValue": 0, "zlib": True, "complevel": 4}
+           for band in assets}
+    enc["SCL"] = {"dtype": "uint8", "zlib": True, "complevel": 4}
+    return out, enc
+
+
+def acquire(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: str, out_nc: str) -> dict:
+    return run_glacier_step("acquire", glacier_id, epoch, out_nc,
+                            lambda: build_acquisition(glacier_id, epoch, cfg, inventory_gpkg))

@@ -1,0 +1,130 @@
+"""Shared I/O helpers: atomic writes, skip records and the per-glacier input error."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("glaciermap")
+
+STATUS_OK = "ok"
+STATUS_SKIPPED = "skipped"
+
+
+class GlacierInputError(Exception):
+    """Bad input for one glacier: the glacier is skipped, the rest of the region carries on.
+
+    The message always names the glacier, the file and what is wrong.
+    """
+
+    def __init__(self, glacier_id: str, path: str | os.PathLike | None, problem: str):
+        self.glacier_id = str(glacier_id)
+        self.path = "" if path is None else str(path)
+        self.problem = problem
+        where = f" (file: {self.path})" if self.path else ""
+        super().__init__(f"glacier {self.glacier_id}: {problem}{where}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted or failing writer therefore never leaves a file that looks complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers (GDAL, netCDF) want to create the file themselves
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, df) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_netcdf_atomic(path: str | os.PathLike, ds, encoding: dict | None = None) -> None:
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
+
+
+def skip_dataset(glacier_id: str, epoch: str, reason: str, step: str):
+    """An empty NetCDF dataset standing for a skipped (glacier, epoch); downstream steps propagate it."""
+    import xarray as xr
+
+    return xr.Dataset(
+        attrs={
+            "glacier_id": str(glacier_id),
+            "epoch": str(epoch),
+            "status": STATUS_SKIPPED,
+            "reason": reason,
+            "skipped_at_step": step,
+        }
+    )
+
+
+def read_status(path: str | os.PathLike) -> dict:
+    """Status attributes of a per-glacier NetCDF without loading its data."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return {k: ds.attrs.get(k, "") for k in ("glacier_id", "epoch", "status", "reason", "skipped_at_step")}
+
+
+def setup_logging(log_path: str | os.PathLike | None = None, level=logging.INFO) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+
+
+class UpstreamSkipped(GlacierInputError):
+    """An earlier step already skipped this (glacier, epoch); the reason is carried forward."""
+
+
+def check_upstream(path: str | os.PathLike, glacier_id: str) -> None:
+    """Raise :class:`UpstreamSkipped` if the per-glacier NetCDF at ``path`` is a skip record."""
+    st = read_status(path)
+    if st["status"] == STATUS_SKIPPED:
+        raise UpstreamSkipped(glacier_id, path, st["reason"])
+
+
+def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.PathLike, build) -> dict:
+    """Run ``build() -> (dataset, encoding)`` and write its result atomically to ``out_path``.
+
+    A :class:`GlacierInputError` becomes a skip record in ``out_path`` (the glacier is skipped, visibly,
+    and the run goes on); any other exception is a bug and propagates, failing the job.
+    """
+    try:
+        ds, encoding = build()
+        ds.attrs.update({"glacier_id": str(glacier_id), "epoch": str(epoch), "status": STATUS_OK, "reason": ""})
+    except UpstreamSkipped as e:
+        log.warning("%s: skipped upstream: %s", step, e)
+        ds, encoding = skip_dataset(glacier_id, epoch, e.problem, step), None
+        ds.attrs["skipped_at_step"] = read_status(e.path).get("skipped_at_step") or step
+    except GlacierInputError as e:
+        log.error("%s: %s", step, e)
+        ds, encoding = skip_dataset(glacier_id, epoch, str(e), step), None
+    write_netcdf_atomic(out_path, ds, encoding)
+    return {k: ds.attrs.get(k) for k in ("glacier_id", "epoch", "status", "reason")}

@@ -1,0 +1,133 @@
+"""Select: DL4GAM's best-image ranking of one glacier's candidate scenes in one epoch.
+
+Scores per candidate (reflectance 0..1):
+- ``valid_fraction``: share of the cube extent with data (excludes scenes cut by a tile edge);
+- ``cloud_fraction``: cloud + cloud shadow + no data over the glacier + 50 m buffer;
+- ``ndsi``: mean NDSI of clean pixels in the 50 m buffer but outside every glacier (seasonal snow);
+- ``albedo``: mean 0.5621 B + 0.1479 G + 0.2512 R + 0.0015 of clean glacier + 50 m pixels.
+A score from fewer than ``min_clean_pixels`` clean pixels is NaN. Candidates need
+``valid_fraction >= 0.9`` and ``cloud_fraction <= 0.3``; the rest are ranked by cloud and by NDSI
+(each rounded to whole percents, ties share the lowest rank), the two ranks averaged, and the lowest
+mean rank wins, lowest albedo breaking ties. A NaN NDSI ranks last.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .grid import CubeGrid
+from .inventory import read_glaciers_in
+from .io import STATUS_OK, STATUS_SKIPPED, read_status, write_csv_atomic
+from .masks import glacier_masks
+
+log = logging.getLogger("glaciermap.select")
+
+COLUMNS = ["glacier_id", "epoch", "item_id", "datetime", "valid_fraction", "cloud_fraction", "ndsi", "albedo",
+           "passes", "reject_reason", "rank_cloud", "rank_ndsi", "mean_rank", "rank", "chosen",
+           "glacier_status", "glacier_reason"]
+
+
+def albedo(blue, green, red):
+    """Broadband albedo from RGB reflectance (Wang et al. 2016), as used by DL4GAM."""
+    return 0.5621 * blue + 0.1479 * green + 0.2512 * red + 0.0015
+
+
+def score_candidates(ds: xr.Dataset, masks: dict, params: dict, classes: dict) -> pd.DataFrame:
+    """Scores of every candidate (time) in an acquisition dataset."""
+    buf = masks[f"buffer_{int(params['buffer_m'])}m"]
+    outside = buf & (masks["labels"] == -1)
+    min_px = params["min_clean_pixels"]
+    rows = []
+    for t in range(ds.sizes["time"]):
+        scl = ds["SCL"].isel(time=t).values
+        b, g, r, s = (ds[k].isel(time=t).values for k in ("B02", "B03", "B04", "B11"))
+        nodata = np.isin(scl, classes["nodata"]) | np.isnan(b) | np.isnan(g) | np.isnan(r) | np.isnan(s)
+        cloud = np.isin(scl, classes["cloud"]) | np.isin(scl, classes["shadow"])
+        bad = nodata | cloud
+        clean = ~bad
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndsi_px = (g - s) / (g + s)
+        sel_ndsi = outside & clean & np.isfinite(ndsi_px)
+        sel_alb = buf & clean
+        rows.append({
+            "item_id": str(ds["item_id"].values[t]),
+            "datetime": pd.Timestamp(ds["time"].values[t]).isoformat(),
+            "valid_fraction": float(1 - nodata.mean()),
+            "cloud_fraction": float(bad[buf].mean()) if buf.any() else np.nan,
+            "ndsi": float(ndsi_px[sel_ndsi].mean()) if sel_ndsi.sum() >= min_px else np.nan,
+            "albedo": float(albedo(b, g, r)[sel_alb].mean()) if sel_alb.sum() >= min_px else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def rank_candidates(scores: pd.DataFrame, min_valid_fraction: float = 0.9, max_cloud_fraction: float = 0.3) -> pd.DataFrame:
+    """Add pass/reject, the two ranks, their mean, the final rank and ``chosen`` (exactly one if any passes)."""
+    df = scores.copy()
+    reasons = []
+    for v, c in zip(df["valid_fraction"], df["cloud_fraction"]):
+        why = []
+        if not v >= min_valid_fraction:
+            why.append(f"valid fraction {v:.3f} < {min_valid_fraction}")
+        if not c <= max_cloud_fraction:
+            why.append(f"cloud fraction {c:.3f} > {max_cloud_fraction}")
+        reasons.append("; ".join(why))
+    df["reject_reason"] = reasons
+    df["passes"] = df["reject_reason"] == ""
+    for col in ("rank_cloud", "rank_ndsi", "mean_rank", "rank"):
+        df[col] = np.nan
+    df["chosen"] = False
+    ok = df[df["passes"]]
+    if len(ok):
+        cloud_pct = np.round(ok["cloud_fraction"] * 100)
+        ndsi_pct = np.round(ok["ndsi"] * 100)
+        rc = cloud_pct.rank(method="min")
+        rn = ndsi_pct.rank(method="min", na_option="bottom")
+        df.loc[ok.index, "rank_cloud"] = rc
+        df.loc[ok.index, "rank_ndsi"] = rn
+        df.loc[ok.index, "mean_rank"] = (rc + rn) / 2
+        order = df.loc[ok.index].assign(_alb=df.loc[ok.index, "albedo"].fillna(np.inf)).sort_values(["mean_rank", "_alb"], kind="stable").index
+        df.loc[order, "rank"] = np.arange(1, len(order) + 1)
+        df.loc[order[0], "chosen"] = True
+    return df
+
+
+def _skip_table(glacier_id: str, epoch: str, reason: str) -> pd.DataFrame:
+    row = {c: np.nan for c in COLUMNS}
+    row.update(glacier_id=glacier_id, epoch=epoch, item_id="", passes=False, chosen=False,
+               glacier_status=STATUS_SKIPPED, glacier_reason=reason)
+    return pd.DataFrame([row], columns=COLUMNS)
+
+
+def select_image(glacier_id: str, epoch: str, acquisition_nc: str, inventory_gpkg: str, params: dict,
+                 classes: dict, out_csv: str) -> pd.DataFrame:
+    """Rank the candidates of one glacier and epoch and write the table of all of them."""
+    status = read_status(acquisition_nc)
+    if status["status"] != STATUS_OK:
+        log.warning("select: glacier %s epoch %s skipped upstream: %s", glacier_id, epoch, status["reason"])
+        table = _skip_table(glacier_id, epoch, status["reason"])
+    else:
+        with xr.open_dataset(acquisition_nc, engine="h5netcdf", decode_coords="all") as ds:
+            ds = ds.load()
+        grid = CubeGrid.from_dataset(ds)
+        neighbours = read_glaciers_in(inventory_gpkg, grid.bounds, grid.crs)
+        masks = glacier_masks(neighbours, glacier_id, grid, buffers=(params["buffer_m"],))
+        scores = score_candidates(ds, masks, params, classes)
+        table = rank_candidates(scores, params["min_valid_fraction"], params["max_cloud_fraction"])
+        table.insert(0, "epoch", epoch)
+        table.insert(0, "glacier_id", glacier_id)
+        if table["chosen"].any():
+            table["glacier_status"], table["glacier_reason"] = STATUS_OK, ""
+        else:
+            why = (f"no candidate passes the pre-filter (valid >= {params['min_valid_fraction']}, "
+                   f"cloud <= {params['max_cloud_fraction']}): " +
+                   "; ".join(f"{i}: {r}" for i, r in zip(table["item_id"], table["reject_reason"])))
+            reason = f"glacier {glacier_id}, epoch {epoch}: {why} (file: {acquisition_nc})"
+            log.error("select: %s", reason)
+            table["glacier_status"], table["glacier_reason"] = STATUS_SKIPPED, reason
+        table = table[COLUMNS]
+    write_csv_atomic(out_csv, table)
+    return table

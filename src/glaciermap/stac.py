@@ -1,0 +1,98 @@
+"""STAC search with one interface for a STAC API and a local static catalog."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pystac
+from shapely.geometry import box, shape
+
+log = logging.getLogger("glaciermap.stac")
+
+
+def is_api(source: str) -> bool:
+    return str(source).startswith(("http://", "https://"))
+
+
+@functools.lru_cache(maxsize=4)
+def _static_items(source: str) -> tuple:
+    """All items of a local static catalog, read once per process."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"STAC catalog {source} does not exist")
+    cat = pystac.read_file(str(path))
+    items = []
+    for item in cat.get_items(recursive=True):
+        item.make_asset_hrefs_absolute()
+        items.append(item)
+    return tuple(items)
+
+
+def _parse_day(s: str, end: bool) -> datetime:
+    d = datetime.fromisoformat(s)
+    if end and len(s) == 10:  # an end date is inclusive: the whole day
+        d = d.replace(hour=23, minute=59, second=59)
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d
+
+
+def _matches(item: pystac.Item, collection: str | None, aoi, start: datetime, end: datetime, max_cloud: float | None) -> bool:
+    if collection and item.collection_id != collection:
+        return False
+    dt = item.datetime or _parse_day(item.properties.get("start_datetime"), False)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    if not (start <= dt <= end):
+        return False
+    if max_cloud is not None:
+        cc = item.properties.get("eo:cloud_cover")
+        if cc is None or not cc < max_cloud:
+            return False
+    geom = shape(item.geometry) if item.geometry else box(*item.bbox)
+    return geom.intersects(aoi)
+
+
+def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: str, max_cloud: float) -> list[pystac.Item]:
+    """Items of ``collection`` intersecting ``bbox_lonlat`` in [start, end] with ``eo:cloud_cover < max_cloud``.
+
+    A STAC API is asked with item search; a static catalog is filtered here with the same predicate,
+    so both sources give the same answer. Sorted by datetime, then id.
+    """
+    t0, t1 = _parse_day(start, False), _parse_day(end, True)
+    aoi = box(*bbox_lonlat)
+    if is_api(source):
+        from pystac_client import Client
+
+        client = Client.open(source)
+        search = client.search(collections=[collection], bbox=bbox_lonlat, datetime=[t0, t1],
+                               query={"eo:cloud_cover": {"lt": max_cloud}})
+        items = list(search.items())
+    else:
+        items = list(_static_items(str(source)))
+    found = [it for it in items if _matches(it, collection, aoi, t0, t1, max_cloud)]
+    return sorted(found, key=lambda it: (it.datetime or t0, it.id))
+
+
+def find_item(source: str, item_id: str, collection: str | None = None) -> pystac.Item:
+    if is_api(source):
+        from pystac_client import Client
+
+        client = Client.open(source)
+        items = list(client.search(ids=[item_id], collections=[collection] if collection else None).items())
+    else:
+        items = [it for it in _static_items(str(source)) if it.id == item_id and (collection is None or it.collection_id == collection)]
+    if len(items) != 1:
+        raise KeyError(f"STAC item '{item_id}' found {len(items)} times in {source}")
+    return items[0]
+
+
+def resolve_raster(spec: dict, source: str) -> str:
+    """Path or URL of a raster given as ``{path}`` or ``{stac_item, asset}`` (see the config schema)."""
+    if spec.get("path"):
+        return spec["path"]
+    item = find_item(source, spec["stac_item"], spec.get("collection"))
+    if spec["asset"] not in item.assets:
+        raise KeyError(f"STAC item '{item.id}' has no asset '{spec['asset']}' (assets: {', '.join(item.assets)})")
+    return item.assets[spec["asset"]].get_absolute_href()

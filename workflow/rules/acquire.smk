@@ -1,0 +1,18 @@
+rule acquire:
+    """Search the STAC source and clip every candidate scene of one glacier and epoch to its cube grid."""
+    input:
+        # ancient: the shared inventory's mtime must not re-run every glacier; the fingerprint does.
+        inventory=ancient(f"{R}/inventory/glaciers.gpkg"),
+    output:
+        f"{R}/scenes/{{glacier}}/{{epoch}}.nc",
+    params:
+        fingerprint=fingerprint,
+    log:
+        f"{R}/logs/acquire/{{glacier}}/{{epoch}}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../scripts/acquire.py"

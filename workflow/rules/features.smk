@@ -1,0 +1,34 @@
+def raster_href(kind):
+    """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
+
+    def href(wildcards):
+        if kind == "dem":
+            spec = config["dem"]
+        else:
+            spec = config["dhdt"][config["epochs"][wildcards.epoch]["dhdt"]]
+        return resolve_raster(spec, config["stac"]["source"])
+
+    return href
+
+
+rule features:
+    """Build the feature cube of one glacier and epoch: bands, indices, terrain, dh/dt and masks."""
+    input:
+        scenes=f"{R}/scenes/{{glacier}}/{{epoch}}.nc",
+        selection=f"{R}/selection/{{glacier}}/{{epoch}}.csv",
+        inventory=ancient(f"{R}/inventory/glaciers.gpkg"),
+    output:
+        f"{R}/cubes/{{glacier}}/{{epoch}}.nc",
+    params:
+        fingerprint=fingerprint,
+        dem=raster_href("dem"),
+        dhdt=raster_href("dhdt"),
+    log:
+        f"{R}/logs/features/{{glacier}}/{{epoch}}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    script:
+        "../scripts/features.py"

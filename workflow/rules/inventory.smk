@@ -1,0 +1,16 @@
+rule inventory:
+    """Check every outline, reproject, compute areas; write the checked inventory and the manifest."""
+    input:
+        config["inventory"]["path"],
+    output:
+        gpkg=f"{R}/inventory/glaciers.gpkg",
+        manifest=f"{R}/inventory/manifest.csv",
+    log:
+        f"{R}/logs/inventory.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/inventory.py"

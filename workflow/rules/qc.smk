@@ -1,0 +1,19 @@
+rule qc:
+    """Collect every skipped glacier (with step and reason) and every chosen image into region tables."""
+    input:
+        manifest=f"{R}/inventory/manifest.csv",
+        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
+        selections=per_glacier(f"{R}/selection/{{glacier}}/{{epoch}}.csv"),
+    output:
+        skipped=f"{R}/qc/skipped.csv",
+        selected=f"{R}/qc/selected_images.csv",
+        summary=f"{R}/qc/summary.json",
+    log:
+        f"{R}/logs/qc.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/qc.py"

@@ -1,0 +1,18 @@
+rule select:
+    """Rank the candidate scenes of one glacier and epoch (DL4GAM) and choose the best."""
+    input:
+        scenes=f"{R}/scenes/{{glacier}}/{{epoch}}.nc",
+        inventory=ancient(f"{R}/inventory/glaciers.gpkg"),
+    output:
+        f"{R}/selection/{{glacier}}/{{epoch}}.csv",
+    params:
+        fingerprint=fingerprint,
+    log:
+        f"{R}/logs/select/{{glacier}}/{{epoch}}.log",
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/select.py"
