@@ -1,0 +1,37 @@
+# glaciermap: `make run` (demo region end to end) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat envs/requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: env demo run test lint dag clean
+
+env: $(STAMP)
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch pinned in the same call: an unpinned resolve would pull a multi-GB CUDA build
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 -r envs/requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: env
+	$(BIN)/python -m glaciermap.demo --out resources/demo --seed 0 --preset demo
+
+run: demo
+	$(BIN)/snakemake --cores $(CORES)
+
+test: env
+	$(BIN)/python -m pytest -q
+
+lint: env
+	$(BIN)/snakemake --lint
+
+dag: env
+	$(BIN)/snakemake -n --quiet rules
+
+clean:
+	rm -rf results .snakemake
