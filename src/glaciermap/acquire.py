@@ -129,9 +129,10 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
     out["SCL"].attrs = {"long_name": "Sentinel-2 scene classification", "units": "1"}
     out.attrs.update({"window_start": start, "window_end": end, "stac_source": str(scfg["source"]),
                       "n_candidates": len(items), "dropped_items": json.dumps(dropped)})
-    enc = {band: {"dtype": "uint16", "scale_factor": REFLECTANCE_SCALE, "_FillValue": 0, "zlib": True, "complevel": 4}
-           for band in assets}
-    enc["SCL"] = {"dtype": "uint8", "zlib": True, "complevel": 4}
+    # An explicit encoding replaces rioxarray's, so the CRS link (grid_mapping) is restated here.
+    enc = {band: {"dtype": "uint16", "scale_factor": REFLECTANCE_SCALE, "_FillValue": 0, "zlib": True, "complevel": 4,
+                  "grid_mapping": "spatial_ref"} for band in assets}
+    enc["SCL"] = {"dtype": "uint8", "zlib": True, "complevel": 4, "grid_mapping": "spatial_ref"}
     return out, enc
 
 

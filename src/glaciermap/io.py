@@ -102,12 +102,16 @@ def setup_logging(log_path: str | os.PathLike | None = None, level=logging.INFO)
 class UpstreamSkipped(GlacierInputError):
     """An earlier step already skipped this (glacier, epoch); the reason is carried forward."""
 
+    def __init__(self, glacier_id, path, problem, step: str = ""):
+        super().__init__(glacier_id, path, problem)
+        self.step = step
+
 
 def check_upstream(path: str | os.PathLike, glacier_id: str) -> None:
     """Raise :class:`UpstreamSkipped` if the per-glacier NetCDF at ``path`` is a skip record."""
     st = read_status(path)
     if st["status"] == STATUS_SKIPPED:
-        raise UpstreamSkipped(glacier_id, path, st["reason"])
+        raise UpstreamSkipped(glacier_id, path, st["reason"], st["skipped_at_step"])
 
 
 def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.PathLike, build) -> dict:
@@ -122,7 +126,7 @@ def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.
     except UpstreamSkipped as e:
         log.warning("%s: skipped upstream: %s", step, e)
         ds, encoding = skip_dataset(glacier_id, epoch, e.problem, step), None
-        ds.attrs["skipped_at_step"] = read_status(e.path).get("skipped_at_step") or step
+        ds.attrs["skipped_at_step"] = e.step or step
     except GlacierInputError as e:
         log.error("%s: %s", step, e)
         ds, encoding = skip_dataset(glacier_id, epoch, str(e), step), None

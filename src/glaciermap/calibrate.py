@@ -1,0 +1,255 @@
+"""Calibration of ensemble predictions and of glacier area bounds (DL4GAM, paper section 3.5.3).
+
+Two steps:
+
+1. Pixel level: temperature scaling of each ensemble member (one scalar T per member, fitted on
+   cloud-free validation pixels), checked with the expected calibration error (ECE).
+2. Area level: a glacier-specific threshold tau in (0, 0.5) that widens or narrows the area bounds
+   ``A_lb = a_px * #(mu - sigma >= 1 - tau)`` and ``A_ub = a_px * #(mu + sigma >= tau)``. For each
+   validation glacier tau* is the largest tau whose interval still contains the reference area; a
+   linear quantile regression (q = 0.3173, so ~68 % of glaciers are covered) on four glacier-level
+   predictors, through a logit link on 2 tau, gives tau_hat for any glacier of any epoch.
+
+Pure numpy / scipy / scikit-learn so that it runs (and is tested) without torch or rasterio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+from scipy.stats import norm
+
+P_CLIP = 1e-6
+# 1 - (Phi(1) - Phi(-1)): the fraction of glaciers a 1-sigma interval may miss.
+TAU_QUANTILE = float(1.0 - (norm.cdf(1.0) - norm.cdf(-1.0)))
+TAU_FEATURES = ("log_area", "mean_mu", "rms_sigma", "rms_bernoulli")
+TAU_GRID = np.round(np.arange(0, 501) * 0.001, 3)  # 0:0.001:0.5 without float drift
+MIN_AREA_KM2 = 0.01
+Z_EPS = 1e-3  # clip for tau*/0.5 before the logit; below the 0.002 resolution of the tau grid
+
+
+# --------------------------------------------------------------------------- temperature scaling
+
+
+def apply_temperature(p, T: float):
+    """Temperature-scaled probabilities sigmoid(logit(p) / T).
+
+    p is clipped to [1e-6, 1 - 1e-6] first so that saturated outputs keep a finite logit.
+    NaN stays NaN (masked pixels pass through).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    return expit(logit(np.clip(p, P_CLIP, 1.0 - P_CLIP)) / float(T))
+
+
+def _log_loss(p, y) -> float:
+    p = np.clip(p, P_CLIP, 1.0 - P_CLIP)
+    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def fit_temperature(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> float:
+    """Temperature of one ensemble member: bounded minimisation of the binary log-loss.
+
+    ``p`` and ``y`` are that member's probabilities and the labels (0/1) of cloud-free validation
+    pixels (the caller does the masking); non-finite pairs are dropped. Only every ``subsample``-th
+    pixel is used, which keeps the fit cheap and thins out the strong spatial autocorrelation.
+    Log-loss rather than ECE (as METHODS.md states): it is smooth in T, so the bounded optimiser
+    converges, and it is minimised by calibrated probabilities as well.
+    """
+    p = np.asarray(p, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"p and y differ in size: {p.size} vs {y.size}")
+    ok = np.isfinite(p) & np.isfinite(y)
+    p, y = p[ok][:: max(int(subsample), 1)], y[ok][:: max(int(subsample), 1)]
+    if p.size == 0:
+        raise ValueError("fit_temperature: no finite validation pixels")
+    z = logit(np.clip(p, P_CLIP, 1.0 - P_CLIP))
+    res = minimize_scalar(lambda T: _log_loss(expit(z / T), y), bounds=tuple(bounds), method="bounded",
+                          options={"xatol": 1e-4})
+    return float(res.x)
+
+
+# --------------------------------------------------------------------------- ECE
+
+
+def reliability_curve(p, y, n_bins: int = 10) -> pd.DataFrame:
+    """Per-bin mean confidence, accuracy and pixel count, for the reliability diagram.
+
+    Confidence is max(p, 1 - p) of the predicted class (p >= 0.5), so it lies in [0.5, 1]; bins are
+    ``n_bins`` equal-width intervals over [0.5, 1] (the last one closed). Empty bins have NaN
+    confidence/accuracy and count 0. Non-finite pairs are dropped.
+    """
+    p = np.asarray(p, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    ok = np.isfinite(p) & np.isfinite(y)
+    p, y = p[ok], y[ok]
+    conf = np.maximum(p, 1.0 - p)
+    correct = ((p >= 0.5) == (y >= 0.5)).astype(np.float64)
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    # compare with the edges themselves (not floor((c - 0.5) * 2n)): 0.7 must open bin [0.7, 0.75)
+    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "confidence": mean_conf,
+                         "accuracy": acc, "count": count})
+
+
+def ece(p, y, n_bins: int = 10) -> float:
+    """Expected calibration error: count-weighted mean |accuracy - confidence| over the bins."""
+    rc = reliability_curve(p, y, n_bins)
+    n = rc["count"].sum()
+    if n == 0:
+        return float("nan")
+    used = rc["count"] > 0
+    gap = (rc.loc[used, "accuracy"] - rc.loc[used, "confidence"]).abs()
+    return float((rc.loc[used, "count"] * gap).sum() / n)
+
+
+# --------------------------------------------------------------------------- ensemble
+
+
+def ensemble_stats(probs):
+    """Mean and standard deviation over members (axis 0) of calibrated member probabilities.
+
+    Population std (ddof=0): the ensemble is the whole set of members, not a sample to correct for.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    return probs.mean(axis=0), probs.std(axis=0)
+
+
+# --------------------------------------------------------------------------- area bounds and tau*
+
+
+def area_bounds(mu, sigma, inside, tau, a_px_km2: float = 1e-4):
+    """(A_lb, A_ub) in km2 for one tau: counts within ``inside`` (glacier + 20 m, no other glaciers)."""
+    inside = np.asarray(inside, dtype=bool)
+    m, s = np.asarray(mu, dtype=np.float64)[inside], np.asarray(sigma, dtype=np.float64)[inside]
+    return (float(a_px_km2 * np.count_nonzero(m - s >= 1.0 - tau)),
+            float(a_px_km2 * np.count_nonzero(m + s >= tau)))
+
+
+def tau_star(mu, sigma, inside, area_ref_km2: float, a_px_km2: float = 1e-4, taus=TAU_GRID) -> float:
+    """Largest tau on 0:0.001:0.5 whose [A_lb, A_ub] still contains the reference area; NaN if none.
+
+    A_lb grows and A_ub shrinks with tau, so the covering taus form [0, tau*]; all taus are
+    evaluated at once from sorted values instead of one mask per tau.
+    """
+    inside = np.asarray(inside, dtype=bool)
+    m, s = np.asarray(mu, dtype=np.float64)[inside], np.asarray(sigma, dtype=np.float64)[inside]
+    lo = np.sort(m - s)
+    hi = np.sort(m + s)
+    taus = np.asarray(taus, dtype=np.float64)
+    # NaN sorts last and never satisfies '>=' (as in area_bounds), so count only finite values.
+    n_lo, n_hi = np.count_nonzero(np.isfinite(lo)), np.count_nonzero(np.isfinite(hi))
+    a_lb = a_px_km2 * (n_lo - np.searchsorted(lo[:n_lo], 1.0 - taus, side="left"))
+    a_ub = a_px_km2 * (n_hi - np.searchsorted(hi[:n_hi], taus, side="left"))
+    ok = (a_lb <= area_ref_km2) & (area_ref_km2 <= a_ub)
+    return float(taus[ok].max()) if ok.any() else float("nan")
+
+
+# --------------------------------------------------------------------------- glacier-specific tau
+
+
+def tau_features(area_pred_km2: float, mu, sigma, inside) -> dict:
+    """The four predictors of tau for one glacier (one epoch), over ``inside`` (glacier + 20 m buffer).
+
+    log(max(A_pred, 0.01 km2)) (A_pred: the mu >= 0.5 area; the floor keeps missed glaciers finite),
+    mean mu, sqrt(mean sigma^2) and sqrt(mean mu (1 - mu)). NaN pixels are ignored.
+    """
+    inside = np.asarray(inside, dtype=bool)
+    m, s = np.asarray(mu, dtype=np.float64)[inside], np.asarray(sigma, dtype=np.float64)[inside]
+    nan = float("nan")
+    with np.errstate(invalid="ignore"):
+        return {
+            "log_area": float(np.log(max(float(area_pred_km2), MIN_AREA_KM2))),
+            "mean_mu": float(np.nanmean(m)) if np.isfinite(m).any() else nan,
+            "rms_sigma": float(np.sqrt(np.nanmean(s**2))) if np.isfinite(s).any() else nan,
+            "rms_bernoulli": float(np.sqrt(np.nanmean(m * (1.0 - m)))) if np.isfinite(m).any() else nan,
+        }
+
+
+@dataclass
+class TauModel:
+    """Linear quantile model z = intercept + coef . features, tau = 0.5 * sigmoid(z); JSON-friendly."""
+
+    coef: list
+    intercept: float
+    features: tuple = TAU_FEATURES
+    quantile: float = TAU_QUANTILE
+    n_fit: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def predict_z(self, features_df: pd.DataFrame) -> np.ndarray:
+        X = np.asarray(features_df[list(self.features)], dtype=np.float64)
+        return self.intercept + X @ np.asarray(self.coef, dtype=np.float64)
+
+
+def _z_target(tau, eps: float = Z_EPS):
+    return logit(np.clip(np.asarray(tau, dtype=np.float64) / 0.5, eps, 1.0 - eps))
+
+
+def fit_tau_model(features_df: pd.DataFrame, tau_star, quantile: float = TAU_QUANTILE, eps: float = Z_EPS) -> TauModel:
+    """Quantile regression (q = 0.3173, no penalty, HiGHS) of logit(clip(tau*/0.5)) on the predictors.
+
+    Fitted per fold on its validation glaciers. Glaciers with NaN tau* (reference area outside every
+    interval) or non-finite predictors are dropped; the number kept is stored as ``n_fit``.
+    """
+    from sklearn.linear_model import QuantileRegressor
+
+    X = np.asarray(features_df[list(TAU_FEATURES)], dtype=np.float64)
+    t = np.asarray(tau_star, dtype=np.float64).ravel()
+    if t.size != X.shape[0]:
+        raise ValueError(f"{X.shape[0]} feature rows but {t.size} tau* values")
+    ok = np.isfinite(t) & np.isfinite(X).all(axis=1)
+    if ok.sum() <= len(TAU_FEATURES):
+        raise ValueError(f"fit_tau_model: only {int(ok.sum())} usable glaciers for {len(TAU_FEATURES)} predictors + intercept")
+    qr = QuantileRegressor(quantile=quantile, alpha=0.0, solver="highs", fit_intercept=True)
+    qr.fit(X[ok], _z_target(t[ok], eps))
+    return TauModel(coef=[float(c) for c in qr.coef_], intercept=float(qr.intercept_),
+                    quantile=float(quantile), n_fit=int(ok.sum()), extra={"eps": eps})
+
+
+def _as_model(model) -> TauModel:
+    return tau_model_from_dict(model) if isinstance(model, dict) else model
+
+
+def predict_tau(model, features_df: pd.DataFrame) -> np.ndarray:
+    """tau_hat = 0.5 * sigmoid(z_hat), in (0, 0.5); NaN where a predictor is NaN. Accepts a model or its dict."""
+    return 0.5 * expit(_as_model(model).predict_z(features_df))
+
+
+def predict_tau_table(model_dict, df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` (must hold ``glac_id`` and the predictors) with a ``tau_hat`` column.
+
+    Meant for each epoch's test glaciers with that epoch's own predictors; the caller joins on
+    ``glac_id``, never on row order.
+    """
+    if "glac_id" not in df.columns:
+        raise KeyError("predict_tau_table needs a 'glac_id' column to join on")
+    out = df.copy()
+    out["tau_hat"] = predict_tau(model_dict, df)
+    return out
+
+
+def tau_model_to_dict(model: TauModel) -> dict:
+    """Plain dict (JSON-serialisable) of a fitted tau model: one small file per fold."""
+    return {"features": list(model.features), "coef": [float(c) for c in model.coef],
+            "intercept": float(model.intercept), "quantile": float(model.quantile),
+            "n_fit": int(model.n_fit), "link": "tau = 0.5 * sigmoid(intercept + coef . features)",
+            **({"extra": dict(model.extra)} if model.extra else {})}
+
+
+def tau_model_from_dict(d: dict) -> TauModel:
+    """Inverse of :func:`tau_model_to_dict`."""
+    feats = tuple(d["features"])
+    if len(feats) != len(d["coef"]):
+        raise ValueError("tau model dict: features and coef differ in length")
+    return TauModel(coef=[float(c) for c in d["coef"]], intercept=float(d["intercept"]), features=feats,
+                    quantile=float(d.get("quantile", TAU_QUANTILE)), n_fit=int(d.get("n_fit", 0)),
+                    extra=dict(d.get("extra", {})))
