@@ -36,13 +36,25 @@ def epoch_window(epoch_cfg: dict, glacier_date: str) -> tuple[str, str]:
 
 def glacier_grid(glacier_row, grid_cfg: dict) -> CubeGrid:
     """Cube grid of a glacier: its bounding box in its working CRS plus the patch-derived margin."""
-    crs = glacier_row["crs"]
-    geom = glacier_row.geometry
-    import geopandas as gpd
-
-    bounds = gpd.GeoSeries([geom], crs="EPSG:4326").to_crs(crs).total_bounds
+    bounds = [glacier_row[k] for k in ("xmin", "ymin", "xmax", "ymax")]
     margin = cube_margin_m(grid_cfg["patch_size"], grid_cfg["resolution"])
-    return CubeGrid.around(bounds, crs, grid_cfg["resolution"], margin)
+    return CubeGrid.around(bounds, glacier_row["crs"], grid_cfg["resolution"], margin)
+
+
+def search_extent(glacier_row, cfg: dict, epoch: str) -> tuple[CubeGrid, tuple, str, str]:
+    """Grid, lon/lat search box and date window of one glacier and epoch (the acquisition's query)."""
+    grid = glacier_grid(glacier_row, cfg["grid"])
+    start, end = epoch_window(cfg["epochs"][epoch], glacier_row["date"])
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    return grid, to_ll.transform_bounds(*grid.bounds), start, end
+
+
+def candidate_ids(glacier_row, cfg: dict, epoch: str) -> list[str]:
+    """Ids of the scenes the acquisition of this glacier and epoch will consider (for rerun triggers)."""
+    scfg = cfg["stac"]
+    _, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
+    items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"])
+    return [it.id for it in items]
 
 
 def _load_item(item, keys: list[str], grid: CubeGrid, nearest: tuple[str, ...] = ()) -> xr.Dataset:
@@ -70,10 +82,7 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
     if row["qc_status"] != "ok":
         raise GlacierInputError(glacier_id, inventory_gpkg, f"not mapped: {row['qc_reason']}")
     scfg = cfg["stac"]
-    grid = glacier_grid(row, cfg["grid"])
-    start, end = epoch_window(cfg["epochs"][epoch], row["date"])
-    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    bbox_ll = to_ll.transform_bounds(*grid.bounds)
+    grid, bbox_ll, start, end = search_extent(row, cfg, epoch)
     try:
         items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"])
     except FileNotFoundError as e:

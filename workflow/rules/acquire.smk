@@ -7,6 +7,7 @@ rule acquire:
         f"{R}/scenes/{{glacier}}/{{epoch}}.nc",
     params:
         fingerprint=fingerprint,
+        scenes=scene_ids,
     log:
         f"{R}/logs/acquire/{{glacier}}/{{epoch}}.log",
     conda:

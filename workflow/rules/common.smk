@@ -1,9 +1,11 @@
 # Shared set-up: validated config, the parse-time glacier list, and path helpers.
+import functools
 import re
 
+from glaciermap.acquire import candidate_ids
 from glaciermap.config import validate_config
 from glaciermap.inventory import glacier_list
-from glaciermap.stac import resolve_raster
+from glaciermap.stac import is_api, resolve_raster
 
 config.update(validate_config(config))
 
@@ -11,11 +13,11 @@ R = f"{config['results_dir']}/{config['region']}"
 EPOCHS = list(config["epochs"])
 CONDA_ENV = "../../envs/glaciermap.yaml"
 
-# The glacier list is read from the inventory when the DAG is built (ids, status and a content
-# fingerprint per outline); per-glacier jobs depend on that fingerprint, not on the file's mtime,
-# so editing or adding one glacier re-runs that glacier only.
+# The glacier list is read from the inventory when the DAG is built (ids, status, bounds and a
+# content fingerprint per outline); per-glacier jobs depend on that fingerprint, not on the shared
+# file's mtime, so editing or adding one glacier re-runs that glacier only.
 _GLACIERS = glacier_list(config)
-MAPPED = _GLACIERS[_GLACIERS["qc_status"] == "ok"].set_index("glac_id")
+MAPPED = _GLACIERS[_GLACIERS["qc_status"] == "ok"].set_index("glac_id", drop=False)
 GLACIER_IDS = list(MAPPED.index)
 
 
@@ -26,6 +28,22 @@ wildcard_constraints:
 
 def fingerprint(wildcards):
     return MAPPED.loc[wildcards.glacier, "fingerprint"]
+
+
+@functools.lru_cache(maxsize=None)
+def _scene_ids(glacier, epoch):
+    return ",".join(candidate_ids(MAPPED.loc[glacier], config, epoch))
+
+
+def scene_ids(wildcards):
+    """Candidate scene ids of a local catalog: a new scene re-runs only the glaciers it covers.
+
+    A STAC API is not searched at DAG-build time (thousands of queries); there a new scene needs
+    `--forcerun acquire` for the glaciers concerned (see README, incremental runs).
+    """
+    if is_api(config["stac"]["source"]):
+        return "api"
+    return _scene_ids(wildcards.glacier, wildcards.epoch)
 
 
 def per_glacier(pattern):
