@@ -1,0 +1,152 @@
+"""Focal loss, model construction, a tiny training run, and resume-after-kill giving identical results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from glaciermap import patches, train
+from test_patches import IDS, scene_labels, split_table, write_cube
+
+TINY = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 4, "epochs": 2, "seed": 7,
+        "model_kwargs": {"decoder_channels": (32, 16, 16, 8, 8)}, "progress": False}
+
+
+def test_focal_loss_by_hand_and_masked_gradient():
+    z = torch.tensor([2.0, -1.0, 0.5, float("nan"), 3.0]).reshape(1, 1, 1, 5).requires_grad_(True)
+    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]).reshape(1, 1, 1, 5)
+    m = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]).reshape(1, 1, 1, 5)
+    loss = train.focal_loss(z, y, m, gamma=2.0, alpha=0.25)
+
+    def term(zi, yi, a=0.25, g=2.0):
+        p = 1 / (1 + math.exp(-zi))
+        return -a * (1 - p) ** g * math.log(p) if yi else -(1 - a) * p ** g * math.log(1 - p)
+
+    expected = (term(2.0, 1) + term(-1.0, 0) + term(0.5, 1)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    g = z.grad.flatten()
+    assert torch.isfinite(g).all()
+    assert g[3] == 0 and g[4] == 0 and (g[:3] != 0).all()
+    # gamma 0, alpha 0.5 is half the masked mean BCE
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z.detach()[..., :3], y[..., :3])
+    assert train.focal_loss(z.detach(), y, m, gamma=0.0, alpha=0.5).item() == pytest.approx(0.5 * bce.item(), rel=1e-6)
+    zero = train.focal_loss(z.detach(), y, torch.zeros_like(m))
+    assert zero.item() == 0.0
+
+
+def test_build_model_seeded():
+    a = train.build_model("Unet", "resnet18", 16, None, seed=1, decoder_channels=(32, 16, 16, 8, 8))
+    b = train.build_model("Unet", "resnet18", 16, None, seed=1, decoder_channels=(32, 16, 16, 8, 8))
+    c = train.build_model("Unet", "resnet18", 16, None, seed=2, decoder_channels=(32, 16, 16, 8, 8))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    head = [k for k in sa if k.startswith("segmentation_head") and k.endswith("weight")]
+    assert head and not torch.equal(sa[head[0]], sc[head[0]])
+    with torch.no_grad():
+        assert a.eval()(torch.zeros(2, 16, 32, 32)).shape == (2, 1, 32, 32)
+
+
+def test_glacier_iou_area_weighted():
+    acc = train.GlacierIoU()
+    t = np.array([True, True, False, False])
+    acc.update("a", np.array([True, False, False, False]), t, np.ones(4, bool))        # 1/2
+    acc.update("b", np.array([True, True, True, False]), t, np.array([1, 1, 1, 0], bool))  # 2/3
+    acc.update("b", np.array([True, True, True, True]), t, np.array([0, 0, 0, 1], bool))   # +1 FP -> 2/4
+    assert acc.per_glacier() == {"a": 0.5, "b": 0.5}
+    acc.update("a", np.array([True]), np.array([True]), np.array([True]))                 # a: 2/3
+    assert acc.weighted({"a": 1.0, "b": 3.0}) == pytest.approx((2 / 3 + 3 * 0.5) / 4)
+
+
+@pytest.fixture(scope="module")
+def fold_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cubes")
+    lab = scene_labels()
+    paths = {g: write_cube(d / f"{g}.nc", lab, IDS, g, seed=k) for k, g in enumerate(IDS)}
+    split = split_table({"A": "train", "T": "test", "V": "val"})
+    ct = patches.centre_table(paths.values(), 16)
+    cv = patches.centre_table(paths.values(), 24)
+    fi = patches.build_fold_items(ct, cv, split, 0, n_total=6, seed=7)
+    stats = patches.fit_fold_normalisation({g: str(p) for g, p in paths.items()}, split, 0)
+    return fi, stats, ct, cv, split
+
+
+def _metrics(path):
+    df = pd.read_csv(path)
+    return df.drop(columns=["time_data_s", "time_model_s", "seconds"])
+
+
+def test_tiny_training_writes_checkpoints_and_metrics(tmp_path, fold_data):
+    fi, stats, *_ = fold_data
+    assert len(fi.train) == 6 and len(fi.val) >= 2
+    s = train.train_member(fi.train, fi.val, stats, TINY, tmp_path, "cpu", test_glaciers=fi.test_glaciers)
+    assert s["complete"] and s["epochs_done"] == 2 and 1 <= s["best_epoch"] <= 2
+    for f in ("last.pt", "best.pt", "metrics.csv", "done.json"):
+        assert (tmp_path / f).exists()
+    df = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(df.columns) == train.METRICS_COLUMNS and list(df["epoch"]) == [1, 2]
+    assert np.isfinite(df[["train_loss", "val_loss", "val_iou_weighted"]].to_numpy()).all()
+    assert (df["time_model_s"] > 0).all() and (df["seconds"] >= df["time_model_s"]).all()
+    assert df["val_iou_weighted"].max() == pytest.approx(s["best_score"])
+    model, meta = train.load_member(tmp_path / "best.pt", "cpu")
+    assert meta["channels"] == stats["channels"] and meta["epoch"] == s["best_epoch"]
+    assert json.loads((tmp_path / "done.json").read_text())["best_epoch"] == s["best_epoch"]
+    # a finished run called again does no work and changes nothing
+    before = (tmp_path / "last.pt").stat().st_mtime_ns
+    assert train.train_member(fi.train, fi.val, stats, TINY, tmp_path, "cpu", test_glaciers=fi.test_glaciers)["complete"]
+    assert (tmp_path / "last.pt").stat().st_mtime_ns == before
+    # other inputs with the same out_dir are refused, not silently mixed
+    with pytest.raises(RuntimeError, match="other inputs"):
+        train.train_member(fi.train[:-1], fi.val, stats, TINY, tmp_path, "cpu", test_glaciers=fi.test_glaciers)
+    # ... unless asked to start over (a workflow rerun after changed inputs)
+    s2 = train.train_member(fi.train, fi.val, stats, {**TINY, "epochs": 1}, tmp_path, "cpu",
+                            test_glaciers=fi.test_glaciers, restart_on_mismatch=True)
+    assert s2["complete"] and s2["epochs_done"] == 1 and len(pd.read_csv(tmp_path / "metrics.csv")) == 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, fold_data):
+    fi, stats, *_ = fold_data
+    cfg = {**TINY, "epochs": 3}
+    full, part = tmp_path / "full", tmp_path / "part"
+    train.train_member(fi.train, fi.val, stats, cfg, full, "cpu", test_glaciers=fi.test_glaciers)
+
+    def kill(epoch, row):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.train_member(fi.train, fi.val, stats, cfg, part, "cpu", test_glaciers=fi.test_glaciers, on_epoch_end=kill)
+    assert not (part / "done.json").exists()
+    assert len(pd.read_csv(part / "metrics.csv")) == 1
+    torch.manual_seed(999)       # a new process would not share the global RNG state
+    np.random.seed(999)
+    s = train.train_member(fi.train, fi.val, stats, cfg, part, "cpu", test_glaciers=fi.test_glaciers)
+    assert s["complete"] and s["epochs_done"] == 3
+
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(full / name, weights_only=False)["model"]
+        b = torch.load(part / name, weights_only=False)["model"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    pd.testing.assert_frame_equal(_metrics(full / "metrics.csv"), _metrics(part / "metrics.csv"))
+    # the weights did change over training (equality above is not trivial)
+    first = train.build_model("Unet", "resnet18", 16, None, cfg["seed"], **cfg["model_kwargs"]).state_dict()
+    last = torch.load(full / "last.pt", weights_only=False)["model"]
+    assert any(not torch.equal(first[k], last[k]) for k in first if first[k].is_floating_point())
+
+
+def test_run_member_uses_fold_roles(tmp_path, fold_data):
+    _, stats, ct, cv, split = fold_data
+    cfg = {**TINY, "epochs": 1, "n_patches": 5}
+    s = train.run_member(ct, cv, split, 0, 2, stats, cfg, tmp_path, "cpu")
+    assert s["seed"] == train.member_seed(0, 2) and s["n_train"] == 5
+    assert s["n_val"] == int((cv["glac_id"] == "V").sum())
