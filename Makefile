@@ -22,7 +22,7 @@ demo: env
 	$(BIN)/python -m glaciermap.demo --out resources/demo --seed 0 --preset demo
 
 run: demo
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
 test: env
 	$(BIN)/python -m pytest -q

@@ -12,8 +12,5 @@ rule acquire:
         f"{R}/logs/acquire/{{glacier}}/{{epoch}}.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=3000,
-        runtime=20,
     script:
         "../scripts/acquire.py"

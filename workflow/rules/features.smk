@@ -27,8 +27,5 @@ rule features:
         f"{R}/logs/features/{{glacier}}/{{epoch}}.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=3000,
-        runtime=20,
     script:
         "../scripts/features.py"

@@ -9,8 +9,5 @@ rule inventory:
         f"{R}/logs/inventory.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/inventory.py"

@@ -12,8 +12,5 @@ rule qc:
         f"{R}/logs/qc.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/qc.py"

@@ -11,8 +11,5 @@ rule select:
         f"{R}/logs/select/{{glacier}}/{{epoch}}.log",
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/select.py"
