@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pyproj import Transformer
 
@@ -57,6 +58,17 @@ def candidate_ids(glacier_row, cfg: dict, epoch: str) -> list[str]:
     return [it.id for it in items]
 
 
+def reflectance_offset(item, setting) -> float:
+    """DN offset of an item: since processing baseline 04.00 L2A digital numbers carry +1000."""
+    if setting != "auto":
+        return float(setting)
+    baseline = item.properties.get("s2:processing_baseline")
+    try:
+        return -1000.0 if baseline is not None and float(baseline) >= 4.0 else 0.0
+    except ValueError:
+        return 0.0
+
+
 def _load_item(item, keys: list[str], grid: CubeGrid, nearest: tuple[str, ...] = ()) -> xr.Dataset:
     """Load the assets ``keys`` of one item onto the cube grid (bilinear, nearest for class layers)."""
     import odc.stac
@@ -92,7 +104,6 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
                                 f"no scene of collection '{scfg['collection']}' intersects the cube extent between {start} and {end} "
                                 f"with cloud cover < {scfg['max_scene_cloud_cover']} %")
     assets = scfg["bands"]
-    offset = scfg["reflectance_offset"]
     dropped, layers = [], []
     for item in items:
         keys = list(assets.values()) + [scfg["scl_asset"]]
@@ -110,6 +121,7 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
             log.error("glacier %s: %s", glacier_id, why)
             dropped.append({"item_id": item.id, "file": href, "reason": why})
             continue
+        offset = reflectance_offset(item, scfg["reflectance_offset"])
         scl = ds[scfg["scl_asset"]].values.astype(np.uint8)
         bands = {}
         for band, key in assets.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor used on cube datasets)
 from affine import Affine
 
 

@@ -1,0 +1,90 @@
+"""Acquisition and selection on the tiny demo region, and the fully-clouded case."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+
+from glaciermap.acquire import acquire, reflectance_offset
+from glaciermap.config import validate_config
+from glaciermap.inventory import prepare_inventory, write_inventory
+from glaciermap.io import read_status
+from glaciermap.select import select_image
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_region, tmp_path_factory):
+    out = tmp_path_factory.mktemp("acq")
+    cfg = validate_config({
+        "inventory": {"path": str(tiny_region / "inputs/inventory.gpkg")},
+        "stac": {"source": str(tiny_region / "inputs/catalog/catalog.json")},
+        "grid": {"patch_size": 64},
+    })
+    checked = prepare_inventory(cfg)
+    write_inventory(checked, out / "glaciers.gpkg", out / "manifest.csv")
+    gid = checked.sort_values("area_km2").query("qc_status == 'ok'")["glac_id"].iloc[-1]
+    nc = out / "scenes.nc"
+    acquire(gid, "2023", cfg, str(out / "glaciers.gpkg"), str(nc))
+    return cfg, out, gid, nc
+
+
+def test_acquisition_matches_the_source_scenes(setup):
+    cfg, out, gid, nc = setup
+    assert read_status(nc)["status"] == "ok"
+    with xr.open_dataset(nc, engine="h5netcdf", decode_coords="all") as ds:
+        assert ds.rio.crs.to_epsg() == 32632
+        assert set(cfg["stac"]["bands"]) | {"SCL"} <= set(ds.data_vars)
+        # the cube extends 64/2 x 10 m + 50 m = 370 m beyond the glacier on every side
+        assert ds.sizes["x"] * 10 >= 740 and ds.sizes["y"] * 10 >= 740
+        item_id = str(ds["item_id"].values[0])
+        b02 = ds["B02"].isel(time=0)
+        x, y = float(b02.x[len(b02.x) // 2]), float(b02.y[len(b02.y) // 2])
+        cat = pystac.read_file(cfg["stac"]["source"])
+        item = next(i for i in cat.get_items(recursive=True) if i.id == item_id)
+        href = item.assets["B02"].get_absolute_href()
+        with rasterio.open(href) as src:
+            dn = next(src.sample([(x, y)]))[0]
+        got = float(b02.sel(x=x, y=y))
+        off = reflectance_offset(item, cfg["stac"]["reflectance_offset"])
+        if dn:
+            assert abs(got - (dn + off) * 1e-4) < 0.02  # bilinear onto the cube grid
+        assert json.loads(ds.attrs["dropped_items"]) == []
+
+
+def test_reflectance_offset_by_processing_baseline():
+    new = pystac.Item("a", None, None, pd.Timestamp("2023-08-01").to_pydatetime(), {"s2:processing_baseline": "05.09"})
+    old = pystac.Item("b", None, None, pd.Timestamp("2015-08-01").to_pydatetime(), {"s2:processing_baseline": "02.01"})
+    assert reflectance_offset(new, "auto") == -1000 and reflectance_offset(old, "auto") == 0
+    assert reflectance_offset(new, 0) == 0
+
+
+def test_only_fully_clouded_candidates_skip_the_glacier(setup, tmp_path):
+    cfg, out, gid, nc = setup
+    with xr.open_dataset(nc, engine="h5netcdf", decode_coords="all") as ds:
+        cloudy = ds.load()
+    cloudy["SCL"][:] = 9  # every candidate entirely under high-probability cloud
+    enc = {v: dict(cloudy[v].encoding) for v in cloudy.data_vars}
+    for v in enc:
+        enc[v] = {k: enc[v][k] for k in ("dtype", "scale_factor", "_FillValue") if k in enc[v]}
+        enc[v]["grid_mapping"] = "spatial_ref"
+    cloudy.to_netcdf(tmp_path / "cloudy.nc", engine="h5netcdf", encoding=enc)
+    classes = {"cloud": [8, 9, 10], "shadow": [3], "nodata": [0]}
+    table = select_image(gid, "2023", str(tmp_path / "cloudy.nc"), str(out / "glaciers.gpkg"), cfg["selection"],
+                         classes, str(tmp_path / "sel.csv"))
+    assert not table["chosen"].any()
+    assert (table["glacier_status"] == "skipped").all()
+    reason = table["glacier_reason"].iat[0]
+    assert gid in reason and "cloud fraction 1.000 > 0.3" in reason and "cloudy.nc" in reason
+
+
+def test_no_scene_in_the_window_skips_the_glacier(setup, tmp_path):
+    cfg, out, gid, nc = setup
+    narrow = dict(cfg, epochs={**cfg["epochs"], "2023": {"start": "2031-08-01", "end": "2031-08-02", "dhdt": "2015-2019",
+                                                         "inventory_year": False}})
+    st = acquire(gid, "2023", narrow, str(out / "glaciers.gpkg"), str(tmp_path / "none.nc"))
+    assert st["status"] == "skipped"
+    assert f"glacier {gid}" in st["reason"] and "no scene" in st["reason"] and "catalog.json" in st["reason"]
