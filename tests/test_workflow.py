@@ -144,3 +144,10 @@ def test_no_partial_files_and_rerun_is_a_no_op(run):
     proc = _snakemake(work, "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_workflow_is_lint_clean(run):
+    work, _, _ = run
+    proc = _snakemake(work, "--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr

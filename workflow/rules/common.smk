@@ -49,3 +49,16 @@ def scene_ids(wildcards):
 def per_glacier(pattern):
     """Every (glacier, epoch) instance of a per-glacier output pattern, in manifest order."""
     return [pattern.format(glacier=g, epoch=e) for g in GLACIER_IDS for e in EPOCHS]
+
+
+def raster_href(kind):
+    """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
+
+    def href(wildcards):
+        if kind == "dem":
+            spec = config["dem"]
+        else:
+            spec = config["dhdt"][config["epochs"][wildcards.epoch]["dhdt"]]
+        return resolve_raster(spec, config["stac"]["source"])
+
+    return href

@@ -1,16 +1,3 @@
-def raster_href(kind):
-    """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
-
-    def href(wildcards):
-        if kind == "dem":
-            spec = config["dem"]
-        else:
-            spec = config["dhdt"][config["epochs"][wildcards.epoch]["dhdt"]]
-        return resolve_raster(spec, config["stac"]["source"])
-
-    return href
-
-
 rule features:
     """Build the feature cube of one glacier and epoch: bands, indices, terrain, dh/dt and masks."""
     input:
