@@ -58,3 +58,10 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "selection.max_cloud_fraction: 'lots' is not of type 'number'" in r.stdout + r.stderr
+
+
+def test_worked_example_config_is_valid():
+    cfg = load_config("docs/examples/oetztal.yaml")
+    assert cfg["stac"]["source"].startswith("https://")
+    assert cfg["stac"]["bands"]["B11"] == "swir16" and cfg["stac"]["scl_asset"] == "scl"
+    assert set(cfg["dhdt"]) == {e["dhdt"] for e in cfg["epochs"].values()}
