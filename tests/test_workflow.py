@@ -151,3 +151,42 @@ def test_workflow_is_lint_clean(run):
     proc = _snakemake(work, "--lint")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def _planned_jobs(proc) -> set:
+    """(rule, wildcards) of every job a dry run plans."""
+    import re
+
+    out = proc.stdout + proc.stderr
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if m:
+            w = re.search(r"\n\s+wildcards: (.*)", block)
+            jobs.add((m.group(1), w.group(1).strip() if w else ""))
+    return jobs
+
+
+def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
+    work, _, _ = run
+    inv_path = work / "inputs" / "inventory.gpkg"
+    inv = gpd.read_file(inv_path)
+    backup = tmp_path / "inventory.gpkg"
+    shutil.copy(inv_path, backup)
+    try:
+        ok = inv[inv["glac_id"].str.startswith("DEMO")].to_crs("EPSG:32632")
+        x0, y0, x1, y1 = ok.total_bounds
+        # a new glacier inside the imagery, in a corner of the region away from the others
+        new = gpd.GeoDataFrame({"glac_id": ["NEW-1"], "src_date": ["2015-08-20"], "area_km2": [0.25]},
+                               geometry=[box(x0 - 900, y0 - 900, x0 - 400, y0 - 400)], crs="EPSG:32632")
+        pd.concat([inv, new.to_crs(inv.crs)], ignore_index=True).pipe(gpd.GeoDataFrame, crs=inv.crs).to_file(
+            inv_path, layer="glaciers")
+        proc = _snakemake(work, "-n")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        jobs = _planned_jobs(proc)
+        per_glacier = {(r, w) for r, w in jobs if w}
+        assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "select", "features")
+                               for e in ("inventory", "2023")}
+        assert {r for r, w in jobs if not w} == {"inventory", "qc", "all"}
+    finally:
+        shutil.copy(backup, inv_path)

@@ -1,5 +1,6 @@
 # Shared set-up: validated config, the parse-time glacier list, and path helpers.
 import functools
+import hashlib
 import re
 
 from glaciermap.acquire import candidate_ids
@@ -19,6 +20,10 @@ CONDA_ENV = "../../envs/glaciermap.yaml"
 _GLACIERS = glacier_list(config)
 MAPPED = _GLACIERS[_GLACIERS["qc_status"] == "ok"].set_index("glac_id", drop=False)
 GLACIER_IDS = list(MAPPED.index)
+# One hash over every row: any change to the inventory's content re-runs the `inventory` rule.
+INVENTORY_HASH = hashlib.sha1(
+    "".join(_GLACIERS["glac_id"] + _GLACIERS["fingerprint"] + _GLACIERS["qc_status"]).encode()
+).hexdigest()[:16]
 
 
 wildcard_constraints:

@@ -5,6 +5,8 @@ rule inventory:
     output:
         gpkg=f"{R}/inventory/glaciers.gpkg",
         manifest=f"{R}/inventory/manifest.csv",
+    params:
+        content=INVENTORY_HASH,
     log:
         f"{R}/logs/inventory.log",
     conda:
