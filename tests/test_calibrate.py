@@ -1,6 +1,8 @@
 import json
 
 import numpy as np
+
+from glaciermap.areas import glacier_area, tau_star
 import pandas as pd
 import pytest
 from scipy.special import expit, logit
@@ -9,7 +11,6 @@ from glaciermap.calibrate import (
     TAU_FEATURES,
     TAU_QUANTILE,
     apply_temperature,
-    area_bounds,
     ece,
     ensemble_stats,
     fit_tau_model,
@@ -20,7 +21,6 @@ from glaciermap.calibrate import (
     tau_features,
     tau_model_from_dict,
     tau_model_to_dict,
-    tau_star,
 )
 
 
@@ -95,6 +95,15 @@ def test_ensemble_stats():
     np.testing.assert_allclose(sd, [np.sqrt(((0.2) ** 2 + 0 + 0.2**2) / 3), 0.0])
 
 
+def _area_bounds(mu, sigma, inside, tau, a_px_km2):
+    e = glacier_area(mu, sigma, inside, a_px_km2 * 1e6, tau)
+    return e.lb_km2, e.ub_km2
+
+
+def _tau_star(mu, sigma, inside, area_ref, a_px_km2):
+    return tau_star(mu, sigma, inside, a_px_km2 * 1e6, area_ref)
+
+
 def test_tau_star_matches_brute_force_sweep():
     rng = np.random.default_rng(5)
     mu = rng.random((60, 60))
@@ -104,12 +113,12 @@ def test_tau_star_matches_brute_force_sweep():
     a_px = 1e-4
     for area_ref in [0.05, 0.12, 0.2, 0.25, 0.3, 0.5]:
         taus = np.round(np.arange(0, 501) * 0.001, 3)
-        ok = [t for t in taus if (lambda b: b[0] <= area_ref <= b[1])(area_bounds(mu, sigma, inside, t, a_px))]
+        ok = [t for t in taus if (lambda b: b[0] <= area_ref <= b[1])(_area_bounds(mu, sigma, inside, t, a_px))]
         expected = max(ok) if ok else np.nan
-        got = tau_star(mu, sigma, inside, area_ref, a_px)
+        got = _tau_star(mu, sigma, inside, area_ref, a_px)
         assert (np.isnan(got) and np.isnan(expected)) or got == expected
     # Larger than the whole buffer: no tau covers it.
-    assert np.isnan(tau_star(mu, sigma, inside, 1.0, a_px))
+    assert np.isnan(_tau_star(mu, sigma, inside, 1.0, a_px))
 
 
 def test_tau_star_hand_values_on_threshold_edges():
@@ -117,11 +126,11 @@ def test_tau_star_hand_values_on_threshold_edges():
     mu = np.array([1.0, 0.8, 0.3, 0.0])
     sigma = np.zeros(4)
     inside = np.ones(4, dtype=bool)
-    assert tau_star(mu, sigma, inside, 3.0, a_px_km2=1.0) == 0.3    # A_ub = 3 up to tau = 0.3 inclusive
-    assert tau_star(mu, sigma, inside, 1.0, a_px_km2=1.0) == 0.199  # at tau = 0.2 the 0.8 pixel joins A_lb
-    assert tau_star(mu, sigma, inside, 2.0, a_px_km2=1.0) == 0.5    # covered by every tau
-    assert np.isnan(tau_star(mu, sigma, inside, 0.5, a_px_km2=1.0))  # below A_lb(0) = 1
-    assert area_bounds(mu, sigma, inside, 0.25, a_px_km2=1.0) == (2.0, 3.0)
+    assert _tau_star(mu, sigma, inside, 3.0, a_px_km2=1.0) == 0.3    # A_ub = 3 up to tau = 0.3 inclusive
+    assert _tau_star(mu, sigma, inside, 1.0, a_px_km2=1.0) == 0.199  # at tau = 0.2 the 0.8 pixel joins A_lb
+    assert _tau_star(mu, sigma, inside, 2.0, a_px_km2=1.0) == 0.5    # covered by every tau
+    assert np.isnan(_tau_star(mu, sigma, inside, 0.5, a_px_km2=1.0))  # below A_lb(0) = 1
+    assert _area_bounds(mu, sigma, inside, 0.25, a_px_km2=1.0) == (2.0, 3.0)
 
 
 def test_tau_features_hand_values():

@@ -123,36 +123,6 @@ def ensemble_stats(probs):
     return probs.mean(axis=0), probs.std(axis=0)
 
 
-# --------------------------------------------------------------------------- area bounds and tau*
-
-
-def area_bounds(mu, sigma, inside, tau, a_px_km2: float = 1e-4):
-    """(A_lb, A_ub) in km2 for one tau: counts within ``inside`` (glacier + 20 m, no other glaciers)."""
-    inside = np.asarray(inside, dtype=bool)
-    m, s = np.asarray(mu, dtype=np.float64)[inside], np.asarray(sigma, dtype=np.float64)[inside]
-    return (float(a_px_km2 * np.count_nonzero(m - s >= 1.0 - tau)),
-            float(a_px_km2 * np.count_nonzero(m + s >= tau)))
-
-
-def tau_star(mu, sigma, inside, area_ref_km2: float, a_px_km2: float = 1e-4, taus=TAU_GRID) -> float:
-    """Largest tau on 0:0.001:0.5 whose [A_lb, A_ub] still contains the reference area; NaN if none.
-
-    A_lb grows and A_ub shrinks with tau, so the covering taus form [0, tau*]; all taus are
-    evaluated at once from sorted values instead of one mask per tau.
-    """
-    inside = np.asarray(inside, dtype=bool)
-    m, s = np.asarray(mu, dtype=np.float64)[inside], np.asarray(sigma, dtype=np.float64)[inside]
-    lo = np.sort(m - s)
-    hi = np.sort(m + s)
-    taus = np.asarray(taus, dtype=np.float64)
-    # NaN sorts last and never satisfies '>=' (as in area_bounds), so count only finite values.
-    n_lo, n_hi = np.count_nonzero(np.isfinite(lo)), np.count_nonzero(np.isfinite(hi))
-    a_lb = a_px_km2 * (n_lo - np.searchsorted(lo[:n_lo], 1.0 - taus, side="left"))
-    a_ub = a_px_km2 * (n_hi - np.searchsorted(hi[:n_hi], taus, side="left"))
-    ok = (a_lb <= area_ref_km2) & (area_ref_km2 <= a_ub)
-    return float(taus[ok].max()) if ok.any() else float("nan")
-
-
 # --------------------------------------------------------------------------- glacier-specific tau
 
 
