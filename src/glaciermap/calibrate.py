@@ -27,7 +27,7 @@ P_CLIP = 1e-6
 # 1 - (Phi(1) - Phi(-1)): the fraction of glaciers a 1-sigma interval may miss.
 TAU_QUANTILE = float(1.0 - (norm.cdf(1.0) - norm.cdf(-1.0)))
 TAU_FEATURES = ("log_area", "mean_mu", "rms_sigma", "rms_bernoulli")
-TAU_GRID = np.round(np.arange(0, 501) * 0.001, 3)  # 0:0.001:0.5 without float drift
+
 MIN_AREA_KM2 = 0.01
 Z_EPS = 1e-3  # clip for tau*/0.5 before the logit; below the 0.002 resolution of the tau grid
 
