@@ -16,9 +16,9 @@
 It is idempotent: when ``catalog.json`` and a ``.complete`` stamp with the same seed, preset and
 version exist nothing is done. Everything is written into ``.<out>.tmp-<pid>`` beside ``out`` and
 renamed into place at the end, so a half-generated region never looks complete. Presets are plain
-dicts in ``PRESETS`` ("demo": 40-60 glaciers on 25.2 x 19.8 km, 25 dates in 2015/2016/2017/2023, about a
-minute on 2 cores and ~550 MB; "tiny": 4-6 glaciers on 6 x 5.1 km, 3 dates in 2015 and 2023, a few
-seconds). All randomness comes from ``numpy.random.Generator`` seeded from (seed, stage): the same
+dicts in ``PRESETS`` ("demo": 40-60 glaciers on 25.2 x 19.8 km, 6 dates in each of 2015, 2016, 2017
+and 2023, ~45-60 s on 2 cores and ~530-580 MB; "tiny": 4-6 glaciers on 6 x 5.1 km, 3 dates in 2015
+and 2023, ~4 s). All randomness comes from ``numpy.random.Generator`` seeded from (seed, stage): the same
 seed gives identical arrays and identical COG bytes; another seed gives another region.
 
 What is planted
@@ -80,12 +80,12 @@ medium/high, 10 cirrus, 11 snow/ice (NDSI > 0.42, NIR > 0.11). ``eo:cloud_cover`
 SCL 8/9/10 among SCL != 0 pixels (rounded to 0.01).
 
 Schedule (``make_schedule``): two relative orbits (A full, B partial), 10-day revisit with S2A only
-(2015, 2016) and 5-day with S2B from 2017, candidates between 1 Aug and 15 Oct. Each year has
-exactly one ``best`` date (orbit A, 12 Aug - 15 Sep, < 2 % cloud, snow line above the ELA) - it is
-the truth date of that epoch - and the demo's 2015 a second ``good`` one. The others are ``snow``
-(fresh snow 500-900 m below the ELA: few clouds but bad), ``snowcloud``, ``cloudy`` (15-55 %),
-``partly`` (5-15 %), ``hazy`` (cirrus), ``overcast`` (80-97 %: filtered by eo:cloud_cover < 75);
-early-August dates keep late-lying snow, October dates are mostly snowy. ``truth/scenes.csv`` lists
+(2015, 2016) and 5-day with S2B from 2017, candidates between 1 Aug and 15 Oct. Each year has exactly
+one ``best`` date (orbit A, 12 Aug - 15 Sep, < 2 % cloud and none within 2 km of a glacier, snow line
+above the ELA) - it is the truth date of that epoch - and the demo's 2015 a second ``good`` one. The
+others are ``snow`` (fresh snow 500-900 m below the ELA: few clouds but bad), ``snowcloud``, ``cloudy``
+(15-55 %), ``partly`` (5-15 %), ``hazy`` (cirrus), ``overcast`` (80-97 %: filtered by eo:cloud_cover <
+75); early-August dates keep late-lying snow, October dates are mostly snowy. ``truth/scenes.csv`` lists
 every date's quality, snow line, cloud target, coverage and sun angles - never read it in modelling.
 
 Truth (``truth/``, for evaluation only): ``areas.csv`` has per glacier date_t0 (= src_date),
@@ -215,7 +215,8 @@ class _Grid8:
         dist.append(np.zeros(self.boundary.size))
         rows, cols, dist = np.concatenate(rows), np.concatenate(cols), np.concatenate(dist)
         # CSR order of the edges (scipy's counting sort by row), found once and reused for every solve
-        tag = sparse.csr_matrix((np.arange(1, rows.size + 1, dtype=np.float64), (rows, cols)), shape=(self.n + 1, self.n + 1))
+        tag = sparse.csr_matrix((np.arange(1, rows.size + 1, dtype=np.float64), (rows, cols)),
+                                shape=(self.n + 1, self.n + 1))
         order = tag.data.astype(np.int64) - 1
         self.rows, self.cols, self.dist = rows[order], cols[order], dist[order]
         self.indptr = tag.indptr
@@ -369,8 +370,12 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
 def slope_aspect(z: np.ndarray, res: float):
     """Slope (degrees) and aspect (radians clockwise from north, downslope direction), Horn-like."""
     zp = np.pad(z, 1, mode="edge").astype(np.float64)
-    dzdx = ((zp[:-2, 2:] + 2 * zp[1:-1, 2:] + zp[2:, 2:]) - (zp[:-2, :-2] + 2 * zp[1:-1, :-2] + zp[2:, :-2])) / (8 * res)
-    dzdy = ((zp[2:, :-2] + 2 * zp[2:, 1:-1] + zp[2:, 2:]) - (zp[:-2, :-2] + 2 * zp[:-2, 1:-1] + zp[:-2, 2:])) / (8 * res)
+    east = zp[:-2, 2:] + 2 * zp[1:-1, 2:] + zp[2:, 2:]
+    west = zp[:-2, :-2] + 2 * zp[1:-1, :-2] + zp[2:, :-2]
+    south = zp[2:, :-2] + 2 * zp[2:, 1:-1] + zp[2:, 2:]
+    north = zp[:-2, :-2] + 2 * zp[:-2, 1:-1] + zp[:-2, 2:]
+    dzdx = (east - west) / (8 * res)
+    dzdy = (south - north) / (8 * res)
     # rows go south: dz/dnorth = -dzdy
     gx, gn = dzdx, -dzdy
     slope = np.degrees(np.arctan(np.hypot(gx, gn)))
@@ -667,7 +672,7 @@ def _pick_spread(rng, cand_idx: np.ndarray, n: int, shape, min_cells: float) -> 
     return sorted(chosen)
 
 
-def build_world(seed: int, spec: dict, schedule_fn=None) -> "SimpleNamespace":
+def build_world(seed: int, spec: dict) -> "SimpleNamespace":
     """Everything static about the region (terrain, glaciers at t0 and their planted change), as arrays.
 
     The scene dates come from ``make_schedule`` (inventory dates are the clear dates of each year).
@@ -793,14 +798,16 @@ def sun_position(when) -> tuple[float, float]:
 def make_schedule(seed: int, spec: dict, ela0: float) -> list[dict]:
     """Candidate Sentinel-2 acquisitions per year, each with its (hidden) conditions.
 
-    Two relative orbits image the tile: orbit "A" covers it fully, orbit "B" only up to its swath
-    edge (a line ~8-16 degrees off north). Until 2016 only Sentinel-2A flies (10-day revisit per
-    orbit); from 2017 Sentinel-2B doubles it. Per year exactly one *best* date (orbit A, 12 Aug - 15 Sep:
-    cloud < 2 %, transient snow line above the ELA) is planted, in 2015 (demo) a second good one;
-    the other dates are drawn from: ``cloudy`` (15-55 % cloud), ``overcast`` (80-97 %), ``hazy``
-    (cirrus veil plus a little cloud), ``snow`` (fresh snow down to 500-900 m below the ELA, few clouds:
-    tempting but bad) and ``snowcloud``; early-August dates keep late-lying snow, October dates are
-    mostly snowy, and every orbit-B date is partial.
+    Two relative orbits image the tile: orbit "A" covers it fully, orbit "B" only up to its swath edge
+    (a line ~8-16 degrees off north, 25-65 % of the region). Until 2016 only Sentinel-2A flies (10-day
+    revisit per orbit); from 2017 Sentinel-2B doubles it. Per year exactly one *best* date (orbit A, 12
+    Aug - 15 Sep: cloud < 2 % and none within 2 km of a glacier, transient snow line 120-260 m above the
+    ELA, 320-480 m in the hot 2023) is planted, in the demo's 2015 a second ``good`` one (20-140 m above
+    the ELA). The other dates (orbit B twice as likely, at least one partial scene per year) are, in
+    order: ``snow`` (fresh snow 500-900 m below the ELA, few clouds: tempting but bad), ``cloudy``
+    (15-55 %), then a draw from ``cloudy``, ``overcast`` (80-97 %), ``hazy`` (cirrus veil),
+    ``snowcloud``, ``partly`` (5-15 %); October dates are mostly ``snow`` and dates before 11 August
+    keep late-lying snow (snow line 150-350 m below the ELA).
     """
     from datetime import date, datetime, timedelta
 
@@ -855,7 +862,8 @@ def make_schedule(seed: int, spec: dict, ela0: float) -> list[dict]:
         for i in sorted(chosen, key=lambda i: cand[i][0]):
             d, orbit, plat = cand[i]
             wx = chosen[i]
-            when = datetime(d.year, d.month, d.day, 10, 27, 41) if orbit == "A" else datetime(d.year, d.month, d.day, 10, 37, 29)
+            hms = (10, 27, 41) if orbit == "A" else (10, 37, 29)
+            when = datetime(d.year, d.month, d.day, *hms)
             cloud = {"best": rng.uniform(0.0, 0.02), "good": rng.uniform(0.01, 0.05), "cloudy": rng.uniform(0.15, 0.55),
                      "partly": rng.uniform(0.05, 0.15),
                      "overcast": rng.uniform(0.8, 0.97), "hazy": rng.uniform(0.02, 0.1), "snow": rng.uniform(0.0, 0.15),
@@ -870,12 +878,17 @@ def make_schedule(seed: int, spec: dict, ela0: float) -> list[dict]:
                 tsl = ela0 + rng.uniform(-150, 150) + (200 if hot else 0)
             if d < date(year, 8, 11) and wx not in ("best", "good"):
                 tsl = min(tsl, ela0 - rng.uniform(150, 350))  # late-lying winter snow
+            if wx == "hazy":
+                cirrus = float(rng.uniform(0.25, 0.45))
+            else:
+                draw = rng.random()
+                cirrus = float(rng.uniform(0, 0.12)) if draw < 0.3 and wx not in ("best", "good") else 0.0
             az, el = sun_position(when)
             item_id = f"S2{plat[-1].upper()}_{spec['mgrs_tile']}_{d:%Y%m%d}_0_L2A"
             out.append({
                 "item_id": item_id, "date": d.isoformat(), "datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "year": year, "orbit": orbit, "platform": plat, "quality": wx,
-                "cloud_target": float(cloud), "cirrus": float(rng.uniform(0.25, 0.45) if wx == "hazy" else (rng.uniform(0, 0.12) if rng.random() < 0.3 and wx not in ("best", "good") else 0.0)),
+                "cloud_target": float(cloud), "cirrus": cirrus,
                 "snowline_m": float(tsl), "fresh_snow": wx in ("snow", "snowcloud"),
                 "coverage": 1.0 if orbit == "A" else float(rng.uniform(0.25, 0.65)),
                 "swath_angle_deg": float(rng.uniform(8, 16)), "cloud_height_m": float(rng.uniform(1500, 3500)),
@@ -1025,7 +1038,6 @@ def plant(W, schedule: list[dict]) -> None:
     wob = fractal_noise(rng, (h10, w10), 3.2)
     score10 = z10 - 2.5 * np.maximum(0.0, 40.0 - dmargin) + 12.0 * wob + 40.0 * debris0
     q10 = np.full((h10, w10), np.inf, np.float32)
-    rows = []
     n1 = np.zeros(n, int)
     t1o = _ordinal(t1) if t1 else None
     for g in range(n):
@@ -1126,14 +1138,16 @@ def plant(W, schedule: list[dict]) -> None:
     treeline = W.ela0 - 800.0 + 80.0 * upsample(fractal_noise(rv, (W.h30, W.w30), 3.0), F)
     n30 = lambda beta: upsample(fractal_noise(rv, (W.h30, W.w30), beta), F)  # noqa: E731 - smooth at 10 m
     patch = 0.8 + 0.2 * n30(2.8)
-    meadow = smoothstep((treeline + 250.0 - z10) / 450.0) * (1.0 - smoothstep((slope10 - 30.0) / 14.0)) * np.clip(patch, 0, 1)
+    meadow = smoothstep((treeline + 250.0 - z10) / 450.0) * (1.0 - smoothstep((slope10 - 30.0) / 14.0))
+    meadow = meadow * np.clip(patch, 0, 1)
     forest = smoothstep((treeline - 120.0 - z10) / 220.0) * (1.0 - smoothstep((slope10 - 36.0) / 10.0))
     forest = forest * smoothstep(0.5 + n30(3.0))
     meadow = np.minimum(meadow, 1.0 - forest)
     nov = gl | lake10 | fore | W.snowpatch10 | lakefoot
     W.meadow10 = np.where(nov, 0.0, meadow).astype(np.float32)
     W.forest10 = np.where(nov, 0.0, forest).astype(np.float32)
-    W.lith10 = np.clip(1.0 + 0.13 * n30(3.2) + 0.025 * n30(2.4) + 0.01 * fractal_noise(rv, (h10, w10), 2.6), 0.65, 1.4).astype(np.float32)
+    lith = 1.0 + 0.13 * n30(3.2) + 0.025 * n30(2.4) + 0.01 * fractal_noise(rv, (h10, w10), 2.6)
+    W.lith10 = np.clip(lith, 0.65, 1.4).astype(np.float32)
     W.tint10 = smoothstep(0.5 + 0.35 * n30(3.5)).astype(np.float32)
     W.tex10 = (1.0 + 0.012 * fractal_noise(rv, (h10, w10), 2.8)).astype(np.float32)
     W.dirt10 = np.clip(0.25 + 0.6 * np.clip(p10, 0, 1) + 0.15 * n30(2.8), 0, 1).astype(np.float32)
@@ -1276,7 +1290,16 @@ def _cloud_fields(W, scene: dict, rng):
     dx = int(round(-np.sin(az) * shift_m / 60.0))  # columns (east +)
     dy = int(round(np.cos(az) * shift_m / 60.0))  # rows (south +)
     m = int(np.ceil(shift_m / 60.0)) + 2
-    base = fractal_noise(rng, (h60 + 2 * m, w60 + 2 * m), 3.3) + 0.35 * fractal_noise(rng, (h60 + 2 * m, w60 + 2 * m), 2.3)
+    big = (h60 + 2 * m, w60 + 2 * m)
+    base = fractal_noise(rng, big, 3.3) + 0.35 * fractal_noise(rng, big, 2.3)
+    if scene["quality"] in ("best", "good"):
+        # the clear dates stay clear over the glaciers: no cloud (or cloud shadow) within 2 km of ice
+        near = np.zeros(big, bool)
+        near[m:m + h60, m:m + w60] = W.near60
+        shifted = np.zeros(big, bool)  # shifted[p] = near[p + (dy, dx)]: the shadow of p falls near ice
+        shifted[max(0, -dy):big[0] - max(0, dy), max(0, -dx):big[1] - max(0, dx)] = \
+            near[max(0, dy):big[0] - max(0, -dy), max(0, dx):big[1] - max(0, -dx)]
+        base = np.where(near | shifted, base - 6.0, base)
     target = scene["cloud_target"]
     core = base[m:m + h60, m:m + w60]
     if target <= 0:
@@ -1305,19 +1328,20 @@ def _swath_valid60(W, scene: dict) -> np.ndarray:
     return u <= np.quantile(u, scene["coverage"])
 
 
-def render_scene(W, scene: dict) -> dict:
+def render_scene(W, scene: dict) -> tuple[dict, dict]:
     """All 12 bands (uint16 DN at native resolution) and SCL (uint8, 20 m) of one acquisition.
 
     Reflectance = texture x sum_k(weight_k x spectrum_k) x illumination, with seasonal snow
     (smooth in the date's transient snow line, shifted by northness and a static irregularity,
     not on slopes above ~50 degrees or on water) mixed over the surface. Illumination per band:
-    (1 - diffuse) x direct + diffuse x sky view, direct = cos(incidence)/sin(sun elevation) outside
-    cast shadows (terrain horizon from the 30 m DEM) and outside cloud shadows. Clouds and cirrus are
-    mixed on top; sensor noise is added; pixels outside the swath get 0 in all bands and SCL.
+    (1 - diffuse) x direct + diffuse x sky view, direct = 1 + TERRAIN_RESIDUAL (cos(i)/sin(sun
+    elevation) - 1) (what an L2A terrain correction leaves), 0 in cast shadows (terrain horizon traced
+    on the 30 m DEM) and dimmed in cloud shadows. Clouds and cirrus are mixed on top; sensor noise
+    is added; pixels outside the swath get 0 in all bands and SCL. Returns (arrays by asset, metadata:
+    cloud_cover, nodata_pct, snow_pct from the SCL, and the 60 m validity mask).
     """
     rng = np.random.default_rng(scene["noise_seed"])
     az, el = scene["sun_azimuth"], scene["sun_elevation"]
-    h10, w10 = W.h10, W.w10
     spec = _spectra_for(scene)
     wts, masks = surface_weights(W, scene)
     tsl = scene["snowline_m"]
@@ -1376,13 +1400,11 @@ def render_scene(W, scene: dict) -> dict:
             stats["refl20"] = refl_r
     # scene classification at 20 m
     refl20 = stats["refl20"]
-    g20 = block_mean(np.tensordot(spec[:, 2], wts, axes=(0, 0)) * (
-        (1.0 - DIFFUSE[2]) * direct + DIFFUSE[2] * W.sky10) * W.tex10, 2)
     cl, sh, cr, valid = stats["cl20"], stats["sh20"], stats["cr20"], stats["valid20"]
-    g20 = g20 * (1.0 - cl) + cl * SPECTRA["cloud"][2]
+    g20 = block_mean(out["B03"], 2) / np.float32(10000.0)
+    red = block_mean(out["B04"], 2) / np.float32(10000.0)
     swir = refl20["B11"]
     nir = refl20["B8A"]
-    red = block_mean(out["B04"].astype(np.float32) / 10000.0, 2)
     ndsi = (g20 - swir) / np.maximum(g20 + swir, 1e-6)
     ndvi = (nir - red) / np.maximum(nir + red, 1e-6)
     water20 = block_mean(masks["lake"].astype(np.float32), 2)
@@ -1407,11 +1429,14 @@ def render_scene(W, scene: dict) -> dict:
 
 
 def prepare_render(W) -> None:
-    """Static 10 m illumination inputs: surface normals and sky-view factor from the 30 m DEM."""
+    """Static render inputs: 10 m surface normals and sky-view factor from the 30 m DEM, and the
+    60 m mask of cells within 2 km of a glacier (kept cloud-free on the clear dates)."""
     _, _, gx, gn = slope_aspect(W.z30, RES_DEM)
     nx, ny, nz = surface_normals(gx, gn)
     W.nx10, W.ny10, W.nz10 = upsample(nx, F), upsample(ny, F), upsample(nz, F)
     W.sky10 = upsample(((1.0 + np.cos(np.radians(W.slope30))) / 2.0).astype(np.float32), F)
+    ice60 = block_mean((W.lab10 > 0).astype(np.float32), 6) > 0
+    W.near60 = ndimage.distance_transform_edt(~ice60) * 60.0 < 2000.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1429,10 +1454,11 @@ def make_dhdt(W, period: str) -> np.ndarray:
     (big glaciers thin most at their tongues, up to ~4-5 m/yr), x1 for 2010-2014 and x1.3 for
     2015-2019; debris-covered pixels thin at 85-115 % of that (thinning on debris tongues stays
     strong). The glacier extent is the inventory (t0) one for both periods (ice lost during 2015-2019
-    thinned until it was gone); the 10 m field is averaged to 100 m (margins get partial values). Noise: white 0.15 m/yr + spatially correlated 0.15 m/yr + slope-dependent up to
+    thinned until it was gone); the 10 m field is averaged to 100 m (margins get partial values).
+    Noise: white 0.15 m/yr + spatially correlated 0.15 m/yr + slope-dependent up to
     ~0.4 m/yr on 45 degree slopes; ~5 % of the steep (> 40 degree) off-glacier cells are voids.
     """
-    start, end, k = DHDT_PERIODS[period]
+    k = DHDT_PERIODS[period][2]
     rng = _rng(W.seed, 20 + list(DHDT_PERIODS).index(period))
     lab = W.lab10
     n = W.n
@@ -1495,6 +1521,19 @@ def write_cog(path, arr: np.ndarray, transform, nodata, resampling: str = "avera
             ds.build_overviews(factors, Resampling[resampling])
 
 
+def _write_gpkg(gdf, path, layer: str) -> None:
+    """GeoPackage with a fixed timestamp (OGR_CURRENT_DATE), so the same region gives the same bytes."""
+    import pyogrio
+
+    key = "OGR_CURRENT_DATE"
+    before = pyogrio.get_gdal_config_option(key)
+    pyogrio.set_gdal_config_options({key: "2000-01-01T00:00:00.000Z"})
+    try:
+        gdf.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+    finally:
+        pyogrio.set_gdal_config_options({key: before})
+
+
 def _polygons(lab: np.ndarray, transform, n: int) -> list:
     """One (Multi)Polygon per label 1..n, traced along the 10 m pixel edges (area = pixels x 100 m2)."""
     import shapely
@@ -1528,7 +1567,8 @@ def _footprint(W, valid60: np.ndarray):
     from rasterio import features
     from shapely.geometry import shape
 
-    polys = [shape(g) for g, v in features.shapes(valid60.astype(np.uint8), mask=valid60, transform=_transform(W, 60.0))]
+    t60 = _transform(W, 60.0)
+    polys = [shape(g) for g, _ in features.shapes(valid60.astype(np.uint8), mask=valid60, transform=t60)]
     geom = shapely.union_all(polys).simplify(30.0)
     if geom.geom_type == "MultiPolygon":
         geom = max(geom.geoms, key=lambda p: p.area)
@@ -1567,20 +1607,24 @@ def build_catalog(root, W, scenes: list[dict], aux: dict) -> None:
 
     root = Path(root)
     inputs = root / "inputs"
-    lon, lat = _lonlat([W.x0, W.x0 + W.w10 * 10, W.x0 + W.w10 * 10, W.x0], [W.y0, W.y0, W.y0 - W.h10 * 10, W.y0 - W.h10 * 10])
+    x1, y1 = W.x0 + W.w10 * RES_TRUTH, W.y0 - W.h10 * RES_TRUTH
+    lon, lat = _lonlat([W.x0, x1, x1, W.x0], [W.y0, W.y0, y1, y1])
     region_ll = shapely.Polygon(np.round(np.c_[lon, lat], 7))
     bbox_ll = [float(v) for v in region_ll.bounds]
     dts = sorted(datetime.strptime(s["datetime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) for s in scenes)
-    cat = pystac.Catalog("glaciermap-demo", f"Synthetic glacier region (glaciermap.demo, preset {W.spec['name']}, seed {W.seed})",
+    cat = pystac.Catalog("glaciermap-demo",
+                         f"Synthetic glacier region (glaciermap.demo, preset {W.spec['name']}, seed {W.seed})",
                          title="glaciermap demo region")
     s2 = pystac.Collection(
-        "sentinel-2-l2a", "Synthetic Sentinel-2 L2A-like scenes (surface reflectance x 10000, uint16, nodata 0; SCL 20 m)",
+        "sentinel-2-l2a",
+        "Synthetic Sentinel-2 L2A-like scenes (surface reflectance x 10000, uint16, nodata 0; SCL 20 m)",
         pystac.Extent(pystac.SpatialExtent([bbox_ll]), pystac.TemporalExtent([[dts[0], dts[-1]]])),
         license="CC-BY-4.0", title="Sentinel-2 L2A (synthetic)")
     auxc = pystac.Collection(
         "auxiliary", "Synthetic DEM (Copernicus GLO-30-like) and elevation-change maps",
         pystac.Extent(pystac.SpatialExtent([bbox_ll]),
-                      pystac.TemporalExtent([[datetime(2010, 1, 1, tzinfo=timezone.utc), datetime(2019, 12, 31, tzinfo=timezone.utc)]])),
+                      pystac.TemporalExtent([[datetime(2010, 1, 1, tzinfo=timezone.utc),
+                                              datetime(2019, 12, 31, tzinfo=timezone.utc)]])),
         license="CC-BY-4.0", title="auxiliary rasters")
     cat.add_child(s2)
     cat.add_child(auxc)
@@ -1604,7 +1648,8 @@ def build_catalog(root, W, scenes: list[dict], aux: dict) -> None:
                 title, roles = "Scene classification map (SCL)", ["data"]
             else:
                 cn, cw, fw = BAND_INFO[band]
-                extra["eo:bands"] = [{"name": band, "common_name": cn, "center_wavelength": cw, "full_width_half_max": fw}]
+                extra["eo:bands"] = [{"name": band, "common_name": cn, "center_wavelength": cw,
+                                      "full_width_half_max": fw}]
                 extra["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "spatial_resolution": res,
                                           "scale": 0.0001, "offset": 0}]
                 extra["gsd"] = res
@@ -1706,16 +1751,17 @@ def _write_world_files(root: Path, W, schedule: list[dict]) -> dict:
     inv = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "area_km2": tab["area_t0_km2"].round(6),
                             "src_date": tab["src_date"], "cenlon": np.round(lon, 6), "cenlat": np.round(lat, 6)},
                            geometry=geoms0, crs=CRS)
-    inv.to_file(inputs / "inventory.gpkg", layer="glaciers", driver="GPKG", engine="pyogrio")
-    out0 = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "date": tab["src_date"], "area_km2": tab["area_t0_km2"].round(6)},
+    _write_gpkg(inv, inputs / "inventory.gpkg", "glaciers")
+    out0 = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "date": tab["src_date"],
+                             "area_km2": tab["area_t0_km2"].round(6)},
                             geometry=geoms0, crs=CRS)
-    out0.to_file(truth / "outlines_t0.gpkg", layer="outlines", driver="GPKG", engine="pyogrio")
+    _write_gpkg(out0, truth / "outlines_t0.gpkg", "outlines")
     if W.t1 is not None:
         lab1 = np.where(W.kept1, W.lab10, 0)
         geoms1 = _polygons(lab1, t10, n)
         out1 = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "date": W.t1, "area_km2": tab["area_t1_km2"].round(6)},
                                 geometry=geoms1, crs=CRS)
-        out1.to_file(truth / "outlines_2023.gpkg", layer="outlines", driver="GPKG", engine="pyogrio")
+        _write_gpkg(out1, truth / "outlines_2023.gpkg", "outlines")
         years = (W.t1_ord - W.t0_ord[1:]) / 365.25
         d_area = tab["area_t1_km2"] - tab["area_t0_km2"]
         areas = pd.DataFrame({
@@ -1790,14 +1836,16 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
         aux = _write_world_files(tmp, W, schedule)
         timings["inventory_truth_dem_dhdt"] = time.perf_counter() - t
         t = time.perf_counter()
+        import multiprocessing as mp
+
         n_workers = max(1, min(workers or spec["workers"], os.cpu_count() or 1))
+        if "fork" not in mp.get_all_start_methods():
+            n_workers = 1  # the workers share the world by forking
         threads = max(1, (os.cpu_count() or 1) // n_workers)
         jobs = [(sc, str(tmp / "inputs" / "scenes" / sc["item_id"]), threads) for sc in schedule]
         _WORLD = W
         try:
             if n_workers > 1:
-                import multiprocessing as mp
-
                 with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("fork")) as ex:
                     metas = list(ex.map(_render_and_write, jobs))
             else:
