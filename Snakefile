@@ -14,9 +14,19 @@ include: "workflow/rules/acquire.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/patches.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/calibrate.smk"
+include: "workflow/rules/areas.smk"
+include: "workflow/rules/change.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
     input:
         rules.qc.output,
+        MODEL_TARGETS,
     default_target: True

@@ -80,7 +80,7 @@ def run(tiny_region, tmp_path_factory):
     cfg["grid"]["patch_size"] = 64
     cfg["epochs"]["inventory"] = {"inventory_year": True, "start": "08-01", "end": "10-15", "dhdt": "2010-2014"}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = _snakemake(work, "--keep-going")
+    proc = _snakemake(work, "--keep-going", "qc")  # the data half (tests/test_model_workflow.py runs the rest)
     return work, faults, proc
 
 
@@ -141,7 +141,7 @@ def test_broken_scene_files_are_dropped_and_named(run):
 def test_no_partial_files_and_rerun_is_a_no_op(run):
     work, _, _ = run
     assert not list((work / "results").rglob(".*.part*"))
-    proc = _snakemake(work, "-n")
+    proc = _snakemake(work, "-n", "qc")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -181,12 +181,12 @@ def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
                                geometry=[box(x0 - 900, y0 - 900, x0 - 400, y0 - 400)], crs="EPSG:32632")
         pd.concat([inv, new.to_crs(inv.crs)], ignore_index=True).pipe(gpd.GeoDataFrame, crs=inv.crs).to_file(
             inv_path, layer="glaciers")
-        proc = _snakemake(work, "-n")
+        proc = _snakemake(work, "-n", "qc")
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         jobs = _planned_jobs(proc)
         per_glacier = {(r, w) for r, w in jobs if w}
         assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "select", "features")
                                for e in ("inventory", "2023")}
-        assert {r for r, w in jobs if not w} == {"inventory", "qc", "all"}
+        assert {r for r, w in jobs if not w} == {"inventory", "qc"}
     finally:
         shutil.copy(backup, inv_path)

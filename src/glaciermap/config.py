@@ -86,6 +86,13 @@ def _check_semantics(cfg: dict) -> None:
             if len(ep[k]) != n:
                 fmt = "MM-DD" if n == 5 else "YYYY-MM-DD"
                 problems.append(f"epochs.{name}.{k}: '{ep[k]}' must be {fmt}")
+    for key in ("from", "to"):
+        name = cfg.get("change", {}).get(key)
+        if name is not None and name not in cfg["epochs"]:
+            problems.append(f"change.{key}: '{name}' is not an epoch ({', '.join(cfg['epochs'])})")
+    tp, gp = cfg.get("train", {}).get("patch_size"), cfg["grid"]["patch_size"]
+    if tp is not None and tp > gp:
+        problems.append(f"train.patch_size: {tp} is larger than grid.patch_size {gp} (the cube margin is grid.patch_size/2)")
     for key in ("dem",):
         problems += _check_raster(key, cfg[key])
     for name, spec in cfg["dhdt"].items():

@@ -67,3 +67,79 @@ def raster_href(kind):
         return resolve_raster(spec, config["stac"]["source"])
 
     return href
+
+
+# ---------------------------------------------------------------------------------------------------- modelling half
+# The split must be known when the DAG is built (per-fold jobs name per-glacier files): the frozen file
+# is read (and extended in memory) when it exists, else the same deterministic make_split is computed
+# here; the `split` rule then writes or extends the frozen file. No checkpoints.
+import os
+import sys
+
+from glaciermap.features import DL4GAM_CHANNELS
+from glaciermap.split import SplitError, make_split, split_for
+from glaciermap.steps import split_hash
+
+SPLIT_FILE = f"{R}/split/split.csv"
+SPLIT_CFG = config["split"]
+try:
+    if os.path.exists(SPLIT_FILE):
+        SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False)
+    else:
+        SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"])
+    SPLIT_ERROR = ""
+except SplitError as e:  # the data half still runs; the `split` job fails with this message
+    SPLIT, SPLIT_ERROR = None, str(e)
+    print(f"glaciermap: no cross-validation split ({e}); the modelling rules cannot run", file=sys.stderr)
+SPLIT_HASH = split_hash(SPLIT) if SPLIT is not None else "none"
+ROLE_OF = {k: dict(zip(SPLIT["glac_id"], SPLIT[f"role_{k}"])) for k in range(SPLIT_CFG["n_folds"])} if SPLIT is not None else {}
+TEST_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "test"] for k, r in ROLE_OF.items()}
+VAL_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "val"] for k, r in ROLE_OF.items()}
+FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glacier
+MEMBERS = list(range(config["train"]["members"]))
+T0, T1 = config["change"]["from"], config["change"]["to"]
+CHANNELS = list(config["model"]["channels"] or DL4GAM_CHANNELS)
+TRAIN_CFG = dict(config["model"], **config["train"], channels=CHANNELS)
+TRUTH_DIR = config["evaluation"]["truth_dir"]
+
+
+def fold_roles_hash(wildcards):
+    """Roles of one fold: its jobs re-run when (and only when) that fold's membership changes."""
+    import hashlib
+
+    roles = ROLE_OF[int(wildcards.fold)]
+    return hashlib.sha1("".join(f"{g}:{roles[g]};" for g in sorted(roles)).encode()).hexdigest()[:16]
+
+
+def fold_cubes(role, epoch=None):
+    """Input function: cubes of the fold's glaciers with ``role`` at ``epoch`` (default: the t0 epoch)."""
+
+    def cubes(wildcards):
+        ids = {"test": TEST_OF, "val": VAL_OF}[role][int(wildcards.fold)] if role != "train" else [
+            g for g in GLACIER_IDS if ROLE_OF[int(wildcards.fold)].get(g) == "train"]
+        return [f"{R}/cubes/{g}/{epoch or T0}.nc" for g in ids]
+
+    return cubes
+
+
+def val_predictions(wildcards):
+    """Validation predictions of a fold at t0 (calibration)."""
+    k = int(wildcards.fold)
+    return [f"{R}/predictions/val/fold{k}/{g}/{T0}.nc" for g in VAL_OF[k]]
+
+
+def val_ids(wildcards):
+    return VAL_OF[int(wildcards.fold)]
+
+
+def summary_inputs(wildcards):
+    """Optional inputs of the summary: the baseline and the truth comparison when configured."""
+    d = {}
+    if config["baseline"]["enabled"]:
+        d["baseline"] = f"{R}/baseline/band_ratio.json"
+    if TRUTH_DIR:
+        d["evaluation"] = f"{R}/evaluation/truth.json"
+    return d
+
+# Targets of the modelling half for the default target (without a split only the failing, explaining split job).
+MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg"] if FOLDS else [f"{R}/split/folds.csv"]

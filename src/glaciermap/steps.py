@@ -1,0 +1,470 @@
+"""File-level steps of the modelling half: read the per-glacier files, call the pure modules, write tables.
+
+Each public ``run_*`` function is what one Snakemake rule's script calls (split, patches, normalise,
+train, infer, calibrate, areas, change, baseline). The method itself lives in split.py, patches.py,
+train.py, infer.py, calibrate.py, areas.py, change.py and baseline.py; this module only moves data
+between files and those functions, and decides nothing of the method except the documented fallbacks
+for regions too small for a fit (tau model, regional extrapolation), which are recorded in the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import STATUS_SKIPPED, write_csv_atomic, write_json_atomic
+
+log = logging.getLogger("glaciermap.steps")
+
+
+# ---------------------------------------------------------------------------------------------------- small readers
+
+
+def read_manifest(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"glac_id": str})
+
+
+def read_cube_masks(path) -> dict | None:
+    """Masks, resolution and image date of one cube (None for a skip record)."""
+    from .patches import open_cube
+
+    with open_cube(path) as ds:
+        if ds.attrs.get("status") == STATUS_SKIPPED:
+            return None
+        xs = ds["x"].values
+        res = float(abs(xs[1] - xs[0])) if xs.size > 1 else float(ds.attrs.get("resolution_m", 10.0))
+        masked = ds["mask_nodata"].values.astype(bool) | ds["mask_cloud"].values.astype(bool)
+        return {"glacier": ds["mask_glacier"].values.astype(bool),
+                "buffer20": ds["mask_buffer_20m"].values.astype(bool),
+                "buffer50": ds["mask_buffer_50m"].values.astype(bool),
+                "masked": masked, "resolution": res, "date": str(ds.attrs.get("date", ""))[:10]}
+
+
+def read_probs(path) -> np.ndarray | None:
+    """Member probabilities [M, H, W] of a prediction file (None for a skip record)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        if ds.attrs.get("status") == STATUS_SKIPPED:
+            return None
+        return ds["prob"].values.astype(np.float64)
+
+
+def calibrated_stats(probs: np.ndarray, temperatures) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble mean and std of the temperature-scaled member probabilities (no temperatures: T = 1)."""
+    from .calibrate import apply_temperature, ensemble_stats
+
+    temperatures = list(temperatures) or [1.0] * len(probs)
+
+    scaled = np.stack([apply_temperature(p, t) for p, t in zip(probs, temperatures, strict=True)])
+    return ensemble_stats(scaled)
+
+
+def _finite_mean(v) -> float | None:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+# ---------------------------------------------------------------------------------------------------- split, patches
+
+
+def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "") -> None:
+    """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
+    from .split import fold_table, split_for
+
+    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction)
+    if expected_hash and split_hash(split) != expected_hash:
+        raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
+    write_csv_atomic(folds_csv, fold_table(split))
+
+
+def split_hash(split: pd.DataFrame) -> str:
+    """Hash of the glacier -> (test fold, roles) assignment (what the DAG depends on)."""
+    import hashlib
+
+    cols = [c for c in split.columns if c == "glac_id" or c == "test_fold" or c.startswith("role_")]
+    return hashlib.sha1(split[cols].sort_values("glac_id").to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def run_centres(cube_paths, stride: int, out_csv) -> None:
+    from .patches import centre_table
+
+    write_csv_atomic(out_csv, centre_table(cube_paths, stride))
+
+
+def run_normalisation(cube_paths, split_csv, fold: int, channels, out_json) -> None:
+    from .patches import fit_fold_normalisation, save_normalisation
+    from .split import read_split
+
+    by_glacier = {Path(p).parent.name: str(p) for p in cube_paths}
+    save_normalisation(fit_fold_normalisation(by_glacier, read_split(split_csv), fold, channels), out_json)
+
+
+# ---------------------------------------------------------------------------------------------------- train, infer
+
+
+def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
+              done_json, threads: int = 1) -> dict:
+    """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it."""
+    import torch
+
+    from .patches import load_normalisation
+    from .split import read_split
+    from .train import run_member
+
+    torch.set_num_threads(max(int(threads), 1))
+    read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
+    cfg = dict(cfg)
+    device = cfg.pop("device", None)
+    summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
+                         load_normalisation(norm_json), cfg, Path(done_json).parent, device,
+                         restart_on_mismatch=True)
+    if not Path(done_json).exists():
+        raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
+    return summary
+
+
+def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
+    """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers)."""
+    import torch
+
+    from .patches import load_normalisation
+    from .train import load_member, resolve_device
+
+    torch.set_num_threads(max(int(threads), 1))
+    device = resolve_device(cfg.get("device"))
+    models, members = [], []
+    for done in done_jsons:
+        model, meta = load_member(Path(done).parent / "best.pt", device)
+        models.append(model)
+        members.append(int(Path(done).parent.name.replace("member", "")))
+    timings = predict_files(models, cube_paths, out_paths, load_normalisation(norm_json), members, cfg, patch_size, device)
+    log.info("inference: %s", timings)
+    return timings
+
+
+def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device):
+    from .infer import predict_to_files
+
+    return predict_to_files(models, list(map(str, cube_paths)), list(map(str, out_paths)), stats, members=members,
+                            patch_size=int(patch_size), stride=int(cfg["stride"]), blend=cfg["blend"],
+                            batch_size=int(cfg["batch_size"]), device=device)
+
+
+# ---------------------------------------------------------------------------------------------------- calibrate
+
+
+def _constant_tau_model(tau_star, n_fit: int, kind: str):
+    """Intercept-only quantile model (the q-quantile of logit(2 tau*)): used when too few glaciers for 4 predictors."""
+    from .calibrate import TAU_FEATURES, TAU_QUANTILE, TauModel, _z_target
+
+    t = np.asarray(tau_star, dtype=np.float64)
+    t = t[np.isfinite(t)]
+    z = float(np.quantile(_z_target(t), TAU_QUANTILE)) if t.size else float(_z_target(0.5))
+    return TauModel(coef=[0.0] * len(TAU_FEATURES), intercept=z, n_fit=n_fit, extra={"kind": kind})
+
+
+def run_calibrate(fold: int, glaciers, pred_paths, cube_paths, manifest_csv, cfg: dict, out_json) -> dict:
+    """Per-member temperatures, ECE before/after and the tau model of one fold, from its validation glaciers."""
+    from .areas import glacier_area, tau_star
+    from .calibrate import (apply_temperature, ece, fit_tau_model, fit_temperature, reliability_curve, tau_features,
+                            tau_model_to_dict)
+
+    area_of = read_manifest(manifest_csv).set_index("glac_id")["area_km2"].astype(float)
+    data = []
+    for g, pp, cp in zip(glaciers, pred_paths, cube_paths, strict=True):
+        probs, masks = read_probs(pp), read_cube_masks(cp)
+        if probs is None or masks is None:
+            continue
+        data.append((g, probs, masks))
+    M = next((d[1].shape[0] for d in data), 0)
+    ps, ys = [[] for _ in range(M)], []
+    for g, probs, m in data:
+        sel = m["buffer50"] & ~m["masked"] & np.isfinite(probs).all(0)
+        ys.append(m["glacier"][sel].astype(np.float64))
+        for i in range(M):
+            ps[i].append(probs[i][sel])
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    sub = int(cfg["subsample"])
+    temps = [fit_temperature(np.concatenate(p), y, subsample=sub) if y.size else 1.0 for p in ps]
+    if y.size:
+        before = np.mean([np.concatenate(p) for p in ps], axis=0)
+        after = np.mean([apply_temperature(np.concatenate(p), t) for p, t in zip(ps, temps)], axis=0)
+        ece_b, ece_a = ece(before, y, cfg["ece_bins"]), ece(after, y, cfg["ece_bins"])
+        rel = pd.concat([reliability_curve(before, y, cfg["ece_bins"]).assign(calibration="before"),
+                         reliability_curve(after, y, cfg["ece_bins"]).assign(calibration="after")])
+    else:
+        ece_b = ece_a = float("nan")
+        rel = pd.DataFrame()
+    rows = []
+    for g, probs, m in data:
+        mu, sigma = calibrated_stats(probs, temps)
+        a_px = m["resolution"] ** 2
+        est = glacier_area(mu, sigma, m["buffer20"], a_px)
+        ts = tau_star(mu, sigma, m["buffer20"], a_px, float(area_of[g]))
+        rows.append({"glac_id": g, "area_ref_km2": float(area_of[g]), "area_pred_km2": est.area_km2, "tau_star": ts,
+                     **tau_features(est.area_km2, mu, sigma, m["buffer20"])})
+    tab = pd.DataFrame(rows, columns=["glac_id", "area_ref_km2", "area_pred_km2", "tau_star", "log_area", "mean_mu",
+                                      "rms_sigma", "rms_bernoulli"])
+    num = tab[["tau_star", "log_area", "mean_mu", "rms_sigma", "rms_bernoulli"]].astype(float)
+    n_ok = int(np.isfinite(num).all(axis=1).sum())
+    if n_ok >= max(int(cfg["min_tau_glaciers"]), 6):
+        model = fit_tau_model(tab, tab["tau_star"])
+        model.extra["kind"] = "quantile_regression"
+    else:
+        model = _constant_tau_model(tab["tau_star"], n_ok, "constant" if n_ok else "default")
+        log.warning("fold %d: %d validation glacier(s) with a finite tau*: constant tau model (%s)", fold, n_ok,
+                    model.extra["kind"])
+    if not y.size:
+        log.warning("fold %d: no validation pixels; temperatures T = 1 and the default tau", fold)
+    out = {"fold": int(fold), "members": M, "temperatures": [float(t) for t in temps],
+           "n_pixels": int(y.size), "ece_before": ece_b, "ece_after": ece_a,
+           "tau_model": tau_model_to_dict(model), "validation_glaciers": tab.to_dict("records"),
+           "reliability": rel.to_dict("records")}
+    write_json_atomic(out_json, _clean(out))
+    return out
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------- areas
+
+
+def run_areas(keys, pred_paths, cube_paths, calib_jsons, split_csv, manifest_csv, ref_epoch: str, outputs: dict) -> pd.DataFrame:
+    """Per glacier and epoch: calibrated area, bounds with tau_hat (from that epoch's own predictors), metrics at ref_epoch.
+
+    ``keys``: (glacier, epoch) pairs parallel to pred_paths/cube_paths (test predictions).
+    ``outputs``: paths for ``glaciers`` (every glacier and epoch), ``segmentation`` (Table 4),
+    ``size_classes`` (Table 5) and ``folds`` (area statistics per fold).
+    """
+    from .areas import METRICS, glacier_area, glacier_record, summarise_metrics
+    from .calibrate import predict_tau, tau_features, tau_model_from_dict
+    from .split import read_split
+
+    calib = {}
+    for p in calib_jsons:
+        d = json.loads(Path(p).read_text())
+        calib[int(d["fold"])] = d
+    fold_of = read_split(split_csv).set_index("glac_id")["test_fold"].astype(int)
+    area_of = read_manifest(manifest_csv).set_index("glac_id")["area_km2"].astype(float)
+    rows = []
+    for (g, e), pp, cp in zip(keys, pred_paths, cube_paths, strict=True):
+        k = int(fold_of[g])
+        base = {"glac_id": g, "epoch": e, "fold": k}
+        probs, m = read_probs(pp), read_cube_masks(cp)
+        if probs is None or m is None:
+            rows.append({**base, "status": "skipped"})
+            continue
+        c = calib[k]
+        mu, sigma = calibrated_stats(probs, c["temperatures"])
+        a_px = m["resolution"] ** 2
+        est = glacier_area(mu, sigma, m["buffer20"], a_px)
+        feats = tau_features(est.area_km2, mu, sigma, m["buffer20"])
+        tau = float(predict_tau(tau_model_from_dict(c["tau_model"]), pd.DataFrame([feats]))[0])
+        tau_ok = np.isfinite(tau)
+        rec = glacier_record(mu, sigma, m["glacier"], m["buffer20"], m["buffer50"], a_px, tau if tau_ok else 0.5,
+                             reference_area=float(area_of[g]))
+        if e != ref_epoch:  # the inventory outline is the reference only at its own epoch
+            for col in list(METRICS) + ["fpr", "area_ref_km2", "tp_km2", "fp_km2", "fn_km2", "tn_km2"]:
+                rec[col] = np.nan
+        rows.append({**base, "status": "ok", "date": m["date"], **rec, "tau_hat": tau if tau_ok else np.nan,
+                     "cloud_fraction": float(m["masked"][m["buffer50"]].mean()) if m["buffer50"].any() else np.nan,
+                     **{f"x_{f}": v for f, v in feats.items()}})
+    df = pd.DataFrame(rows)
+    write_csv_atomic(outputs["glaciers"], df)
+    ref = df[(df["epoch"] == ref_epoch) & (df["status"] == "ok")]
+    tables = summarise_metrics(ref, by="fold")
+    write_csv_atomic(outputs["segmentation"], tables["segmentation"])
+    write_csv_atomic(outputs["size_classes"], tables["size_classes"])
+    write_csv_atomic(outputs["folds"], tables["groups"])
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------- change
+
+
+def rate_inputs(areas: pd.DataFrame, t0: str, t1: str, area="area_pred_km2", lb="area_lb_km2", ub="area_ub_km2") -> pd.DataFrame:
+    """One row per glacier with the change_rates inputs from a long (glacier, epoch) area table."""
+    ok = areas[areas["status"] == "ok"]
+    a = ok[ok["epoch"] == t0].set_index("glac_id")
+    b = ok[ok["epoch"] == t1].set_index("glac_id")
+    ids = sorted(set(a.index) & set(b.index))
+    out = pd.DataFrame({"glac_id": ids})
+    out["fold"] = a.loc[ids, "fold"].to_numpy() if "fold" in a.columns else np.nan
+    for suffix, t in (("t0", a), ("t1", b)):
+        out[f"area_{suffix}"] = t.loc[ids, area].to_numpy(float)
+        out[f"lb_{suffix}"] = t.loc[ids, lb].to_numpy(float)
+        out[f"ub_{suffix}"] = t.loc[ids, ub].to_numpy(float)
+        out[f"date_{suffix}"] = t.loc[ids, "date"].to_numpy()
+    out["recall_t0"] = a.loc[ids, "recall"].to_numpy(float)
+    return out
+
+
+def regional_rates(rates: pd.DataFrame, manifest: pd.DataFrame, min_area_km2: float) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(every inventory glacier with measured or extrapolated rate, regional totals, Table 6 coverage)."""
+    from .change import coverage_table, regional_extrapolation, regional_totals
+
+    inv = manifest[manifest["qc_status"].isin(["ok", "small", "skipped"]) & np.isfinite(manifest["area_km2"].astype(float))
+                   & (manifest["area_km2"].astype(float) > 0)][["glac_id", "area_km2"]]
+    cov = coverage_table(rates, inv, min_area_km2)
+    df_all = inv.merge(rates, on="glac_id", how="left")
+    kept = df_all["kept"].fillna(False).astype(bool).to_numpy()
+    notes = []
+    if kept.sum() < 3:
+        valid = (df_all["filter_reason"] == "low_recall") | (df_all["filter_reason"] == "low_snr") | kept
+        valid = valid.fillna(False).to_numpy(bool)
+        notes.append(f"only {int(kept.sum())} glacier(s) passed the SNR and recall filters; the size model is fitted "
+                     f"on all {int(valid.sum())} glaciers with a finite rate instead")
+        kept = valid
+    if kept.sum() < 3:
+        totals = {"notes": notes + [f"{int(kept.sum())} glacier(s) with a finite rate: no regional extrapolation"]}
+        df_all["rate_source"] = np.where(kept, "measured", "none")
+        return df_all, totals, cov
+    ext = regional_extrapolation(df_all, kept_mask=kept, area_col="area_km2", sigma_fallback="nearest")
+    totals = regional_totals(ext)
+    totals["rate_model"] = ext.attrs["rate_model"]
+    totals["n_kept_filters"] = int(df_all["kept"].fillna(False).astype(bool).sum())
+    totals["notes"] = notes
+    return ext, totals, cov
+
+
+def run_change(areas_csv, manifest_csv, inventory_gpkg, cfg: dict, min_area_km2: float, outputs: dict) -> dict:
+    """Per-glacier rates (Table 6 filters), regional extrapolation and totals; CSV, GeoPackage and JSON."""
+    from .change import change_rates
+
+    c = cfg["change"]
+    areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
+    rates = change_rates(rate_inputs(areas, c["from"], c["to"]), snr_min=c["snr_min"], recall_min=c["recall_min"])
+    manifest = read_manifest(manifest_csv)
+    ext, totals, cov = regional_rates(rates, manifest, min_area_km2)
+    totals.update({"t0": c["from"], "t1": c["to"], "n_rates": int(len(rates)), "n_kept": int(rates["kept"].sum())})
+    write_csv_atomic(outputs["csv"], ext)
+    write_csv_atomic(outputs["coverage"], cov)
+    write_json_atomic(outputs["totals"], _clean(totals))
+    _write_gpkg(ext, inventory_gpkg, outputs["gpkg"])
+    return totals
+
+
+def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
+    import geopandas as gpd
+
+    from .io import atomic_path
+
+    inv = gpd.read_file(inventory_gpkg, layer="glaciers", engine="pyogrio")[["glac_id", "geometry"]]
+    inv["glac_id"] = inv["glac_id"].astype(str)
+    g = inv.merge(df, on="glac_id", how="inner")
+    for col in g.columns:
+        if g[col].dtype == object and col != "geometry":
+            g[col] = g[col].astype(str)
+    with atomic_path(out_path) as tmp:
+        gpd.GeoDataFrame(g, geometry="geometry", crs=inv.crs).to_file(tmp, layer="rates", driver="GPKG", engine="pyogrio")
+
+
+# ---------------------------------------------------------------------------------------------------- baseline
+
+
+def band_sample(cube_path) -> dict | None:
+    """Band-ratio sample of one cube: DN bands and labels over glacier + 50 m (valid pixels), plus full arrays."""
+    from .patches import open_cube
+
+    with open_cube(cube_path) as ds:
+        if ds.attrs.get("status") == STATUS_SKIPPED:
+            return None
+        bands = {k: ds[b].values.astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
+    m = read_cube_masks(cube_path)
+    region = (m["buffer50"] | m["glacier"]) & ~m["masked"]
+    sample = {k: v[region] for k, v in bands.items()}
+    sample["label"] = m["glacier"][region]
+    return {"sample": sample, "bands": bands, "masks": m}
+
+
+def _br_record(item: dict, t1: float, t2: float, ref_area: float | None) -> dict:
+    from .areas import M2_PER_KM2, pixel_metrics
+    from .baseline import band_ratio_mask
+
+    b, m = item["bands"], item["masks"]
+    pred = band_ratio_mask(b["red"], b["swir"], b["blue"], t1, t2) & m["buffer20"]
+    a = float(pred.sum()) * m["resolution"] ** 2 / M2_PER_KM2
+    rec = {"date": m["date"], "area_pred_km2": a, "area_lb_km2": a, "area_ub_km2": a, "t1": t1, "t2": t2}
+    if ref_area is not None:
+        pm = pixel_metrics(pred, m["glacier"], m["buffer50"])
+        rec.update({k: pm[k] for k in ("accuracy", "iou", "precision", "recall", "f1", "fpr")})
+        rec["area_ref_km2"] = ref_area
+    return rec
+
+
+def run_baseline(keys, cube_paths, split_csv, manifest_csv, cfg: dict, min_area_km2: float, outputs: dict) -> dict:
+    """Band ratio regional per fold (fit on train + val glaciers at t0, applied to test glaciers) and the oracle."""
+    from .baseline import fit_glacierwise, fit_regional
+    from .change import change_rates
+    from .split import read_split
+
+    t0, t1 = cfg["change"]["from"], cfg["change"]["to"]
+    split = read_split(split_csv)
+    manifest = read_manifest(manifest_csv)
+    area_of = manifest.set_index("glac_id")["area_km2"].astype(float)
+    cube_of = dict(zip(keys, cube_paths))
+    ref = {g: band_sample(cube_of[(g, t0)]) for g, e in keys if e == t0}
+    ref = {g: v for g, v in ref.items() if v is not None and v["sample"]["label"].size}
+    n_folds = int(split.attrs["meta"]["n_folds"])
+    thresholds, rows = {}, []
+    oracle = {g: fit_glacierwise(v["sample"]) for g, v in ref.items()}
+    for k in range(n_folds):
+        role = split.set_index("glac_id")[f"role_{k}"]
+        fit_ids = [g for g in ref if role.get(g) in ("train", "val")]
+        test_ids = [g for g in role.index if role[g] == "test"]
+        if not test_ids:
+            continue
+        if not fit_ids:
+            raise ValueError(f"band ratio: fold {k} has no train or validation glacier with a usable cube")
+        t1k, t2k, score = fit_regional({g: ref[g]["sample"] for g in fit_ids}, {g: area_of[g] for g in fit_ids},
+                                       return_score=True)
+        thresholds[k] = {"t1": t1k, "t2": t2k, "fit_iou_weighted": score, "n_fit": len(fit_ids)}
+        for g in test_ids:
+            for e in (t0, t1):
+                item = ref[g] if e == t0 and g in ref else band_sample(cube_of[(g, e)])
+                for variant, th in (("regional", (t1k, t2k)), ("oracle", oracle.get(g))):
+                    if item is None or th is None:
+                        rows.append({"glac_id": g, "epoch": e, "fold": k, "variant": variant, "status": "skipped"})
+                        continue
+                    rec = _br_record(item, th[0], th[1], float(area_of[g]) if e == t0 else None)
+                    rows.append({"glac_id": g, "epoch": e, "fold": k, "variant": variant, "status": "ok", **rec})
+    df = pd.DataFrame(rows)
+    write_csv_atomic(outputs["areas"], df)
+    out = {"thresholds": thresholds, "variants": {}}
+    all_rates = []
+    for variant in ("regional", "oracle"):
+        sub = df[df["variant"] == variant]
+        rates = change_rates(rate_inputs(sub, t0, t1), snr_min=cfg["change"]["snr_min"],
+                             recall_min=cfg["change"]["recall_min"])
+        ext, totals, _ = regional_rates(rates, manifest, min_area_km2)
+        okt0 = sub[(sub["epoch"] == t0) & (sub["status"] == "ok")]
+        out["variants"][variant] = {"test_iou_mean": _finite_mean(okt0["iou"]),
+                                    "test_recall_mean": _finite_mean(okt0["recall"]),
+                                    "test_f1_mean": _finite_mean(okt0["f1"]),
+                                    "area_t0_km2": totals.get("area_t0_km2"), "area_t1_km2": totals.get("area_t1_km2"),
+                                    "regional_rate_pct_per_year": totals.get("rate_pct_yr"), "totals": totals}
+        all_rates.append(ext.assign(variant=variant))
+    write_csv_atomic(outputs["rates"], pd.concat(all_rates, ignore_index=True))
+    out["note"] = ("oracle = glacier-wise thresholds tuned on each glacier's own t0 labels (an upper bound, not a "
+                   "usable predictor); band-ratio areas have no uncertainty, so their SNR filter is void")
+    write_json_atomic(outputs["summary"], _clean(out))
+    return out

@@ -1,0 +1,21 @@
+rule areas:
+    """Calibrated area and bounds of every test glacier and epoch; metrics at t0 (Tables 4 and 5)."""
+    input:
+        preds=per_glacier(f"{R}/predictions/{{glacier}}/{{epoch}}.nc"),
+        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
+        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
+        manifest=f"{R}/inventory/manifest.csv",
+        folds=f"{R}/split/folds.csv",
+    output:
+        glaciers=f"{R}/areas/glacier_areas.csv",
+        segmentation=f"{R}/areas/segmentation_by_fold.csv",
+        size_classes=f"{R}/areas/area_by_size_class.csv",
+        folds=f"{R}/areas/area_by_fold.csv",
+    params:
+        split=SPLIT_FILE,
+    log:
+        f"{R}/logs/areas.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/areas.py"

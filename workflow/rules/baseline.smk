@@ -1,0 +1,18 @@
+rule baseline:
+    """Band-ratio baseline: regional thresholds per fold (train + val glaciers) and the glacier-wise oracle."""
+    input:
+        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
+        manifest=f"{R}/inventory/manifest.csv",
+        folds=f"{R}/split/folds.csv",
+    output:
+        areas=f"{R}/baseline/band_ratio_areas.csv",
+        rates=f"{R}/baseline/band_ratio_rates.csv",
+        summary=f"{R}/baseline/band_ratio.json",
+    params:
+        split=SPLIT_FILE,
+    log:
+        f"{R}/logs/baseline.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/baseline.py"

@@ -1,0 +1,17 @@
+rule calibrate:
+    """Per-member temperatures, ECE and the glacier-specific tau model of one fold (validation glaciers at t0)."""
+    input:
+        preds=val_predictions,
+        cubes=fold_cubes("val"),
+        manifest=f"{R}/inventory/manifest.csv",
+    output:
+        f"{R}/models/fold{{fold}}/calibration.json",
+    params:
+        glaciers=val_ids,
+        settings=config["calibration"],
+    log:
+        f"{R}/logs/calibrate/fold{{fold}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/calibrate.py"

@@ -1,0 +1,17 @@
+rule change:
+    """Per-glacier change rates with filters (Table 6), regional extrapolation and regional totals."""
+    input:
+        areas=f"{R}/areas/glacier_areas.csv",
+        manifest=f"{R}/inventory/manifest.csv",
+        inventory=f"{R}/inventory/glaciers.gpkg",
+    output:
+        csv=f"{R}/rates/glacier_rates.csv",
+        gpkg=f"{R}/rates/glacier_rates.gpkg",
+        coverage=f"{R}/rates/coverage.csv",
+        totals=f"{R}/rates/regional.json",
+    log:
+        f"{R}/logs/change.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/change.py"

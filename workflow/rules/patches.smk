@@ -1,0 +1,31 @@
+rule patches:
+    """Patch-centre table (stride grid inside the 50 m buffer + centroid) of every t0 cube, for one stride."""
+    input:
+        cubes=[f"{R}/cubes/{g}/{T0}.nc" for g in GLACIER_IDS],
+    output:
+        f"{R}/patches/centres_stride{{stride}}.csv",
+    log:
+        f"{R}/logs/patches/stride{{stride}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/patches.py"
+
+
+rule normalise:
+    """Per-channel normalisation of one fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
+    input:
+        folds=ancient(f"{R}/split/folds.csv"),
+        cubes=fold_cubes("train"),
+    output:
+        f"{R}/models/fold{{fold}}/normalisation.json",
+    params:
+        split=SPLIT_FILE,
+        roles=fold_roles_hash,
+        channels=CHANNELS,
+    log:
+        f"{R}/logs/normalise/fold{{fold}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/normalise.py"

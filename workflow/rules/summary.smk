@@ -1,0 +1,31 @@
+rule evaluate:
+    """Planted truth against the mapped rates (synthetic regions; evaluation.truth_dir). Only rule reading the truth."""
+    input:
+        rates=f"{R}/rates/glacier_rates.csv",
+        truth=f"{TRUTH_DIR}/areas.csv",
+    output:
+        f"{R}/evaluation/truth.json",
+    log:
+        f"{R}/logs/evaluate.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule summary:
+    """results/<region>/summary.json: headline numbers of the run (see glaciermap.summary)."""
+    input:
+        unpack(summary_inputs),
+        qc=f"{R}/qc/summary.json",
+        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
+        areas=f"{R}/areas/glacier_areas.csv",
+        totals=f"{R}/rates/regional.json",
+    output:
+        f"{R}/summary.json",
+    log:
+        f"{R}/logs/summary.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/summary.py"
