@@ -1,8 +1,11 @@
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (snakemake jobs) must find the venv's python and tools first.
@@ -17,3 +20,31 @@ def tiny_region(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "demo"
     generate(out, seed=0, preset="tiny")
     return out
+
+
+def run_snakemake(workdir, *args, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def model_run(tiny_region, tmp_path_factory):
+    """The real Snakefile on the tiny region through the modelling half, run once per session: (workdir, process)."""
+    work = tmp_path_factory.mktemp("model_wf")
+    shutil.copytree(tiny_region / "inputs", work / "inputs")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["region"] = "tiny"
+    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
+    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
+    cfg["grid"]["patch_size"] = 32
+    cfg.update({
+        "split": {"n_folds": 2, "val_fraction": 0.3},
+        "model": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None},
+        "train": {"members": 2, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8},
+        "infer": {"stride": 16, "batch_size": 32},
+        "evaluation": {"truth_dir": str(tiny_region / "truth")},
+    })
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(work)
+    return work, proc

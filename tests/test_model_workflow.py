@@ -7,43 +7,20 @@ the numbers are checked for sanity (finite, in range), not for skill.
 import json
 import math
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _snakemake(workdir, *args, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def run(tiny_region, tmp_path_factory):
-    work = tmp_path_factory.mktemp("model_wf")
-    shutil.copytree(tiny_region / "inputs", work / "inputs")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["region"] = "tiny"
-    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
-    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
-    cfg["grid"]["patch_size"] = 32
-    cfg.update({
-        "split": {"n_folds": 2, "val_fraction": 0.3},
-        "model": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None},
-        "train": {"members": 2, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8},
-        "infer": {"stride": 16, "batch_size": 32},
-        "evaluation": {"truth_dir": str(tiny_region / "truth")},
-    })
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = _snakemake(work)
-    return work, proc
+def run(model_run):
+    return model_run
 
 
 def test_run_reaches_summary(run):
@@ -113,10 +90,10 @@ def test_outputs_and_naming(run):
 
 def test_rerun_is_a_no_op_and_only_evaluate_reads_the_truth(run):
     work, _ = run
-    proc = _snakemake(work, "-n")
+    proc = run_snakemake(work, "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    proc = _snakemake(work, "-n", "--forceall")
+    proc = run_snakemake(work, "-n", "--forceall")
     truth_dir = yaml.safe_load((work / "config.yaml").read_text())["evaluation"]["truth_dir"]
     readers = set()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
