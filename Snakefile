@@ -23,6 +23,9 @@ include: "workflow/rules/areas.smk"
 include: "workflow/rules/change.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
+# ablation/compare (issue 3, step 8): no-dh/dt ablation and the Table 7 method comparison
+include: "workflow/rules/ablation.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

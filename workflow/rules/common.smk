@@ -139,7 +139,42 @@ def summary_inputs(wildcards):
         d["baseline"] = f"{R}/baseline/band_ratio.json"
     if TRUTH_DIR:
         d["evaluation"] = f"{R}/evaluation/truth.json"
+    d["comparison"] = f"{R}/evaluation/method_comparison.json"
     return d
 
 # Targets of the modelling half for the default target (without a split only the failing, explaining split job).
 MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg"] if FOLDS else [f"{R}/split/folds.csv"]
+# ablation/compare (issue 3, step 8): the Table 7 method comparison
+MODEL_TARGETS += [f"{R}/evaluation/method_comparison.csv"] if FOLDS else []
+
+
+# ---------------------------------------------------------------------------------------------------- ablation + Table 7
+# The no-dh/dt ablation (workflow/rules/ablation.smk) and the method comparison (workflow/rules/compare.smk).
+ABLATION = config["ablation"]["no_dhdt"]
+ABL = f"{R}/ablation/no_dhdt"
+ABL_CHANNELS = [c for c in CHANNELS if c != "dhdt"]
+ABL_MEMBERS = list(range(ABLATION["members"]))
+ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
+if ABLATION["enabled"] and "dhdt" not in CHANNELS:
+    raise ValueError("ablation.no_dhdt.enabled: the model channels (model.channels) have no dhdt to leave out; "
+                     "set ablation.no_dhdt.enabled: false")
+DEBRIS_MAP = config["evaluation"]["debris_map"]
+CHANGE_EPOCHS = [T0, T1]
+
+
+def compare_inputs(wildcards):
+    """Inputs of the method comparison: test predictions of every method at t0 and t1, cubes, thresholds, debris map."""
+    d = {
+        "preds": [f"{R}/predictions/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS],
+        "cubes": [f"{R}/cubes/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS],
+        "calibration": [f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
+        "folds": f"{R}/split/folds.csv",
+    }
+    if ABLATION["enabled"]:
+        d["ablation"] = [f"{ABL}/predictions/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS]
+    if config["baseline"]["enabled"]:
+        d["baseline"] = f"{R}/baseline/band_ratio.json"
+        d["baseline_areas"] = f"{R}/baseline/band_ratio_areas.csv"
+    if DEBRIS_MAP:
+        d["debris"] = DEBRIS_MAP
+    return d

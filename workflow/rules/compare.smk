@@ -1,0 +1,19 @@
+rule compare:
+    """Table 7: DL4GAM, DL4GAM without dh/dt and the band ratio on the test glaciers (reads the debris map: evaluation)."""
+    input:
+        unpack(compare_inputs),
+    output:
+        csv=f"{R}/evaluation/method_comparison.csv",
+        json=f"{R}/evaluation/method_comparison.json",
+        glaciers=f"{R}/evaluation/method_comparison_glaciers.csv",
+    params:
+        split=SPLIT_FILE,
+        t0=T0,
+        t1=T1,
+        debris_min_fraction=config["evaluation"]["debris_min_fraction"],
+    log:
+        f"{R}/logs/compare.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compare.py"
