@@ -43,7 +43,8 @@ def model_run(tiny_region, tmp_path_factory):
         "model": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None},
         "train": {"members": 2, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8},
         "infer": {"stride": 16, "batch_size": 32},
-        "evaluation": {"truth_dir": str(tiny_region / "truth")},
+        "ablation": {"no_dhdt": {"enabled": True, "members": 1}},
+        "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": str(tiny_region / "truth" / "debris_t0.tif")},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import run_snakemake
@@ -52,8 +53,63 @@ def test_summary_values_are_sane(run):
     for key in ("regional_rate_pct_per_year", "band_ratio_regional_rate_pct_per_year"):
         assert _finite(s[key]) and -50 < s[key] < 50, (key, s[key])
     assert _finite(s["regional_rate_sigma_pct_per_year"]) and s["regional_rate_sigma_pct_per_year"] >= 0
-    # null where not computed, and said so
-    assert s["debris_recall_dl"] is None and any("debris" in n for n in s["notes"])
+    # debris recall from the method comparison (the tiny region has debris-covered test glaciers)
+    for key in ("debris_recall_dl", "debris_recall_band_ratio", "debris_recall_no_dhdt"):
+        assert _finite(s[key]) and 0 <= s[key] <= 1, (key, s[key])
+    comp = json.loads((work / "results/tiny/evaluation/method_comparison.json").read_text())
+    assert s["debris_recall_dl"] == comp["methods"]["dl4gam"]["debris_recall"]
+    assert s["debris_recall_no_dhdt"] == comp["methods"]["dl4gam_no_dhdt"]["debris_recall"]
+    assert s["debris_recall_band_ratio"] == comp["methods"]["band_ratio_regional"]["debris_recall"]
+
+
+def test_method_comparison_table(run):
+    work, _ = run
+    r = work / "results/tiny"
+    t = pd.read_csv(r / "evaluation/method_comparison.csv").set_index("method")
+    assert list(t.index) == ["dl4gam", "dl4gam_no_dhdt", "band_ratio_regional", "band_ratio_oracle"]
+    split = pd.read_csv(r / "split/split.csv", comment="#")
+    for m, row in t.iterrows():
+        assert row["n_glaciers"] == len(split), m  # every glacier is a test glacier of one fold
+        for col in ("recall", "debris_recall", "fpr_ring"):
+            assert 0 <= row[col] <= 1, (m, col, row[col])
+        assert row["area_t0_km2"] > 0 and row["area_t1_km2"] > 0 and row["n_debris_glaciers"] >= 1
+        assert math.isclose(row["rate_pct_per_year"], 100 * row["rate_km2_per_year"] / row["area_t0_km2"])
+    # the DL4GAM total area is the areas rule's (same definition: mu >= 0.5 within outline + 20 m)
+    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"epoch": str})
+    ok = areas[(areas["status"] == "ok") & (areas["epoch"] == "inventory")]
+    assert math.isclose(t.loc["dl4gam", "area_t0_km2"], ok["area_pred_km2"].sum(), rel_tol=1e-9)
+    # band-ratio rows use the thresholds the baseline chose per fold
+    per = pd.read_csv(r / "evaluation/method_comparison_glaciers.csv", dtype={"glac_id": str})
+    br = pd.read_csv(r / "baseline/band_ratio_areas.csv", dtype={"glac_id": str, "epoch": str})
+    br = br[(br["variant"] == "regional") & (br["epoch"] == "inventory")].set_index("glac_id")
+    mine = per[per["method"] == "band_ratio_regional"].set_index("glac_id")
+    for g in mine.index:
+        assert math.isclose(mine.loc[g, "area_t0_km2"], br.loc[g, "area_pred_km2"], rel_tol=1e-9), g
+
+
+def test_ablation_trained_without_dhdt(run):
+    work, _ = run
+    r = work / "results/tiny"
+    for k in (0, 1):
+        main = json.loads((r / f"models/fold{k}/normalisation.json").read_text())
+        abl = json.loads((r / f"ablation/no_dhdt/models/fold{k}/normalisation.json").read_text())
+        assert "dhdt" in main["channels"] and "dhdt" not in abl["channels"]
+        assert abl["channels"] == [c for c in main["channels"] if c != "dhdt"]
+        # same training glaciers: the shared channels get the same statistics
+        for c in abl["channels"]:
+            i, j = main["channels"].index(c), abl["channels"].index(c)
+            assert math.isclose(main["offset"][i], abl["offset"][j]) and math.isclose(main["scale"][i], abl["scale"][j])
+        done = json.loads((r / f"ablation/no_dhdt/models/fold{k}/member0/done.json").read_text())
+        main_done = json.loads((r / f"models/fold{k}/member0/done.json").read_text())
+        assert done["complete"] and done["seed"] == main_done["seed"]  # same member seed as the main member 0
+        assert done["n_train"] == main_done["n_train"]                  # same patches
+        assert not (r / f"ablation/no_dhdt/models/fold{k}/member1").exists()  # 1 member
+        ck = torch.load(r / f"ablation/no_dhdt/models/fold{k}/member0/best.pt", map_location="cpu", weights_only=False)
+        assert ck["channels"] == abl["channels"] and ck["in_channels"] == len(main["channels"]) - 1
+    split = pd.read_csv(r / "split/split.csv", comment="#")
+    for g in split["glac_id"]:
+        for e in ("inventory", "2023"):
+            assert (r / f"ablation/no_dhdt/predictions/{g}/{e}.nc").exists()
 
 
 def test_truth_comparison_present(run):
@@ -88,7 +144,7 @@ def test_outputs_and_naming(run):
         assert len(pd.read_csv(r / f"areas/{name}.csv"))
 
 
-def test_rerun_is_a_no_op_and_only_evaluate_reads_the_truth(run):
+def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
     work, _ = run
     proc = run_snakemake(work, "-n")
     assert proc.returncode == 0
@@ -101,4 +157,34 @@ def test_rerun_is_a_no_op_and_only_evaluate_reads_the_truth(run):
         inp = re.search(r"\n\s+input: (.*)", block)
         if m and inp and truth_dir in inp.group(1):
             readers.add(m.group(1))
-    assert readers == {"evaluate"}
+    # evaluation rules: evaluate (planted areas) and compare (the debris map); no modelling rule
+    assert readers == {"evaluate", "compare"}
+
+
+def test_comparison_without_debris_map_or_ablation(run, tmp_path):
+    """Without a debris map and without the ablation: debris columns null, and the summary says why."""
+    from glaciermap.compare import run_compare
+    from glaciermap.summary import build_summary
+
+    work, _ = run
+    r = work / "results/tiny"
+    split = pd.read_csv(r / "split/split.csv", comment="#", dtype={"glac_id": str})
+    ids = list(split["glac_id"])
+    key = {(g, e): str(r / f"{{}}/{g}/{e}.nc") for g in ids for e in ("inventory", "2023")}
+    out = {k: tmp_path / f"{k}.out" for k in ("csv", "json", "glaciers")}
+    res = run_compare(ids, dict(zip(ids, split["test_fold"])), "inventory", "2023",
+                      {k: v.format("cubes") for k, v in key.items()}, {k: v.format("predictions") for k, v in key.items()},
+                      sorted(map(str, r.glob("models/fold*/calibration.json"))), outputs=out)
+    assert list(res["methods"]) == ["dl4gam"]
+    t = pd.read_csv(out["csv"])
+    assert t["debris_recall"].isna().all() and 0 <= t.loc[0, "recall"] <= 1
+    # the same DL4GAM numbers as the full comparison of the run
+    full = pd.read_csv(r / "evaluation/method_comparison.csv").set_index("method").loc["dl4gam"]
+    assert math.isclose(t.loc[0, "area_t1_km2"], full["area_t1_km2"]) and math.isclose(t.loc[0, "fpr_ring"], full["fpr_ring"])
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    from glaciermap.config import validate_config
+
+    s = build_summary(r / "qc/summary.json", sorted(r.glob("models/fold*/calibration.json")), r / "areas/glacier_areas.csv",
+                      r / "rates/regional.json", None, None, validate_config(cfg), comparison_json=out["json"])
+    assert s["debris_recall_dl"] is None and s["debris_recall_no_dhdt"] is None and s["debris_recall_band_ratio"] is None
+    assert any("no debris map" in n for n in s["notes"]) and any("ablation" in n for n in s["notes"])

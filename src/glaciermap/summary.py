@@ -9,8 +9,11 @@ test glaciers at the inventory epoch), ece_before / ece_after (mean over folds, 
 interval_coverage (share of test glaciers whose inventory area lies in [A_lb, A_ub], nominal 0.68),
 area_t0_km2 / area_t1_km2 / regional_rate_pct_per_year / regional_rate_sigma_pct_per_year (regional
 totals with extrapolation), n_rates_kept (SNR and recall filters), band_ratio_regional_rate_pct_per_year,
-band_ratio_test_iou_mean (regional band ratio), debris_recall_* (null: needs debris labels), and with a
-truth directory the keys of glaciermap.evaluate.compare_rates.
+band_ratio_test_iou_mean (regional band ratio), debris_recall_dl / debris_recall_band_ratio /
+debris_recall_no_dhdt (recall on the debris-covered parts of the t0 outlines, pooled over test glaciers
+with > evaluation.debris_min_fraction debris, from evaluation/method_comparison.json (glaciermap.compare);
+null without a debris map or without the ablation, and ``notes`` says why), and with a truth directory
+the keys of glaciermap.evaluate.compare_rates.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def _load(p):
     return json.loads(Path(p).read_text()) if p else None
 
 
-def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, evaluation_json, cfg: dict) -> dict:
+def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, evaluation_json, cfg: dict,
+                  comparison_json=None) -> dict:
     qc = _load(qc_json)
     calib = [_load(p) for p in calib_jsons]
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
@@ -78,7 +82,18 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         s["band_ratio_oracle_test_iou_mean"] = b["oracle"]["test_iou_mean"]
     else:
         notes.append("band-ratio baseline disabled (baseline.enabled: false)")
-    notes.append("debris_recall_*: not computed yet (needs debris labels and the no-dh/dt ablation run)")
+    if comparison_json:
+        c = _load(comparison_json)
+        meth = c["methods"]
+        for key, m in (("debris_recall_dl", "dl4gam"), ("debris_recall_band_ratio", "band_ratio_regional"),
+                       ("debris_recall_no_dhdt", "dl4gam_no_dhdt")):
+            s[key] = meth.get(m, {}).get("debris_recall")
+        notes.extend(f"method comparison: {n}" for n in c.get("notes", []))
+        if c.get("debris_map") and s["debris_recall_dl"] is None:
+            notes.append("debris_recall_*: no test glacier with more than "
+                         f"{c['debris_min_fraction']:.0%} debris cover in the debris map")
+    else:
+        notes.append("debris_recall_*: no method comparison (evaluation/method_comparison.json) given")
     if evaluation_json:
         s.update(_load(evaluation_json))
     s["notes"] = notes
