@@ -1,8 +1,8 @@
 """Comparison of the mapped change rates with a planted truth (synthetic regions only).
 
 Reads ``<truth_dir>/areas.csv`` (written by the demo generator: glac_id, area_t0_km2, area_t1_km2,
-rate_km2_per_year, rate_pct_per_year, ...). No modelling step reads the truth; only the evaluation steps (this one and glaciermap.compare, the debris map) do,
-after everything else has run.
+rate_km2_per_year, rate_pct_per_year, ...). No modelling step reads the truth; only the evaluation
+steps do (this one and glaciermap.compare, which reads the debris map), after everything else has run.
 """
 
 from __future__ import annotations
