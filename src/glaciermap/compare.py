@@ -203,7 +203,8 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
         notes.append("no-dh/dt ablation disabled (ablation.no_dhdt.enabled: false)")
     regional, oracle = {}, {}
     if baseline_json:
-        regional = {int(k): (float(v["t1"]), float(v["t2"])) for k, v in json.loads(Path(baseline_json).read_text())["thresholds"].items()}
+        chosen = json.loads(Path(baseline_json).read_text())["thresholds"]  # per fold, written by `baseline`
+        regional = {int(k): (float(v["t1"]), float(v["t2"])) for k, v in chosen.items()}
         methods.append("band_ratio_regional")
         if baseline_areas_csv:
             ba = pd.read_csv(baseline_areas_csv, dtype={"glac_id": str, "epoch": str})
@@ -215,11 +216,11 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
     if not debris_map:
         notes.append("debris_recall: no debris map (evaluation.debris_map: null)")
 
+    from .steps import read_cube_masks
+
     rows, dropped = [], []
     for g in glaciers:
         k = int(fold_of[g])
-        from .steps import read_cube_masks
-
         m = {e: read_cube_masks(cubes[(g, e)]) for e in (t0, t1)}
         if m[t0] is None or m[t1] is None:
             dropped.append((g, "skipped cube"))
