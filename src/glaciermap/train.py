@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .compat import import_smp
-from .io import atomic_path, write_csv_atomic, write_json_atomic
+from .io import save_torch_atomic, write_csv_atomic, write_json_atomic
 from .patches import PatchDataset, build_fold_items, items_fingerprint
 
 log = logging.getLogger("glaciermap.train")
@@ -186,8 +186,7 @@ def _set_rng_state(st):
 
 
 def _save(obj, path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch_atomic(path, obj)
 
 
 def _sync(device):
