@@ -121,7 +121,7 @@ def fold_cubes(role, epoch=None, protect=False):
     """Input function: cubes of the fold's glaciers with ``role`` at ``epoch`` (default: the t0 epoch).
 
     ``protect``: wrap them in ``ancient()`` (training inputs: a re-made cube, e.g. after a new scene, does not
-    retrain; `--forcerun normalise train` does).
+    retrain; `--forcerun patches normalise train` does, once the data is up to date).
     """
 
     def cubes(wildcards):
