@@ -292,6 +292,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         t_epoch = time.perf_counter()
         t_data = t_model = 0.0
         sampler.set_epoch(epoch)
+        # the loader's generator only seeds worker processes; re-seed it per epoch so that a resumed run's
+        # workers get the seeds an uninterrupted run would (its state is not in last.pt)
+        train_loader.generator.manual_seed(seed * 1000 + epoch)
         model.train()
         loss_sum = n_sum = 0.0
         for (x, y, m), dt in _progress(_timed(train_loader, device), len(train_loader), f"epoch {epoch} train",
