@@ -1,15 +1,21 @@
 """DAG-build benchmark: `snakemake -n` on synthetic inventories of N glaciers (metadata only).
 
-Usage: python benchmarks/dag_scale.py [N ...]   (default 500 2000 5000)
-Prints a table: glaciers, jobs planned, wall seconds, peak memory (MB) of the snakemake process.
+Usage: python benchmarks/dag_scale.py [--target T] [N ...]   (default 500 2000 5000; T a rule or file,
+       e.g. `qc` for the data half only; default: the workflow's default target, the whole workflow)
+Prints a table: glaciers, jobs planned, wall seconds, peak memory (MB) of the snakemake process, then the
+jobs per rule of the largest inventory.
 Each glacier is a small square on a regular grid in UTM 32N; a static STAC catalog with a few
-region-wide items (no image files: a dry run never opens them) stands in for the scenes.
+region-wide items (no image files: a dry run never opens them) stands in for the scenes. The dry run
+plans the whole workflow with the schema defaults: the data half (acquire, select, features per glacier
+and epoch, 2 epochs) and the modelling half, whose cross-validation split (5 folds) is computed for the
+synthetic glaciers while the DAG is built (split, patches, normalise and train per fold and member,
+infer per fold and epoch, calibrate, areas, change, baseline, summary).
+Each measurement runs in its own process, so the peak memory is that of one `snakemake -n`.
 """
 
 from __future__ import annotations
 
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,29 +66,45 @@ def make_region(root: Path, n: int) -> Path:
     return root
 
 
-def measure(n: int) -> dict:
+_TIMED = """
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+wall = time.perf_counter() - t0
+sys.stdout.write(p.stdout + p.stderr)
+print(f"@@ {p.returncode} {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+"""
+
+
+def measure(n: int, target: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = make_region(Path(d), n)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(root),
-               "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules", "--cores", "1"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, re.M)
-        return {"glaciers": n, "jobs": int(m.group(1)) if m else -1, "wall_s": wall,
-                "peak_mb": max(peak, before) / 1024}
+               "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules", "--cores", "1",
+               *([target] if target else [])]
+        out = subprocess.run([sys.executable, "-c", _TIMED, *cmd], capture_output=True, text=True).stdout
+        rc, wall, peak_kb = re.search(r"^@@ (-?\d+) (\S+) (\d+)$", out, re.M).groups()
+        if int(rc) != 0:
+            raise RuntimeError(out[-2000:])
+        m = re.search(r"^total\s+(\d+)", out, re.M)
+        stats = out[out.find("Job stats:"):]
+        per_rule = {r: int(c) for r, c in re.findall(r"^(\w+)\s+(\d+)$", stats[: stats.find("total")], re.M)}
+        return {"glaciers": n, "jobs": int(m.group(1)) if m else -1, "wall_s": float(wall),
+                "peak_mb": int(peak_kb) / 1024, "per_rule": per_rule}
 
 
 def main(argv):
+    target = None
+    if argv[:1] == ["--target"]:
+        target, argv = argv[1], argv[2:]
     sizes = [int(a) for a in argv] or [500, 2000, 5000]
     print(f"{'glaciers':>9} {'jobs':>7} {'wall s':>8} {'peak MB':>8}")
+    r = None
     for n in sizes:
-        r = measure(n)
+        r = measure(n, target)
         print(f"{r['glaciers']:>9} {r['jobs']:>7} {r['wall_s']:>8.1f} {r['peak_mb']:>8.0f}", flush=True)
+    if r is not None:
+        print(f"jobs per rule ({r['glaciers']} glaciers): " + ", ".join(f"{k} {v}" for k, v in r["per_rule"].items()))
 
 
 if __name__ == "__main__":

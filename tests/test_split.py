@@ -227,3 +227,32 @@ def test_fold_table(s0):
     tol = 100 * s0.area_km2.max() / s0.area_km2.sum()
     assert ft.area_test_pct.to_numpy() == pytest.approx(np.full(N_FOLDS, 20.0), abs=tol)
     assert ft.loc[0, "area_val_pct"] == pytest.approx(10.0, abs=tol)
+
+
+def test_extend_test_only_adds_no_training_or_validation_glacier_then_promotes(m0, s0, tmp_path):
+    new = pd.DataFrame({"glac_id": ["N0", "N1", "N2"], "qc_status": "ok", "area_km2": [0.5, 1.0, 2.0],
+                        "cenlon": [7.0, 10.0, 13.0], "cenlat": 46.0})
+    m = pd.concat([m0, new], ignore_index=True)
+    ext = sp.extend_split(s0, m, added="test_only")
+    by_lon = sp.extend_split(s0, m, added="longitude")
+    rcols = sp.role_columns(N_FOLDS)
+    for _, g in ext[ext.glac_id.isin(new.glac_id)].iterrows():
+        ref = by_lon[by_lon.glac_id == g.glac_id].iloc[0]
+        assert g.test_fold == ref.test_fold                     # same test fold as by longitude
+        assert [g[c] for c in rcols] == ["test" if k == g.test_fold else "none" for k in range(N_FOLDS)]
+    # no fold's training or validation set changes
+    for c in rcols:
+        assert set(ext.loc[ext[c].isin(["train", "val"]), "glac_id"]) == set(s0.loc[s0[c].isin(["train", "val"]), "glac_id"])
+    assert ext.attrs["meta"]["history"][-1]["added_roles"] == "test_only"
+    # the file round-trips (role none is valid) and a later extension keeps the stored roles
+    p = tmp_path / "s.csv"
+    sp.write_split(ext, p)
+    again = sp.extend_split(sp.read_split(p), m, added="test_only")
+    assert again.attrs["added"] == [] and again.attrs["meta"]["revision"] == ext.attrs["meta"]["revision"]
+    # switching to longitude promotes them to the roles an original glacier would have
+    prom = sp.extend_split(sp.read_split(p), m, added="longitude")
+    assert prom.attrs["promoted"] == ["N0", "N1", "N2"] and prom.attrs["meta"]["history"][-1]["promoted"] == ["N0", "N1", "N2"]
+    pd.testing.assert_frame_equal(prom[sp.SPLIT_COLUMNS + rcols].reset_index(drop=True),
+                                  by_lon[sp.SPLIT_COLUMNS + rcols].reset_index(drop=True))
+    with pytest.raises(sp.SplitError, match="added glaciers mode"):
+        sp.extend_split(s0, m, added="sometimes")

@@ -19,7 +19,7 @@ import pyogrio
 from shapely import wkb as shapely_wkb
 
 from .grid import utm_crs_for
-from .io import atomic_path, write_csv_atomic
+from .io import write_csv_atomic, write_gpkg_atomic
 
 log = logging.getLogger("glaciermap.inventory")
 
@@ -132,8 +132,7 @@ def prepare_inventory(cfg: dict) -> gpd.GeoDataFrame:
 
 
 def write_inventory(checked: gpd.GeoDataFrame, gpkg_path: str | Path, manifest_path: str | Path) -> None:
-    with atomic_path(gpkg_path) as tmp:
-        checked.to_file(tmp, layer="glaciers", driver="GPKG", engine="pyogrio")
+    write_gpkg_atomic(gpkg_path, checked, "glaciers")
     write_csv_atomic(manifest_path, pd.DataFrame(checked.drop(columns="geometry")))
 
 

@@ -68,6 +68,20 @@ def write_netcdf_atomic(path: str | os.PathLike, ds, encoding: dict | None = Non
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
 
 
+def write_gpkg_atomic(path: str | os.PathLike, gdf, layer: str) -> None:
+    """A GeoDataFrame as a one-layer GeoPackage (pyogrio), written under a temporary name."""
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+
+
+def save_torch_atomic(path: str | os.PathLike, obj) -> None:
+    """``torch.save`` under a temporary name: a job killed while saving a checkpoint keeps the previous one."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def skip_dataset(glacier_id: str, epoch: str, reason: str, step: str):
     """An empty NetCDF dataset standing for a skipped (glacier, epoch); downstream steps propagate it."""
     import xarray as xr

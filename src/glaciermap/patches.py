@@ -40,7 +40,7 @@ FIXED_SCALE = {"slope": 90.0}
 #: Channels whose NaN become 0 (raw units) instead of the patch mean.
 ZERO_FILL_CHANNELS = ("dhdt",)
 NO_LEAK_BUFFER_M = 50.0
-ROLES = ("train", "val", "test")
+ROLES = ("train", "val", "test", "none")  # none: added later, test-only (split.added_glaciers)
 
 
 # ---------------------------------------------------------------------------------------------------- cubes

@@ -39,7 +39,9 @@ log = logging.getLogger("glaciermap.split")
 
 FORMAT = "glaciermap-split"
 VERSION = 1
-ROLES = ("train", "val", "test")
+ROLES = ("train", "val", "test", "none")
+#: How glaciers added after the split was frozen get their roles (config ``split.added_glaciers``).
+ADDED_MODES = ("test_only", "longitude")
 SPLIT_COLUMNS = ["glac_id", "cenlon", "area_km2", "test_fold"]
 
 
@@ -185,14 +187,25 @@ def _finish(g: pd.DataFrame, meta: dict) -> pd.DataFrame:
     return out
 
 
-def extend_split(existing: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+def extend_split(existing: pd.DataFrame, manifest: pd.DataFrame, added: str = "longitude") -> pd.DataFrame:
     """Bring a frozen split up to date with the manifest without moving any existing glacier.
 
     Glaciers already in the split keep their stored row (fold, roles, longitude, area). New ok
-    glaciers get fold and roles from their longitude under the stored boundaries. Glaciers no longer
-    ok in the manifest are dropped and logged. The change is recorded in ``meta["history"]`` (and the
-    revision bumped) only when membership changed.
+    glaciers get their test fold from their longitude under the stored boundaries; their roles in the
+    other folds depend on ``added``:
+
+    - ``"longitude"``: the roles their longitude gives (train or val), as an original glacier would get;
+      adding a glacier then changes the training or validation set of every other fold (retraining).
+    - ``"test_only"``: role ``"none"`` in every other fold, so no fold's training or validation set
+      changes and no model is retrained: the glacier is only mapped (tested) by its own fold's models.
+
+    With ``"longitude"`` the ``"none"`` roles of glaciers added earlier under ``"test_only"`` are
+    promoted to their longitude roles (recorded in the history as ``promoted``). Glaciers no longer ok
+    in the manifest are dropped and logged. The change is recorded in ``meta["history"]`` (and the
+    revision bumped) only when membership or roles changed.
     """
+    if added not in ADDED_MODES:
+        raise SplitError(f"added glaciers mode must be one of {ADDED_MODES}, got {added!r}")
     meta = existing.attrs.get("meta")
     if not meta:
         raise SplitError("existing split carries no boundary metadata (read it with read_split)")
@@ -200,30 +213,48 @@ def extend_split(existing: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
     g = _ok_glaciers(manifest)
     old_ids = set(existing["glac_id"].astype(str))
     new_ids = set(g["glac_id"])
-    added = sorted(new_ids - old_ids)
+    added_ids = sorted(new_ids - old_ids)
     dropped = sorted(old_ids - new_ids)
     kept = existing[existing["glac_id"].astype(str).isin(new_ids)].copy()
-    new = g[g["glac_id"].isin(added)].copy()
+    new = g[g["glac_id"].isin(added_ids)].copy()
+    rcols = role_columns(meta["n_folds"])
     if len(new):
         test_fold, roles = assign_by_longitude(new["cenlon"].to_numpy(), meta)
         new["test_fold"] = test_fold
-        for col in role_columns(meta["n_folds"]):
-            new[col] = roles[col]
+        for col in rcols:
+            new[col] = roles[col] if added == "longitude" else np.where(roles[col] == "test", "test", "none")
+    promoted = []
+    if added == "longitude":
+        unused = (kept[rcols] == "none").any(axis=1).to_numpy()
+        if unused.any():
+            _, roles = assign_by_longitude(kept.loc[unused, "cenlon"].to_numpy(), meta)
+            for col in rcols:
+                kept.loc[unused, col] = roles[col]
+            promoted = sorted(kept.loc[unused, "glac_id"].astype(str))
     cols = SPLIT_COLUMNS + role_columns(meta["n_folds"])
     out = pd.concat([kept[cols], new.reindex(columns=cols)], ignore_index=True)
     out["test_fold"] = out["test_fold"].astype(np.int64)
     out = out.sort_values(["cenlon", "glac_id"], kind="mergesort").reset_index(drop=True)
-    if added or dropped:
+    if added_ids or dropped or promoted:
         meta["revision"] = int(meta.get("revision", 0)) + 1
-        meta.setdefault("history", []).append({"utc": _now(), "added": added, "dropped": dropped})
+        entry = {"utc": _now(), "added": added_ids, "dropped": dropped}
+        if added_ids:
+            entry["added_roles"] = added
+        if promoted:
+            entry["promoted"] = promoted
+        meta.setdefault("history", []).append(entry)
         if dropped:
             log.warning("split: %d glacier(s) no longer ok in the manifest were dropped: %s",
                         len(dropped), ", ".join(dropped[:20]) + (" ..." if len(dropped) > 20 else ""))
-        if added:
-            log.info("split: %d new glacier(s) assigned by longitude", len(added))
+        if added_ids:
+            log.info("split: %d new glacier(s) added (%s)", len(added_ids),
+                     "roles by longitude" if added == "longitude" else "test in their fold only")
+        if promoted:
+            log.info("split: %d glacier(s) promoted to their longitude roles", len(promoted))
     out.attrs["meta"] = meta
-    out.attrs["added"] = added
+    out.attrs["added"] = added_ids
     out.attrs["dropped"] = dropped
+    out.attrs["promoted"] = promoted
     return out
 
 
@@ -277,7 +308,7 @@ def read_split(path: str | Path) -> pd.DataFrame:
 
 
 def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fraction: float = 0.1,
-              write_back: bool = True) -> pd.DataFrame:
+              write_back: bool = True, added: str = "longitude") -> pd.DataFrame:
     """The split to use: the frozen file extended to the manifest, or a new split written to ``path``.
 
     A frozen file made with other ``n_folds``/``val_fraction`` is an error, not silently replaced.
@@ -293,8 +324,8 @@ def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fr
     if int(meta["n_folds"]) != int(n_folds) or not np.isclose(float(meta["val_fraction"]), float(val_fraction)):
         raise SplitError(f"split file {path} was made with n_folds={meta['n_folds']}, val_fraction={meta['val_fraction']}"
                          f" but n_folds={n_folds}, val_fraction={val_fraction} were asked; delete it to re-split")
-    split = extend_split(existing, manifest)
-    if write_back and (split.attrs["added"] or split.attrs["dropped"]):
+    split = extend_split(existing, manifest, added=added)
+    if write_back and (split.attrs["added"] or split.attrs["dropped"] or split.attrs["promoted"]):
         write_split(split, path)
     return split
 

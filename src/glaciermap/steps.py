@@ -73,11 +73,12 @@ def _finite_mean(v) -> float | None:
 # ---------------------------------------------------------------------------------------------------- split, patches
 
 
-def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "") -> None:
+def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "",
+              added: str = "longitude") -> None:
     """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
     from .split import fold_table, split_for
 
-    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction)
+    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added)
     if expected_hash and split_hash(split) != expected_hash:
         raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
     write_csv_atomic(folds_csv, fold_table(split))
@@ -366,7 +367,7 @@ def run_change(areas_csv, manifest_csv, inventory_gpkg, cfg: dict, min_area_km2:
 def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
     import geopandas as gpd
 
-    from .io import atomic_path
+    from .io import write_gpkg_atomic
 
     inv = gpd.read_file(inventory_gpkg, layer="glaciers", engine="pyogrio")[["glac_id", "geometry"]]
     inv["glac_id"] = inv["glac_id"].astype(str)
@@ -374,8 +375,7 @@ def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
     for col in g.columns:
         if g[col].dtype == object and col != "geometry":
             g[col] = g[col].astype(str)
-    with atomic_path(out_path) as tmp:
-        gpd.GeoDataFrame(g, geometry="geometry", crs=inv.crs).to_file(tmp, layer="rates", driver="GPKG", engine="pyogrio")
+    write_gpkg_atomic(out_path, gpd.GeoDataFrame(g, geometry="geometry", crs=inv.crs), "rates")
 
 
 # ---------------------------------------------------------------------------------------------------- baseline

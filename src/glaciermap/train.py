@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .compat import import_smp
-from .io import atomic_path, write_csv_atomic, write_json_atomic
+from .io import save_torch_atomic, write_csv_atomic, write_json_atomic
 from .patches import PatchDataset, build_fold_items, items_fingerprint
 
 log = logging.getLogger("glaciermap.train")
@@ -186,8 +186,7 @@ def _set_rng_state(st):
 
 
 def _save(obj, path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch_atomic(path, obj)
 
 
 def _sync(device):
@@ -293,6 +292,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         t_epoch = time.perf_counter()
         t_data = t_model = 0.0
         sampler.set_epoch(epoch)
+        # the loader's generator only seeds worker processes; re-seed it per epoch so that a resumed run's
+        # workers get the seeds an uninterrupted run would (its state is not in last.pt)
+        train_loader.generator.manual_seed(seed * 1000 + epoch)
         model.train()
         loss_sum = n_sum = 0.0
         for (x, y, m), dt in _progress(_timed(train_loader, device), len(train_loader), f"epoch {epoch} train",

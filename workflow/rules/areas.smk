@@ -13,6 +13,7 @@ rule areas:
         folds=f"{R}/areas/area_by_fold.csv",
     params:
         split=SPLIT_FILE,
+        period=[T0, T1],
     log:
         f"{R}/logs/areas.log",
     conda:

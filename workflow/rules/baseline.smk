@@ -10,6 +10,7 @@ rule baseline:
         summary=f"{R}/baseline/band_ratio.json",
     params:
         split=SPLIT_FILE,
+        period=[T0, T1],
     log:
         f"{R}/logs/baseline.log",
     conda:

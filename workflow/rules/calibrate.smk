@@ -3,7 +3,8 @@ rule calibrate:
     input:
         preds=val_predictions,
         cubes=fold_cubes("val"),
-        manifest=f"{R}/inventory/manifest.csv",
+        # ancient: a new glacier elsewhere re-makes the manifest; its validation glaciers' rows do not change
+        manifest=ancient(f"{R}/inventory/manifest.csv"),
     output:
         f"{R}/models/fold{{fold}}/calibration.json",
     params:

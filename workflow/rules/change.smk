@@ -9,6 +9,9 @@ rule change:
         gpkg=f"{R}/rates/glacier_rates.gpkg",
         coverage=f"{R}/rates/coverage.csv",
         totals=f"{R}/rates/regional.json",
+    params:
+        # the scripts read change.from/to from the config: as a param, switching `change.to` re-runs this job
+        period=[T0, T1],
     log:
         f"{R}/logs/change.log",
     conda:

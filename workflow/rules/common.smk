@@ -84,7 +84,8 @@ SPLIT_FILE = f"{R}/split/split.csv"
 SPLIT_CFG = config["split"]
 try:
     if os.path.exists(SPLIT_FILE):
-        SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False)
+        SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False,
+                          added=SPLIT_CFG["added_glaciers"])
     else:
         SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"])
     SPLIT_ERROR = ""
@@ -104,22 +105,37 @@ TRUTH_DIR = config["evaluation"]["truth_dir"]
 
 
 def fold_roles_hash(wildcards):
-    """Roles of one fold: its jobs re-run when (and only when) that fold's membership changes."""
+    """Training and validation glaciers of one fold: its training jobs re-run when (and only when) those change.
+
+    Test glaciers are left out on purpose: a glacier added later (split.added_glaciers: test_only) becomes a
+    test glacier of one fold and must not retrain it (README "Incremental runs").
+    """
     import hashlib
 
     roles = ROLE_OF[int(wildcards.fold)]
-    return hashlib.sha1("".join(f"{g}:{roles[g]};" for g in sorted(roles)).encode()).hexdigest()[:16]
+    return hashlib.sha1("".join(f"{g}:{roles[g]};" for g in sorted(roles) if roles[g] in ("train", "val"))
+                        .encode()).hexdigest()[:16]
 
 
-def fold_cubes(role, epoch=None):
-    """Input function: cubes of the fold's glaciers with ``role`` at ``epoch`` (default: the t0 epoch)."""
+def fold_cubes(role, epoch=None, protect=False):
+    """Input function: cubes of the fold's glaciers with ``role`` at ``epoch`` (default: the t0 epoch).
+
+    ``protect``: wrap them in ``ancient()`` (training inputs: a re-made cube, e.g. after a new scene, does not
+    retrain; `--forcerun patches normalise train` does, once the data is up to date).
+    """
 
     def cubes(wildcards):
         ids = {"test": TEST_OF, "val": VAL_OF}[role][int(wildcards.fold)] if role != "train" else [
             g for g in GLACIER_IDS if ROLE_OF[int(wildcards.fold)].get(g) == "train"]
-        return [f"{R}/cubes/{g}/{epoch or T0}.nc" for g in ids]
+        paths = [f"{R}/cubes/{g}/{epoch or T0}.nc" for g in ids]
+        return [ancient(p) for p in paths] if protect else paths
 
     return cubes
+
+
+# Glaciers whose t0 cubes feed training (train or validation in some fold); test-only glaciers added later
+# are not among them, so adding one does not re-make the patch tables.
+TRAINING_GLACIERS = [g for g in GLACIER_IDS if any(r.get(g) in ("train", "val") for r in ROLE_OF.values())]
 
 
 def val_predictions(wildcards):

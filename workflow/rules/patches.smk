@@ -1,7 +1,8 @@
 rule patches:
     """Patch-centre table (stride grid inside the 50 m buffer + centroid) of every t0 cube, for one stride."""
     input:
-        cubes=[f"{R}/cubes/{g}/{T0}.nc" for g in GLACIER_IDS],
+        # ancient: a re-made t0 cube (new scene) does not retrain; `--forcerun patches` does
+        cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for g in TRAINING_GLACIERS],
     output:
         f"{R}/patches/centres_stride{{stride}}.csv",
     log:
@@ -16,7 +17,7 @@ rule normalise:
     """Per-channel normalisation of one fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
     input:
         folds=ancient(f"{R}/split/folds.csv"),
-        cubes=fold_cubes("train"),
+        cubes=fold_cubes("train", protect=True),
     output:
         f"{R}/models/fold{{fold}}/normalisation.json",
     params:

@@ -23,6 +23,8 @@ rule summary:
         totals=f"{R}/rates/regional.json",
     output:
         f"{R}/summary.json",
+    params:
+        period=[T0, T1],
     log:
         f"{R}/logs/summary.log",
     conda:

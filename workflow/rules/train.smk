@@ -1,8 +1,9 @@
 rule train:
     """Train one ensemble member of one fold (resumable: last.pt, best.pt, metrics.csv beside done.json)."""
     input:
-        train=f"{R}/patches/centres_stride{config['train']['stride']}.csv",
-        val=f"{R}/patches/centres_stride{config['train']['val_stride']}.csv",
+        # ancient: re-made patch tables (`--forcerun patches`) do not retrain by themselves; `--forcerun train` does
+        train=ancient(f"{R}/patches/centres_stride{config['train']['stride']}.csv"),
+        val=ancient(f"{R}/patches/centres_stride{config['train']['val_stride']}.csv"),
         norm=f"{R}/models/fold{{fold}}/normalisation.json",
         folds=ancient(f"{R}/split/folds.csv"),
     output:

@@ -6,4 +6,4 @@ if snakemake.params.error:
     raise SystemExit(f"no cross-validation split: {snakemake.params.error}")
 cfg = snakemake.config["split"]
 run_split(snakemake.input.manifest, snakemake.params.frozen, snakemake.output.folds, cfg["n_folds"], cfg["val_fraction"],
-          snakemake.params.assignment)
+          snakemake.params.assignment, cfg["added_glaciers"])
