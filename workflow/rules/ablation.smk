@@ -16,8 +16,8 @@ if ABLATION["enabled"]:
 
     use rule train as train_no_dhdt with:
         input:
-            train=f"{R}/patches/centres_stride{config['train']['stride']}.csv",
-            val=f"{R}/patches/centres_stride{config['train']['val_stride']}.csv",
+            train=ancient(f"{R}/patches/centres_stride{config['train']['stride']}.csv"),
+            val=ancient(f"{R}/patches/centres_stride{config['train']['val_stride']}.csv"),
             norm=f"{ABL}/models/fold{{fold}}/normalisation.json",
             folds=ancient(f"{R}/split/folds.csv"),
         output:
