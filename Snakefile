@@ -23,6 +23,8 @@ include: "workflow/rules/areas.smk"
 include: "workflow/rules/change.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/outlines.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -142,4 +142,5 @@ def summary_inputs(wildcards):
     return d
 
 # Targets of the modelling half for the default target (without a split only the failing, explaining split job).
-MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg"] if FOLDS else [f"{R}/split/folds.csv"]
+MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg", f"{R}/outlines/predicted_outlines.gpkg",
+                 f"{R}/figures/reliability.png"] if FOLDS else [f"{R}/split/folds.csv"]
