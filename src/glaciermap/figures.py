@@ -164,11 +164,12 @@ def _save(fig, path, dpi: int) -> None:
 def _read_panel_epoch(glacier: str, cube_path, pred_path, temperatures):
     """Images and masks of one glacier and epoch for the panel; None for a skip record."""
     import rioxarray  # noqa: F401
+    import xarray as xr
 
-    from .patches import open_cube
     from .steps import calibrated_stats, read_probs
 
-    with open_cube(cube_path) as ds:
+    # xarray directly, not patches.open_cube: that module imports torch (seconds per job)
+    with xr.open_dataset(cube_path, engine="h5netcdf", decode_coords="all") as ds:
         if ds.attrs.get("status") == STATUS_SKIPPED:
             return {"skipped": str(ds.attrs.get("reason", "skipped"))}
         need = ["B04", "B03", "B02", "B11", "B08", "mask_glacier"]

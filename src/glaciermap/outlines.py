@@ -123,13 +123,32 @@ def _read_prediction(pred_path, glacier: str):
         return ds["prob"].values.astype(np.float64), ds.rio.transform(), crs
 
 
+def _read_masks(cube_path, glacier: str) -> dict | None:
+    """20 m buffer mask and image date of a cube (None for a skip record).
+
+    Reads with xarray directly (steps.read_cube_masks goes through patches, which imports torch).
+    """
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(cube_path, engine="h5netcdf")
+    except (OSError, ValueError) as e:
+        raise GlacierInputError(glacier, cube_path, f"cannot read the cube: {e}") from e
+    with ds:
+        if ds.attrs.get("status") == STATUS_SKIPPED:
+            return None
+        if "mask_buffer_20m" not in ds:
+            raise GlacierInputError(glacier, cube_path, "cube has no 'mask_buffer_20m' variable")
+        return {"buffer20": ds["mask_buffer_20m"].values.astype(bool), "date": str(ds.attrs.get("date", ""))[:10]}
+
+
 def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patch_px: int, min_hole_px: int = 0,
                   crs: str = "auto"):
     """GeoDataFrame of predicted outlines, one row per (glacier, epoch) of ``keys`` (see module docstring)."""
     import geopandas as gpd
     from shapely.geometry import MultiPolygon
 
-    from .steps import calibrated_stats, read_cube_masks
+    from .steps import calibrated_stats
 
     temps = {}
     for p in calib_jsons:
@@ -144,7 +163,7 @@ def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patc
         fold = int(a["fold"])
         base = {"glac_id": g, "epoch": e, "fold": fold, "status": str(a.get("status", "ok"))}
         pred = _read_prediction(pp, g)
-        masks = read_cube_masks(cp)
+        masks = _read_masks(cp, g)
         if pred is None or masks is None or base["status"] != "ok":
             rows.append({**base, "status": STATUS_SKIPPED})
             geoms.append(None)

@@ -1,18 +1,17 @@
 # Figures of the run and their place in `snakemake --report` (captions in workflow/report/).
 # The panel glaciers are the largest test glaciers (inventory area), known when the DAG is built.
-PANEL_GLACIERS = list(
-    MAPPED[MAPPED["glac_id"].isin([g for k in FOLDS for g in TEST_OF[k]])]
-    .assign(_a=lambda d: d["area_km2"].astype(float))
-    .sort_values(["_a", "glac_id"], ascending=[False, True])["glac_id"]
-    .head(config["figures"]["n_panels"])
-)
+from glaciermap.figures import largest_glaciers
+
+PANEL_GLACIERS = largest_glaciers(MAPPED.reset_index(drop=True), [g for k in FOLDS for g in TEST_OF[k]],
+                                  config["figures"]["n_panels"])
+PANEL_EPOCHS = [T0, T1] + [e for e in EPOCHS if e not in (T0, T1)]  # one panel row each, t0 on top
 
 
 rule figures:
     """Glacier panels, reliability diagram, rate by size class and gridded rate map (PNG, matplotlib Agg)."""
     input:
-        preds=[f"{R}/predictions/{g}/{e}.nc" for g in PANEL_GLACIERS for e in EPOCHS],
-        cubes=[f"{R}/cubes/{g}/{e}.nc" for g in PANEL_GLACIERS for e in EPOCHS],
+        preds=[f"{R}/predictions/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
+        cubes=[f"{R}/cubes/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
         calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
         areas=f"{R}/areas/glacier_areas.csv",
         rates=f"{R}/rates/glacier_rates.csv",
@@ -28,7 +27,7 @@ rule figures:
                        category="Glacier panels", labels={"glacier": g}) for g in PANEL_GLACIERS],
     params:
         glaciers=PANEL_GLACIERS,
-        epochs=EPOCHS,
+        epochs=PANEL_EPOCHS,
         split=SPLIT_FILE,
         settings=config["figures"],
     log:
