@@ -130,3 +130,20 @@ def test_workflow_rate_map_values(figure_dir):
     iy = np.floor((cen.y[ok] - ye[0]) / 2000).astype(int)
     np.add.at(s_area, (iy, ix), g.loc[ok, "reg_area_t0_km2"].astype(float))
     assert np.nansum(pct * s_area) / s_area.sum() == pytest.approx(tot)
+
+
+def test_panel_of_a_skipped_glacier_says_why(figure_dir, tmp_path):
+    import geopandas as gpd
+
+    from glaciermap.io import skip_dataset, write_netcdf_atomic
+
+    r = figure_dir / "results/tiny"
+    g = sorted(p.name for p in (r / "predictions").iterdir() if p.name != "val")[0]
+    skip = tmp_path / "skip.nc"
+    write_netcdf_atomic(skip, skip_dataset(g, "2023", f"glacier {g}: all candidates clouded", "select"))
+    o = gpd.read_file(r / "outlines/predicted_outlines.gpkg")
+    out = tmp_path / "panel.png"
+    figures.glacier_panel(g, ["inventory", "2023"], [r / f"cubes/{g}/inventory.nc", skip],
+                          [r / f"predictions/{g}/inventory.nc", skip], [1.0, 1.0], o, out, dpi=50)
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (300, 640)

@@ -124,3 +124,25 @@ def test_outlines_reject_a_broken_prediction_naming_glacier_and_file(outline_fil
                                r / "areas/glacier_areas.csv", 10, 10, crs="EPSG:4326")
     assert t.crs.to_epsg() == 4326
     assert t["polygon_area_km2"].iloc[0] == pytest.approx(t.to_crs(t["cube_crs"].iloc[0]).geometry.area.iloc[0] / 1e6)
+
+
+def test_skip_records_keep_a_row_without_geometry(outline_file, tmp_path):
+    from glaciermap.io import skip_dataset, write_netcdf_atomic
+
+    path, work = outline_file
+    r = work / "results/tiny"
+    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    ok = areas[areas["status"] == "ok"]
+    (g0, e0), (g1, e1) = ok[["glac_id", "epoch"]].iloc[0], ok[["glac_id", "epoch"]].iloc[1]
+    skip = tmp_path / "skip.nc"
+    write_netcdf_atomic(skip, skip_dataset(g0, e0, f"glacier {g0}: no usable scene", "select"))
+    calib = sorted(str(p) for p in r.glob("models/fold*/calibration.json"))
+    t = outlines.outline_table([(g0, e0), (g1, e1)], [str(skip), str(r / f"predictions/{g1}/{e1}.nc")],
+                               [str(r / f"cubes/{g0}/{e0}.nc"), str(r / f"cubes/{g1}/{e1}.nc")], calib,
+                               r / "areas/glacier_areas.csv", 10)
+    assert t["status"].tolist() == ["skipped", "ok"]
+    assert t.geometry.iloc[0] is None and not t.geometry.iloc[1].is_empty
+    out = tmp_path / "o.gpkg"
+    outlines.write_outlines(t, out)
+    back = gpd.read_file(out, layer="outlines")
+    assert len(back) == 2 and back.geometry.iloc[0] is None and back.crs == t.crs
