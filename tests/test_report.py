@@ -19,7 +19,9 @@ def test_snakemake_report_names_every_figure(model_run, tmp_path):
     assert html.lstrip().lower().startswith("<!doctype html")
     for f in figs:
         assert f.name in html, f.name
-    for category in ("Glacier panels", "Calibration", "Change rates"):
+    for table in ("segmentation_by_fold.csv", "area_by_size_class.csv", "coverage.csv"):
+        assert table in html, table
+    for category in ("Glacier panels", "Calibration", "Change rates", "Tables"):
         assert category in html, category
     # captions are rendered into the report
     assert "temperature scaling" in html and "size class" in html

@@ -7,7 +7,7 @@ rule change:
     output:
         csv=f"{R}/rates/glacier_rates.csv",
         gpkg=f"{R}/rates/glacier_rates.gpkg",
-        coverage=f"{R}/rates/coverage.csv",
+        coverage=report(f"{R}/rates/coverage.csv", caption="../report/coverage.rst", category="Tables"),
         totals=f"{R}/rates/regional.json",
     log:
         f"{R}/logs/change.log",
