@@ -146,3 +146,14 @@ def test_skip_records_keep_a_row_without_geometry(outline_file, tmp_path):
     outlines.write_outlines(t, out)
     back = gpd.read_file(out, layer="outlines")
     assert len(back) == 2 and back.geometry.iloc[0] is None and back.crs == t.crs
+
+
+def test_bad_output_crs_names_the_key(outline_file):
+    path, work = outline_file
+    r = work / "results/tiny"
+    calib = sorted(str(p) for p in r.glob("models/fold*/calibration.json"))
+    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    g, e = areas[["glac_id", "epoch"]].iloc[0]
+    with pytest.raises(ValueError, match="outlines.crs"):
+        outlines.outline_table([(g, e)], [str(r / f"predictions/{g}/{e}.nc")], [str(r / f"cubes/{g}/{e}.nc")], calib,
+                               r / "areas/glacier_areas.csv", 10, 10, crs="not-a-crs")

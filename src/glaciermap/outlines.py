@@ -185,17 +185,21 @@ def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patc
                      "pixel_area_m2": a_px, "cube_crs": cube_crs.to_string()})
         geoms.append(out["geometry"])
         crss.append(cube_crs)
+    from pyproj import CRS
+
     known = [c for c in crss if c is not None]
     if crs == "auto":
-        target = known[0] if known else "EPSG:4326"
+        target = CRS.from_user_input(known[0] if known else "EPSG:4326")
     else:
-        target = crs
+        try:
+            target = CRS.from_user_input(crs)
+        except Exception as e:  # pyproj.exceptions.CRSError
+            raise ValueError(f"outlines.crs: {crs!r} is not a CRS pyproj understands ({e})") from e
     parts = []
-    for row, geom, c in zip(rows, geoms, crss):
-        gs = gpd.GeoSeries([geom], crs=c or target)
-        if c is not None and gs.crs != gpd.GeoSeries([], crs=target).crs:
-            gs = gs.to_crs(target)
-        parts.append(gs.iloc[0] if geom is not None else None)
+    for geom, c in zip(geoms, crss):
+        if geom is not None and CRS.from_user_input(c) != target:
+            geom = gpd.GeoSeries([geom], crs=c).to_crs(target).iloc[0]
+        parts.append(geom)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(parts, crs=target), crs=target)
     gdf["geometry"] = gdf.geometry.apply(lambda x: x if x is None or isinstance(x, MultiPolygon) else MultiPolygon([x]))
