@@ -221,5 +221,5 @@ def run_outlines(keys, pred_paths, cube_paths, calib_jsons, areas_csv, cfg: dict
     ok = gdf["status"] == "ok"
     log.info("%d outline(s) written (%d skipped), %d speck pixel(s) removed, %d hole pixel(s) filled, CRS %s",
              int(ok.sum()), int((~ok).sum()), int(gdf.loc[ok, "removed_px"].sum()), int(gdf.loc[ok, "filled_px"].sum()),
-             gdf.crs)
+             gdf.crs.to_string() if gdf.crs is not None else None)
     return gdf
