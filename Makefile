@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
+REGION ?= $(shell awk '/^region:/ {print $$2}' config.yaml)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat envs/requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo run test lint dag clean
+.PHONY: env demo run report test lint dag clean
 
 env: $(STAMP)
 
@@ -23,6 +24,10 @@ demo: env
 
 run: demo
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
+
+# HTML report of a finished run (figures with captions, run statistics): results/<region>/report.html
+report: env
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --report results/$(REGION)/report.html
 
 test: env
 	$(BIN)/python -m pytest -q

@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/acquire.smk"
@@ -26,6 +29,8 @@ include: "workflow/rules/summary.smk"
 # ablation/compare (issue 3, step 8): no-dh/dt ablation and the Table 7 method comparison
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/outlines.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

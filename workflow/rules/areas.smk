@@ -8,8 +8,10 @@ rule areas:
         folds=f"{R}/split/folds.csv",
     output:
         glaciers=f"{R}/areas/glacier_areas.csv",
-        segmentation=f"{R}/areas/segmentation_by_fold.csv",
-        size_classes=f"{R}/areas/area_by_size_class.csv",
+        segmentation=report(f"{R}/areas/segmentation_by_fold.csv", caption="../report/segmentation_by_fold.rst",
+                            category="Tables"),
+        size_classes=report(f"{R}/areas/area_by_size_class.csv", caption="../report/area_by_size_class.rst",
+                            category="Tables"),
         folds=f"{R}/areas/area_by_fold.csv",
     params:
         split=SPLIT_FILE,

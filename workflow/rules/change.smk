@@ -7,7 +7,7 @@ rule change:
     output:
         csv=f"{R}/rates/glacier_rates.csv",
         gpkg=f"{R}/rates/glacier_rates.gpkg",
-        coverage=f"{R}/rates/coverage.csv",
+        coverage=report(f"{R}/rates/coverage.csv", caption="../report/coverage.rst", category="Tables"),
         totals=f"{R}/rates/regional.json",
     params:
         # the scripts read change.from/to from the config: as a param, switching `change.to` re-runs this job

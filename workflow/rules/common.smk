@@ -159,7 +159,8 @@ def summary_inputs(wildcards):
     return d
 
 # Targets of the modelling half for the default target (without a split only the failing, explaining split job).
-MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg"] if FOLDS else [f"{R}/split/folds.csv"]
+MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg", f"{R}/outlines/predicted_outlines.gpkg",
+                 f"{R}/figures/reliability.png"] if FOLDS else [f"{R}/split/folds.csv"]
 # ablation/compare (issue 3, step 8): the Table 7 method comparison
 MODEL_TARGETS += [f"{R}/evaluation/method_comparison.csv"] if FOLDS else []
 

@@ -1,0 +1,38 @@
+# Figures of the run and their place in `snakemake --report` (captions in workflow/report/).
+# The panel glaciers are the largest test glaciers (inventory area), known when the DAG is built.
+from glaciermap.figures import largest_glaciers
+
+PANEL_GLACIERS = largest_glaciers(MAPPED.reset_index(drop=True), [g for k in FOLDS for g in TEST_OF[k]],
+                                  config["figures"]["n_panels"])
+PANEL_EPOCHS = [T0, T1] + [e for e in EPOCHS if e not in (T0, T1)]  # one panel row each, t0 on top
+
+
+rule figures:
+    """Glacier panels, reliability diagram, rate by size class and gridded rate map (PNG, matplotlib Agg)."""
+    input:
+        preds=[f"{R}/predictions/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
+        cubes=[f"{R}/cubes/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
+        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
+        areas=f"{R}/areas/glacier_areas.csv",
+        rates=f"{R}/rates/glacier_rates.csv",
+        rates_gpkg=f"{R}/rates/glacier_rates.gpkg",
+        outlines=f"{R}/outlines/predicted_outlines.gpkg",
+        folds=f"{R}/split/folds.csv",
+    output:
+        reliability=report(f"{R}/figures/reliability.png", caption="../report/reliability.rst", category="Calibration"),
+        boxplot=report(f"{R}/figures/rates_by_size_class.png", caption="../report/rates_by_size_class.rst",
+                       category="Change rates"),
+        rate_map=report(f"{R}/figures/rate_map.png", caption="../report/rate_map.rst", category="Change rates"),
+        panels=[report(f"{R}/figures/glaciers/{g}.png", caption="../report/glacier_panel.rst",
+                       category="Glacier panels", labels={"glacier": g}) for g in PANEL_GLACIERS],
+    params:
+        glaciers=PANEL_GLACIERS,
+        epochs=PANEL_EPOCHS,
+        split=SPLIT_FILE,
+        settings=config["figures"],
+    log:
+        f"{R}/logs/figures.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/figures.py"
