@@ -99,7 +99,7 @@ FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glaci
 MEMBERS = list(range(config["train"]["members"]))
 T0, T1 = config["change"]["from"], config["change"]["to"]
 CHANNELS = list(config["model"]["channels"] or DL4GAM_CHANNELS)
-# pack_members only chooses the rule (train or train_fold), it is not a training setting: kept out of the params
+# pack_members only picks train or train_fold (not a training setting), so it is kept out of the params
 TRAIN_CFG = dict(config["model"], **{k: v for k, v in config["train"].items() if k != "pack_members"}, channels=CHANNELS)
 PACK_MEMBERS = bool(config["train"].get("pack_members", False))
 TRUTH_DIR = config["evaluation"]["truth_dir"]
@@ -146,7 +146,3 @@ def summary_inputs(wildcards):
 # Targets of the modelling half for the default target (without a split only the failing, explaining split job).
 MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg"] if FOLDS else [f"{R}/split/folds.csv"]
 
-
-def member_done_files(wildcards):
-    """done.json of every member of one fold: the outputs of one packed `train_fold` job."""
-    return [f"{R}/models/fold{wildcards.fold}/member{m}/done.json" for m in MEMBERS]
