@@ -68,21 +68,26 @@ cluster_up() {
 
 cmd_install() {
 	need_root
-	local missing=() c
+	local missing=() c pkgs=("${PACKAGES[@]}")
 	for c in slurmctld slurmd sbatch squeue sinfo munged; do
 		command -v "$c" >/dev/null || missing+=("$c")
 	done
+	# stop/status use ps and pgrep (procps), which minimal Debian images lack
+	if ! command -v ps >/dev/null || ! command -v pgrep >/dev/null; then
+		missing+=(ps/pgrep)
+		pkgs+=(procps)
+	fi
 	if ((${#missing[@]} == 0)); then
 		log "packages already installed ($(slurmctld -V 2>/dev/null || echo slurm))"
 		return 0
 	fi
-	log "missing: ${missing[*]}; installing ${PACKAGES[*]}"
+	log "missing: ${missing[*]}; installing ${pkgs[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	if ! apt-cache show slurmctld >/dev/null 2>&1; then
 		log "apt lists lack slurmctld: apt-get update"
 		bounded 300 apt-get update -q
 	fi
-	bounded 600 apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+	bounded 600 apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 	log "installed $(slurmctld -V)"
 }
 

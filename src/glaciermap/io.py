@@ -111,6 +111,21 @@ def setup_logging(log_path: str | os.PathLike | None = None, level=logging.INFO)
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    log_job_context()
+
+
+def log_job_context() -> dict:
+    """Log where this job runs: under Slurm, its ``SLURM_JOB_ID`` (and step, node, partition).
+
+    Every rule script calls :func:`setup_logging`, so every rule log of a cluster run names the Slurm
+    job that wrote it (``SLURM_JOB_ID=1234``). The Slurm executor's job step strips the ``SLURM_*``
+    variables before its inner ``srun``, which sets them again for the step: the rule sees them.
+    """
+    keys = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK")
+    ctx = {k: os.environ[k] for k in keys if os.environ.get(k)}
+    if "SLURM_JOB_ID" in ctx:
+        log.info("slurm job: %s", " ".join(f"{k}={v}" for k, v in ctx.items()))
+    return ctx
 
 
 class UpstreamSkipped(GlacierInputError):

@@ -130,6 +130,30 @@ def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: in
     return summary
 
 
+def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, members, cfg: dict,
+                   done_jsons, threads: int = 1) -> dict:
+    """Every member of one fold in one process (train.pack_members), one after the other.
+
+    Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
+    a member whose done.json is already there is left alone, the others resume from their own last.pt.
+    """
+    members, done_jsons = [int(m) for m in members], [Path(p) for p in done_jsons]
+    if len(members) != len(done_jsons):
+        raise ValueError(f"fold {fold}: {len(members)} members but {len(done_jsons)} done.json outputs")
+    out = {}
+    for member, done in zip(members, done_jsons):
+        if done.parent.name != f"member{member}":
+            raise ValueError(f"fold {fold}: output {done} does not belong to member {member}")
+        if done.exists():
+            log.info("fold %d member %d: already trained (%s)", fold, member, done)
+            out[member] = "done"
+            continue
+        log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
+        out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
+                                threads)
+    return out
+
+
 def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
     """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers)."""
     import torch

@@ -1,0 +1,105 @@
+"""Profiles (root `slurm`, `local`, `profiles` -> workflow/profiles), the GPU switch and train.pack_members.
+
+Dry runs only (no jobs): what Snakemake plans under each setting, read from its job table and job info.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tiny_region, tmp_path_factory):
+    work = tmp_path_factory.mktemp("profiles")
+    shutil.copytree(tiny_region / "inputs", work / "inputs")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["region"] = "tiny"
+    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
+    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
+    cfg["grid"]["patch_size"] = 32
+    cfg["evaluation"] = {"truth_dir": None}
+    cfg["split"] = {"n_folds": 2, "val_fraction": 0.3}
+    cfg["train"] = {"members": 3, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8}
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return work
+
+
+def _dry(work, *args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLACIERMAP_SLURM_")}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "local", "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "--configfile", str(work / "config.yaml"), "-n", *args]
+    p = subprocess.run(["timeout", "-k", "10", "240", *cmd], capture_output=True, text=True, cwd=REPO, env=env,
+                       timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    return p.stdout + p.stderr
+
+
+def _counts(out):
+    table = out[out.rindex("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_root_profiles_resolve_and_load_the_workflow_profile(workdir):
+    for name in ("slurm", "local", "profiles"):
+        assert (REPO / name).is_symlink() and (REPO / name).resolve().is_dir(), name
+    out = _dry(workdir, "qc")
+    assert "Using profiles local and workflow specific profile profiles/default" in out
+    # per-rule resources of the workflow profile reach the jobs (qc: 10 min; acquire: 3000 MB)
+    qc = out[out.index("rule qc:"):]
+    assert "runtime=10" in qc[:qc.index("\n\n")]
+    acq = out[out.index("rule acquire:"):]
+    assert "mem_mb=3000" in acq[:acq.index("\n\n")]
+
+
+def test_pack_members_switch_changes_job_counts_not_outputs(workdir, tmp_path):
+    per_member = _counts(_dry(workdir))
+    packed_cfg = tmp_path / "packed.yaml"
+    packed_cfg.write_text(yaml.safe_dump({"train": {"pack_members": True}}))
+    packed = _counts(_dry(workdir, "--configfile", str(workdir / "config.yaml"), str(packed_cfg)))
+    folds = per_member["normalise"]
+    assert folds == 2
+    assert per_member["train"] == folds * 3 and "train_fold" not in per_member
+    assert packed["train_fold"] == folds and "train" not in packed
+    # everything else is planned identically (same per-member done.json feed inference)
+    rest = lambda c: {k: v for k, v in c.items() if k not in ("train", "train_fold", "total")}  # noqa: E731
+    assert rest(per_member) == rest(packed)
+    assert per_member["total"] - packed["total"] == folds * 3 - folds
+
+
+def test_gpu_switch_reaches_training_and_inference_only(workdir):
+    out = _dry(workdir, env_extra={"GLACIERMAP_SLURM_GPUS": "a100:1", "GLACIERMAP_SLURM_GPU_PARTITION": "gpu"})
+    blocks = {}
+    for m in re.finditer(r"^rule (\w+):\n(.*?)(?=\n\n|\Z)", out, re.M | re.S):
+        blocks.setdefault(m.group(1), m.group(2))
+    for rule in ("train", "infer_fold0"):
+        res = re.search(r"resources: (.*)", blocks[rule]).group(1)
+        assert "gpu=1" in res and "gpu_model=a100" in res and "slurm_partition=gpu" in res, (rule, res)
+    for rule in ("acquire", "normalise", "calibrate"):
+        assert "gpu" not in re.search(r"resources: (.*)", blocks[rule]).group(1), rule
+    plain = _dry(workdir, "--until", "train")
+    assert "gpu=" not in plain
+
+
+def test_packed_training_leaves_finished_members_alone_and_checks_its_outputs(tmp_path):
+    from glaciermap.steps import run_train_fold
+
+    done = [tmp_path / f"fold0/member{m}/done.json" for m in range(2)]
+    for d in done:
+        d.parent.mkdir(parents=True)
+        d.write_text("{}")
+    # every member finished: nothing is trained (the inputs below do not even exist)
+    assert run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done) == {0: "done", 1: "done"}
+    with pytest.raises(ValueError, match="member1/done.json does not belong to member 0"):
+        run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done[::-1])
+    with pytest.raises(ValueError, match="2 members but 1 done.json"):
+        run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done[:1])
