@@ -26,7 +26,8 @@ from shapely.geometry import box, mapping
 from conftest import run_snakemake
 
 DATA_JOBS = ("acquire", "select", "features")
-REGION_JOBS = {"qc", "areas", "change", "baseline", "evaluate", "summary", "all"}
+# region-wide rules that take every glacier (outlines, figures, the Table 7 comparison included)
+REGION_JOBS = {"qc", "areas", "change", "baseline", "evaluate", "compare", "outlines", "figures", "summary", "all"}
 
 
 def planned_jobs(proc) -> set[tuple[str, str]]:
@@ -168,6 +169,7 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
         # a new scene is only a changed param (the glacier's candidate scene ids): invisible to mtime triggers
         assert dry_run(work, "--rerun-triggers", "mtime") == set()
     infer = {(f"infer_fold{k}", "epoch=2023") for k in [test_fold, *val_folds]}
+    infer |= {(f"infer_no_dhdt_fold{test_fold}", "epoch=2023")}  # the ablation maps test glaciers only
     # the 2023 predictions of validation glaciers are not calibration inputs (t0 only): no calibrate
     expected = data_jobs([gid], ["2023"]) | infer | {(r, "") for r in REGION_JOBS}
     assert jobs == expected, diff(jobs, expected)
@@ -191,7 +193,9 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     forced = dry_run(work, "--forcerun", "patches", "normalise", "train")
     # one inference job per fold and epoch writes the fold's validation predictions too, so every fold whose
     # t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
+    test_fold = next(k for k, r in roles.items() if r == "test")
     expected = (data_jobs([gid], ["inventory"]) | {(f"infer_fold{k}", "epoch=inventory") for k in folds}
+                | {(f"infer_no_dhdt_fold{test_fold}", "epoch=inventory")}
                 | {("calibrate", f"fold={k}") for k in folds} | {(r, "") for r in REGION_JOBS})
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
@@ -225,7 +229,8 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
     infer = {(f"infer_fold{k}", "epoch=2024") for k in folds}
     expected = data_jobs(glaciers, ["2024"]) | infer | {(r, "") for r in REGION_JOBS}
     assert jobs == expected, diff(jobs, expected)
-    assert jobs_to_2024 == jobs                  # same jobs; change (and baseline, summary) now use 2024
+    # same jobs, plus the ablation's inference at the new change epoch (it maps the change epochs only)
+    assert jobs_to_2024 == jobs | {(f"infer_no_dhdt_fold{k}", "epoch=2024") for k in folds}
 
 
 def test_switching_change_period_reruns_the_rates_only(base, tmp_path):
@@ -238,7 +243,9 @@ def test_switching_change_period_reruns_the_rates_only(base, tmp_path):
         cfg["change"]["to"] = "inventory"        # a (degenerate) other period: the period is a param of the rules
         _write_config(work, cfg)
         jobs = planned_jobs(run_snakemake(work, "-n", "--rerun-triggers", "params"))
-    assert {r for r, _ in jobs} == {"areas", "change", "baseline", "evaluate", "summary", "all"}
+    # the rules with the period as a param, and what consumes their tables (outlines, figures)
+    assert {r for r, _ in jobs} == {"areas", "change", "baseline", "evaluate", "compare", "outlines", "figures",
+                                    "summary", "all"}
 
 
 # ---------------------------------------------------------------------------------------------------- c. new glacier
@@ -268,6 +275,7 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
         expected = (data_jobs([gid], epochs) | {(f"infer_fold{fold}", f"epoch={e}") for e in epochs}
+                    | {(f"infer_no_dhdt_fold{fold}", f"epoch={e}") for e in epochs}
                     | {("calibrate", f"fold={fold}"), ("inventory", ""), ("split", "")} | {(r, "") for r in REGION_JOBS})
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
