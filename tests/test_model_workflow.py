@@ -188,3 +188,25 @@ def test_comparison_without_debris_map_or_ablation(run, tmp_path):
                       r / "rates/regional.json", None, None, validate_config(cfg), comparison_json=out["json"])
     assert s["debris_recall_dl"] is None and s["debris_recall_no_dhdt"] is None and s["debris_recall_band_ratio"] is None
     assert any("no debris map" in n for n in s["notes"]) and any("ablation" in n for n in s["notes"])
+
+
+def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
+    """Glaciers excluded by QC are counted by step in summary.json and explained in its notes (no silent drops)."""
+    from glaciermap.config import validate_config
+    from glaciermap.summary import build_summary
+
+    work, _ = run
+    r = work / "results/tiny"
+    qc = json.loads((r / "qc/summary.json").read_text())
+    assert qc["n_glaciers_skipped"] == 0
+    qc.update(n_glaciers_skipped=2, skipped_by_step={"select": 1, "acquire": 1})
+    (tmp_path / "qc.json").write_text(json.dumps(qc))
+    cfg = validate_config(yaml.safe_load((work / "config.yaml").read_text()))
+    args = (sorted(r.glob("models/fold*/calibration.json")), r / "areas/glacier_areas.csv", r / "rates/regional.json",
+            None, None, cfg)
+    clean = build_summary(r / "qc/summary.json", *args)
+    assert clean["skipped_by_step"] == {} and not any("skipped by QC" in n for n in clean["notes"])
+    assert clean["n_glaciers_small"] == qc["n_glaciers_small"]
+    s = build_summary(tmp_path / "qc.json", *args)
+    assert s["n_glaciers_skipped"] == 2 and s["skipped_by_step"] == {"select": 1, "acquire": 1}
+    assert any("2 glacier(s) skipped by QC" in n and "qc/skipped.csv" in n for n in s["notes"])

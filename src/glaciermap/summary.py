@@ -45,11 +45,18 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     from .areas import bounds_coverage
 
     notes = list(totals.get("notes", []))
+    if qc["n_glaciers_skipped"]:
+        notes.append(f"{qc['n_glaciers_skipped']} glacier(s) skipped by QC and not mapped (by step: "
+                     f"{qc.get('skipped_by_step', {})}; each with its reason in qc/skipped.csv); their change is "
+                     "extrapolated regionally")
     s = {
         "region": cfg["region"],
         "n_glaciers_inventory": qc["n_glaciers_inventory"],
         "n_glaciers_processed": len(both),
         "n_glaciers_skipped": qc["n_glaciers_skipped"],
+        # why glaciers were left out: QC skips by step (qc/skipped.csv has each one) and those under the area limit
+        "skipped_by_step": dict(qc.get("skipped_by_step", {})),
+        "n_glaciers_small": qc.get("n_glaciers_small"),
         "folds": int(cfg["split"]["n_folds"]),
         "members": int(cfg["train"]["members"]),
         "test_iou_mean": _finite_mean(ref["iou"]),
