@@ -22,8 +22,10 @@ $(STAMP): envs/requirements.txt pyproject.toml
 demo: env
 	$(BIN)/python -m glaciermap.demo --out resources/demo --seed 0 --preset demo
 
+# the demo end to end, then its HTML report (results/<region>/report.html)
 run: demo
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --report results/$(REGION)/report.html
 
 # HTML report of a finished run (figures with captions, run statistics): results/<region>/report.html
 report: env
