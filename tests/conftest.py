@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,34 @@ def tiny_region(tmp_path_factory):
     return out
 
 
+def tiny_workdir(tiny_region, work):
+    """Copy the tiny region's inputs into ``work``; return the repository config pointed at them (region "tiny")."""
+    shutil.copytree(tiny_region / "inputs", work / "inputs")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["region"] = "tiny"
+    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
+    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
+    cfg["grid"]["patch_size"] = 32
+    return cfg
+
+
+def planned_jobs(proc) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans ("" when the rule has no wildcards)."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    if "Nothing to be done" in out:
+        return set()
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if m:
+            w = re.search(r"\n\s+wildcards: (.*)", block)
+            jobs.add((m.group(1), w.group(1).strip() if w else ""))
+    m = re.search(r"^total\s+(\d+)", out, re.M)
+    assert m and int(m.group(1)) == len(jobs), "every planned job must be parsed: " + out[-2000:]
+    return jobs
+
+
 def run_snakemake(workdir, *args, timeout=900):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
@@ -32,12 +61,7 @@ def run_snakemake(workdir, *args, timeout=900):
 def model_run(tiny_region, tmp_path_factory):
     """The real Snakefile on the tiny region through the modelling half, run once per session: (workdir, process)."""
     work = tmp_path_factory.mktemp("model_wf")
-    shutil.copytree(tiny_region / "inputs", work / "inputs")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["region"] = "tiny"
-    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
-    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
-    cfg["grid"]["patch_size"] = 32
+    cfg = tiny_workdir(tiny_region, work)
     cfg.update({
         "split": {"n_folds": 2, "val_fraction": 0.3},
         "model": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None},

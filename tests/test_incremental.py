@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,28 +22,11 @@ import pytest
 import yaml
 from shapely.geometry import box, mapping
 
-from conftest import run_snakemake
+from conftest import planned_jobs, run_snakemake
 
 DATA_JOBS = ("acquire", "select", "features")
 # region-wide rules that take every glacier (outlines, figures, the Table 7 comparison included)
 REGION_JOBS = {"qc", "areas", "change", "baseline", "evaluate", "compare", "outlines", "figures", "summary", "all"}
-
-
-def planned_jobs(proc) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run plans ("" when the rule has no wildcards)."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    if "Nothing to be done" in out:
-        return set()
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if m:
-            w = re.search(r"\n\s+wildcards: (.*)", block)
-            jobs.add((m.group(1), w.group(1).strip() if w else ""))
-    m = re.search(r"^total\s+(\d+)", out, re.M)
-    assert m and int(m.group(1)) == len(jobs), "every planned job must be parsed: " + out[-2000:]
-    return jobs
 
 
 def diff(planned, expected) -> str:

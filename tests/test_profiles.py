@@ -5,7 +5,6 @@ Dry runs only (no jobs): what Snakemake plans under each setting, read from its 
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,18 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import tiny_workdir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def workdir(tiny_region, tmp_path_factory):
     work = tmp_path_factory.mktemp("profiles")
-    shutil.copytree(tiny_region / "inputs", work / "inputs")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["region"] = "tiny"
-    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
-    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
-    cfg["grid"]["patch_size"] = 32
+    cfg = tiny_workdir(tiny_region, work)
     cfg["evaluation"] = {"truth_dir": None}
     cfg["split"] = {"n_folds": 2, "val_fraction": 0.3}
     cfg["train"] = {"members": 3, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8}

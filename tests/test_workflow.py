@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,13 +14,10 @@ import xarray as xr
 import yaml
 from shapely.geometry import Polygon, box
 
+from conftest import planned_jobs
+from conftest import run_snakemake as _snakemake
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _snakemake(workdir, *args, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def _plant_faults(inputs: Path) -> dict:
@@ -153,20 +148,6 @@ def test_workflow_is_lint_clean(run):
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
-def _planned_jobs(proc) -> set:
-    """(rule, wildcards) of every job a dry run plans."""
-    import re
-
-    out = proc.stdout + proc.stderr
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if m:
-            w = re.search(r"\n\s+wildcards: (.*)", block)
-            jobs.add((m.group(1), w.group(1).strip() if w else ""))
-    return jobs
-
-
 def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
     work, _, _ = run
     inv_path = work / "inputs" / "inventory.gpkg"
@@ -183,7 +164,7 @@ def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
             inv_path, layer="glaciers")
         proc = _snakemake(work, "-n", "qc")
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        jobs = _planned_jobs(proc)
+        jobs = planned_jobs(proc)
         per_glacier = {(r, w) for r, w in jobs if w}
         assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "select", "features")
                                for e in ("inventory", "2023")}
