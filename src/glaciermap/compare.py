@@ -193,10 +193,9 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
     ``cubes``/``preds``/``ablation_preds``: (glacier, epoch) -> file; ``fold_of``: glacier -> test fold.
     Methods whose inputs are not given (no ablation, no baseline) are left out and said so in ``notes``.
     """
-    temps = {}
-    for p in calib_jsons:
-        d = json.loads(Path(p).read_text())
-        temps[int(d["fold"])] = d["temperatures"]
+    from .steps import fold_temperatures
+
+    temps = fold_temperatures(calib_jsons)
     methods = ["dl4gam"] + (["dl4gam_no_dhdt"] if ablation_preds else [])
     notes = []
     if not ablation_preds:

@@ -357,10 +357,9 @@ def run_figures(panel_glaciers, epochs, cube_paths: dict, pred_paths: dict, cali
 
     f = cfg["figures"]
     dpi = int(f["dpi"])
-    temps = {}
-    for p in calib_jsons:
-        d = json.loads(Path(p).read_text())
-        temps[int(d["fold"])] = d.get("temperatures") or []
+    from .steps import fold_temperatures
+
+    temps = fold_temperatures(calib_jsons)
     fold_of = read_split(split_csv).set_index("glac_id")["test_fold"].astype(int)
     outlines = gpd.read_file(outlines_gpkg, engine="pyogrio")
     outlines["glac_id"] = outlines["glac_id"].astype(str)

@@ -18,9 +18,7 @@ area in the cube's own (projected) CRS, never in the output CRS.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,12 +146,9 @@ def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patc
     import geopandas as gpd
     from shapely.geometry import MultiPolygon
 
-    from .steps import calibrated_stats
+    from .steps import calibrated_stats, fold_temperatures
 
-    temps = {}
-    for p in calib_jsons:
-        d = json.loads(Path(p).read_text())
-        temps[int(d["fold"])] = d.get("temperatures") or []
+    temps = fold_temperatures(calib_jsons)
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str}).set_index(["glac_id", "epoch"])
     rows, geoms, crss = [], [], []
     for (g, e), pp, cp in zip(keys, pred_paths, cube_paths, strict=True):

@@ -54,6 +54,15 @@ def read_probs(path) -> np.ndarray | None:
         return ds["prob"].values.astype(np.float64)
 
 
+def fold_temperatures(calib_jsons) -> dict[int, list]:
+    """Per-member temperatures of every fold, from the folds' calibration.json files ([] means T = 1)."""
+    temps = {}
+    for p in calib_jsons:
+        d = json.loads(Path(p).read_text())
+        temps[int(d["fold"])] = d.get("temperatures") or []
+    return temps
+
+
 def calibrated_stats(probs: np.ndarray, temperatures) -> tuple[np.ndarray, np.ndarray]:
     """Ensemble mean and std of the temperature-scaled member probabilities (no temperatures: T = 1)."""
     from .calibrate import apply_temperature, ensemble_stats
