@@ -13,6 +13,8 @@ if ABLATION["enabled"]:
             channels=ABL_CHANNELS,
         log:
             f"{R}/logs/ablation/no_dhdt/normalise/fold{{fold}}.log",
+        benchmark:
+            f"{R}/benchmarks/ablation/no_dhdt/normalise/fold{{fold}}.tsv",
 
     use rule train as train_no_dhdt with:
         input:
@@ -28,6 +30,8 @@ if ABLATION["enabled"]:
             settings=ABL_TRAIN_CFG,
         log:
             f"{R}/logs/ablation/no_dhdt/train/fold{{fold}}/member{{member}}.log",
+        benchmark:
+            f"{R}/benchmarks/ablation/no_dhdt/train/fold{{fold}}/member{{member}}.tsv",
 
     # One inference rule per fold (infer_no_dhdt_fold0, ...), test glaciers only (no calibration for the
     # ablation), one job per change epoch; the main rules' script.
@@ -47,6 +51,8 @@ if ABLATION["enabled"]:
                 patch_size=config["train"]["patch_size"],
             log:
                 f"{R}/logs/ablation/no_dhdt/infer/fold{_k}/{{epoch}}.log",
+            benchmark:
+                f"{R}/benchmarks/ablation/no_dhdt/infer/fold{_k}/{{epoch}}.tsv",
             conda:
                 CONDA_ENV
             script:

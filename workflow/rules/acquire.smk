@@ -10,6 +10,8 @@ rule acquire:
         scenes=scene_ids,
     log:
         f"{R}/logs/acquire/{{glacier}}/{{epoch}}.log",
+    benchmark:
+        f"{R}/benchmarks/acquire/{{glacier}}/{{epoch}}.tsv",
     conda:
         CONDA_ENV
     script:

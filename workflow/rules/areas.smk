@@ -18,6 +18,8 @@ rule areas:
         period=[T0, T1],
     log:
         f"{R}/logs/areas.log",
+    benchmark:
+        f"{R}/benchmarks/areas.tsv",
     conda:
         CONDA_ENV
     script:

@@ -13,6 +13,8 @@ rule baseline:
         period=[T0, T1],
     log:
         f"{R}/logs/baseline.log",
+    benchmark:
+        f"{R}/benchmarks/baseline.tsv",
     conda:
         CONDA_ENV
     script:

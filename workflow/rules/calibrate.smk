@@ -12,6 +12,8 @@ rule calibrate:
         settings=config["calibration"],
     log:
         f"{R}/logs/calibrate/fold{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/calibrate/fold{{fold}}.tsv",
     conda:
         CONDA_ENV
     script:

@@ -14,6 +14,8 @@ rule change:
         period=[T0, T1],
     log:
         f"{R}/logs/change.log",
+    benchmark:
+        f"{R}/benchmarks/change.tsv",
     conda:
         CONDA_ENV
     script:

@@ -13,6 +13,8 @@ rule compare:
         debris_min_fraction=config["evaluation"]["debris_min_fraction"],
     log:
         f"{R}/logs/compare.log",
+    benchmark:
+        f"{R}/benchmarks/compare.tsv",
     conda:
         CONDA_ENV
     script:

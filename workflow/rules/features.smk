@@ -12,6 +12,8 @@ rule features:
         dhdt=raster_href("dhdt"),
     log:
         f"{R}/logs/features/{{glacier}}/{{epoch}}.log",
+    benchmark:
+        f"{R}/benchmarks/features/{{glacier}}/{{epoch}}.tsv",
     conda:
         CONDA_ENV
     script:

@@ -32,6 +32,8 @@ rule figures:
         settings=config["figures"],
     log:
         f"{R}/logs/figures.log",
+    benchmark:
+        f"{R}/benchmarks/figures.tsv",
     conda:
         CONDA_ENV
     script:

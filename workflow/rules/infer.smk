@@ -20,6 +20,8 @@ for _k in FOLDS:
             patch_size=config["train"]["patch_size"],
         log:
             f"{R}/logs/infer/fold{_k}/{{epoch}}.log",
+        benchmark:
+            f"{R}/benchmarks/infer/fold{_k}/{{epoch}}.tsv",
         conda:
             CONDA_ENV
         script:

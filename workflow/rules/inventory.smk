@@ -9,6 +9,8 @@ rule inventory:
         content=INVENTORY_HASH,
     log:
         f"{R}/logs/inventory.log",
+    benchmark:
+        f"{R}/benchmarks/inventory.tsv",
     conda:
         CONDA_ENV
     script:

@@ -11,6 +11,8 @@ rule outlines:
         settings=config["outlines"],
     log:
         f"{R}/logs/outlines.log",
+    benchmark:
+        f"{R}/benchmarks/outlines.tsv",
     conda:
         CONDA_ENV
     script:

@@ -7,6 +7,8 @@ rule patches:
         f"{R}/patches/centres_stride{{stride}}.csv",
     log:
         f"{R}/logs/patches/stride{{stride}}.log",
+    benchmark:
+        f"{R}/benchmarks/patches/stride{{stride}}.tsv",
     conda:
         CONDA_ENV
     script:
@@ -26,6 +28,8 @@ rule normalise:
         channels=CHANNELS,
     log:
         f"{R}/logs/normalise/fold{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/normalise/fold{{fold}}.tsv",
     conda:
         CONDA_ENV
     script:

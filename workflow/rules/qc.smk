@@ -10,6 +10,8 @@ rule qc:
         summary=f"{R}/qc/summary.json",
     log:
         f"{R}/logs/qc.log",
+    benchmark:
+        f"{R}/benchmarks/qc.tsv",
     conda:
         CONDA_ENV
     script:

@@ -9,6 +9,8 @@ rule select:
         fingerprint=fingerprint,
     log:
         f"{R}/logs/select/{{glacier}}/{{epoch}}.log",
+    benchmark:
+        f"{R}/benchmarks/select/{{glacier}}/{{epoch}}.tsv",
     conda:
         CONDA_ENV
     script:

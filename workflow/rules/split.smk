@@ -19,6 +19,8 @@ rule split:
         error=SPLIT_ERROR,
     log:
         f"{R}/logs/split.log",
+    benchmark:
+        f"{R}/benchmarks/split.tsv",
     conda:
         CONDA_ENV
     script:

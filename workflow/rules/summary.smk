@@ -7,6 +7,8 @@ rule evaluate:
         f"{R}/evaluation/truth.json",
     log:
         f"{R}/logs/evaluate.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate.tsv",
     conda:
         CONDA_ENV
     script:
@@ -27,6 +29,8 @@ rule summary:
         period=[T0, T1],
     log:
         f"{R}/logs/summary.log",
+    benchmark:
+        f"{R}/benchmarks/summary.tsv",
     conda:
         CONDA_ENV
     script:

@@ -15,6 +15,8 @@ rule train:
         settings=TRAIN_CFG,
     log:
         f"{R}/logs/train/fold{{fold}}/member{{member}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/fold{{fold}}/member{{member}}.tsv",
     conda:
         CONDA_ENV
     script:

@@ -18,6 +18,8 @@ rule train_fold:
         members=MEMBERS,
     log:
         f"{R}/logs/train/fold{{fold}}/members.log",
+    benchmark:
+        f"{R}/benchmarks/train/fold{{fold}}/members.tsv",
     conda:
         CONDA_ENV
     script:
