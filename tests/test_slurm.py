@@ -188,3 +188,63 @@ def test_failing_job_is_reported_with_its_log_and_retried_with_more_memory(slurm
         assert f"MinMemoryNode={mem}" in show, show
         assert "JobState=FAILED" in show, show
         assert slurm_log in out  # the Slurm log of each failed job is named as well
+
+
+def _profile_resources(rule: str) -> tuple[int, int]:
+    """(mem_mb, runtime) at attempt 1 that the workflow profile declares for ``rule``."""
+    text = (REPO / "workflow" / "profiles" / "default" / "config.yaml").read_text()
+    m = re.search(rf"^  {rule}: \?gpu\(mem_mb=\"(\d+) \* attempt\", runtime=\"(\d+) \* attempt\"\)", text, re.M)
+    assert m, f"no resources for {rule} in the workflow profile"
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_packed_training_job_runs_through_slurm_and_equals_the_local_members(model_run, slurm_cluster, tmp_path):
+    """Fold 0 of the finished tiny modelling run, retrained as ONE packed Slurm job (train_fold, 2 members)."""
+    import torch
+
+    src, proc = model_run
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    work = tmp_path / "wf"
+    shutil.copytree(src, work, symlinks=True)  # results, inputs, config and .snakemake (mtimes and metadata kept)
+    members = work / "results" / "tiny" / "models" / "fold0"
+    local = {}
+    for m in (0, 1):
+        d = members / f"member{m}"
+        local[m] = torch.load(d / "best.pt", map_location="cpu", weights_only=False)["model"]
+        for f in ("done.json", "best.pt", "last.pt", "metrics.csv"):
+            (d / f).unlink()
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["train"]["pack_members"] = True
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    targets = [f"results/tiny/models/fold0/member{m}/done.json" for m in (0, 1)]
+
+    plan = _snakemake(work, "slurm", "-n", *targets, env=slurm_cluster, limit=300)
+    assert plan.returncode == 0, (plan.stdout + plan.stderr)[-4000:]
+    assert re.search(r"^train_fold\s+1$", plan.stdout, re.M) and re.search(r"^total\s+1$", plan.stdout, re.M), \
+        plan.stdout[-3000:]  # nothing upstream re-runs: only the packed training job
+
+    p = _snakemake(work, "slurm", "--verbose", *targets, env=slurm_cluster, limit=600)
+    out = p.stdout + p.stderr
+    (tmp_path / "slurm.out").write_text(out)
+    assert p.returncode == 0, out[-6000:]
+    submitted = dict(SUBMITTED.findall(out))
+    assert len(submitted) == 1 and "rule_train_fold" in next(iter(submitted.values())), submitted
+    jid = next(iter(submitted))
+    log = work / "results" / "tiny" / "logs" / "train" / "fold0" / "members.log"
+    assert _job_id(log) == jid, log.read_text()[-2000:]
+    mem, runtime = _profile_resources("train_fold")
+    call = [l for l in out.splitlines() if l.startswith("sbatch call:") and "rule_train_fold" in l]
+    assert len(call) == 1 and f"--mem {mem} " in call[0] and f" -t {runtime} " in call[0], call
+    # GPU request only when GLACIERMAP_SLURM_GPUS/_GPU_GRES are set (they are not here)
+    assert "--gpus" not in call[0] and "--gres" not in call[0], call
+    acct = _bounded(["scontrol", "show", "job", jid], 30, env=slurm_cluster).stdout
+    assert "JobState=COMPLETED" in acct, acct
+    for m in (0, 1):
+        d = members / f"member{m}"
+        done = yaml.safe_load((d / "done.json").read_text())
+        assert done["complete"] and done["epochs_done"] == cfg["train"]["epochs"], done
+        slurm_model = torch.load(d / "best.pt", map_location="cpu", weights_only=False)["model"]
+        assert slurm_model.keys() == local[m].keys()
+        # same seed, data and thread count: the Slurm job reproduces the local training bit for bit
+        diff = [k for k in local[m] if not torch.equal(local[m][k], slurm_model[k])]
+        assert not diff, f"member {m}: {len(diff)} tensors differ from the local run, e.g. {diff[:3]}"

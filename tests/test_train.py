@@ -150,3 +150,23 @@ def test_run_member_uses_fold_roles(tmp_path, fold_data):
     s = train.run_member(ct, cv, split, 0, 2, stats, cfg, tmp_path, "cpu")
     assert s["seed"] == train.member_seed(0, 2) and s["n_train"] == 5
     assert s["n_val"] == int((cv["glac_id"] == "V").sum())
+
+
+def test_members_sharing_a_cube_cache_train_exactly_as_alone(tmp_path, fold_data):
+    """train_fold's shared cache: each cube is read once for all members, and the weights do not change."""
+    fi, stats, *_ = fold_data
+    cache = patches.CubeCache(patches.load_training_cube, max_items=1000, max_bytes=4e9)
+    for seed in (7, 8):
+        cfg = {**TINY, "epochs": 1, "seed": seed}
+        alone = train.train_member(fi.train, fi.val, stats, cfg, tmp_path / f"alone{seed}", "cpu",
+                                   test_glaciers=fi.test_glaciers)
+        shared = train.train_member(fi.train, fi.val, stats, cfg, tmp_path / f"shared{seed}", "cpu",
+                                    test_glaciers=fi.test_glaciers, cube_cache=cache)
+        assert alone["best_score"] == shared["best_score"] or (math.isnan(alone["best_score"]) and
+                                                               math.isnan(shared["best_score"]))
+        a = torch.load(tmp_path / f"alone{seed}" / "best.pt", weights_only=False)["model"]
+        b = torch.load(tmp_path / f"shared{seed}" / "best.pt", weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    cubes = {p for p, _, _ in list(fi.train) + list(fi.val)}
+    assert cache.misses == len(cubes)  # the second member read nothing from disk
+    assert cache.hits > 0

@@ -99,10 +99,10 @@ def skip_dataset(glacier_id: str, epoch: str, reason: str, step: str):
 
 def read_status(path: str | os.PathLike) -> dict:
     """Status attributes of a per-glacier NetCDF without loading its data."""
-    import xarray as xr
+    from .netcdf import read_attrs  # h5py: attributes only, no xarray dataset set-up per upstream file
 
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return {k: ds.attrs.get(k, "") for k in ("glacier_id", "epoch", "status", "reason", "skipped_at_step")}
+    attrs = read_attrs(path)
+    return {k: attrs.get(k, "") for k in ("glacier_id", "epoch", "status", "reason", "skipped_at_step")}
 
 
 def setup_logging(log_path: str | os.PathLike | None = None, level=logging.INFO) -> None:

@@ -119,7 +119,7 @@ def run_normalisation(cube_paths, split_csv, fold: int, channels, out_json) -> N
 
 
 def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
-              done_json, threads: int = 1) -> dict:
+              done_json, threads: int = 1, cube_cache=None) -> dict:
     """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it."""
     import torch
 
@@ -133,7 +133,7 @@ def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: in
     device = cfg.pop("device", None)
     summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
                          load_normalisation(norm_json), cfg, Path(done_json).parent, device,
-                         restart_on_mismatch=True)
+                         restart_on_mismatch=True, cube_cache=cube_cache)
     if not Path(done_json).exists():
         raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
     return summary
@@ -146,7 +146,11 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
     Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
     a member whose done.json is already there is left alone, the others resume from their own last.pt.
     """
+    from .patches import CubeCache, load_training_cube
+
     members, done_jsons = [int(m) for m in members], [Path(p) for p in done_jsons]
+    # the members share the fold's training and validation cubes: read each once (bounded by bytes only)
+    cache = CubeCache(load_training_cube, max_items=1_000_000, max_bytes=4e9)
     if len(members) != len(done_jsons):
         raise ValueError(f"fold {fold}: {len(members)} members but {len(done_jsons)} done.json outputs")
     out = {}
@@ -159,7 +163,8 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
             continue
         log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
         out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
-                                threads)
+                                threads, cube_cache=cache)
+    log.info("fold %d: cube cache %d hits, %d misses", fold, cache.hits, cache.misses)
     return out
 
 

@@ -46,7 +46,7 @@ DEFAULTS = {
     "epochs": 30,
     "seed": 0,
     "num_workers": 0,
-    "cache_size": 32,
+    "cache_size": 512,           # cubes kept per dataset (also bounded to 4 GB): a fold's cubes are read once
     "focal_gamma": 2.0,
     "focal_alpha": 0.25,
     "threshold": 0.5,
@@ -216,7 +216,7 @@ def _timed(loader, device):
 
 def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device=None, *, test_glaciers,
                  glacier_areas: dict | None = None, max_epochs_this_run: int | None = None, on_epoch_end=None,
-                 restart_on_mismatch: bool = False) -> dict:
+                 restart_on_mismatch: bool = False, cube_cache=None) -> dict:
     """Train (or resume) one member; returns the summary also written to ``out_dir/done.json`` when complete.
 
     ``train_items``/``val_items``: (cube path, row, col) patch centres. ``test_glaciers``: the fold's test
@@ -225,7 +225,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     ``max_epochs_this_run`` stops early after that many epochs (the job can be resumed);
     ``on_epoch_end(epoch, metrics_row)`` is called after each epoch's checkpoint is on disk. A ``last.pt``
     made from other inputs or settings raises, or with ``restart_on_mismatch`` (what a workflow rerun after
-    changed inputs wants) is discarded together with best.pt, metrics.csv and done.json.
+    changed inputs wants) is discarded together with best.pt, metrics.csv and done.json. ``cube_cache``: a
+    :class:`~glaciermap.patches.CubeCache` over :func:`~glaciermap.patches.load_training_cube` shared by
+    several members trained in one process (the same values, each cube read once).
     """
     cfg = {**DEFAULTS, **(cfg or {})}
     out = Path(out_dir)
@@ -274,8 +276,10 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
 
     P, bs = int(cfg["patch_size"]), int(cfg["batch_size"])
     vbs = int(cfg["val_batch_size"] or bs)
-    train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"])
-    val_ds = PatchDataset(val_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"])
+    train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
+                            shared_cache=cube_cache)
+    val_ds = PatchDataset(val_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
+                          shared_cache=cube_cache)
     sampler = EpochSampler(len(train_ds), seed, drop_remainder_one=bs)
     nw = int(cfg["num_workers"])
     loader_kw = {"num_workers": nw, "pin_memory": device.type == "cuda", "persistent_workers": nw > 0}

@@ -1,0 +1,92 @@
+"""glaciermap.netcdf (h5py reads) against xarray's decoding, on real workflow files and on hand-made ones."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from glaciermap.netcdf import has_variables, read_attrs, read_variables
+from glaciermap.patches import DL4GAM_CHANNELS, load_cube, open_cube
+
+
+def _same(a, b, name):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, name
+    if a.dtype.kind == "O" or b.dtype.kind == "O":
+        assert [str(x) for x in a.ravel()] == [str(x) for x in b.ravel()], name
+    else:
+        assert a.dtype == b.dtype, f"{name}: {a.dtype} != {b.dtype}"
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def _workflow_files(work):
+    res = work / "results" / "tiny"
+    cubes = sorted(p for p in (res / "cubes").glob("*/*.nc") if read_attrs(p).get("status") == "ok")
+    scenes = sorted((res / "scenes").glob("*/*.nc"))
+    preds = sorted((res / "predictions").glob("*/*.nc"))
+    return cubes, scenes, preds
+
+
+def test_every_variable_of_real_workflow_files_decodes_as_xarray_does(model_run):
+    work, proc = model_run
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    cubes, scenes, preds = _workflow_files(work)
+    assert len(cubes) >= 4 and scenes and preds
+    for path in cubes[:4] + scenes[:2] + preds[:2]:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            names = [n for n in list(ds.data_vars) + list(ds.coords) if n in has_variables(path)
+                     and n not in ("time",)]  # CF time decoding is xarray's business; we never read time here
+            values, attrs = read_variables(path, names)
+            for n in names:
+                _same(values[n], ds[n].values, f"{path.name}:{n}")
+            assert attrs.keys() == ds.attrs.keys(), path
+            for k, v in ds.attrs.items():
+                assert str(attrs[k]) == str(v), f"{path.name}: attribute {k}"
+            assert read_attrs(path) == attrs
+
+
+def test_load_cube_equals_the_xarray_read(model_run):
+    cubes, _, _ = _workflow_files(model_run[0])
+    for path in cubes[:3]:
+        c = load_cube(path)
+        with open_cube(path) as ds:
+            for i, ch in enumerate(DL4GAM_CHANNELS):
+                _same(c.x[i], ds[ch].values.astype(np.float32), ch)
+            _same(c.labels, ds["mask_glacier_id"].values.astype(np.int32), "labels")
+            _same(c.masked, ds["mask_nodata"].values.astype(bool) | ds["mask_cloud"].values.astype(bool), "masked")
+            _same(c.buffer50, ds["mask_buffer_50m"].values.astype(bool), "buffer50")
+            _same(c.glacier, ds["mask_glacier"].values.astype(bool), "glacier")
+            assert c.glacier_ids == [str(g) for g in ds["glacier_ids"].values]
+            assert c.glacier_id == ds.attrs["glacier_id"]
+            assert c.resolution == pytest.approx(float(abs(ds["x"].values[1] - ds["x"].values[0])))
+
+
+def test_fill_values_scales_and_offsets_follow_cf(tmp_path):
+    """Encodings glaciermap does not write today, decoded like xarray: int16 with offset, float with a non-NaN fill."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-5, 5, (7, 9))
+    a[2, 3] = np.nan
+    b = rng.uniform(0, 100, (7, 9)).astype(np.float32)
+    b[0, 0] = np.nan
+    m = rng.integers(0, 3, (7, 9)).astype(np.uint8)
+    ds = xr.Dataset({"a": (("y", "x"), a), "b": (("y", "x"), b), "m": (("y", "x"), m),
+                     "ids": ("g", np.array(["RGI-1", "RGI-22"], dtype=object))}, attrs={"note": "x", "n": 3})
+    enc = {"a": {"dtype": "int16", "scale_factor": 0.001, "add_offset": 1.5, "_FillValue": -32768},
+           "b": {"dtype": "float32", "_FillValue": -9999.0}, "m": {"dtype": "uint8", "_FillValue": None}}
+    p = tmp_path / "f.nc"
+    ds.to_netcdf(p, engine="h5netcdf", encoding=enc)
+    values, attrs = read_variables(p, ["a", "b", "m", "ids"])
+    with xr.open_dataset(p, engine="h5netcdf") as back:
+        for n in ("a", "b", "m", "ids"):
+            _same(values[n], back[n].values, n)
+        assert np.isnan(values["a"][2, 3]) and np.isnan(values["b"][0, 0])
+    assert attrs == {"note": "x", "n": 3}
+    with pytest.raises(KeyError, match="lacks variable"):
+        read_variables(p, ["a", "nope"])
+
+
+def test_a_truncated_file_is_an_error_not_empty_arrays(tmp_path):
+    p = tmp_path / "f.nc"
+    xr.Dataset({"a": (("y",), np.arange(1000.0))}).to_netcdf(p, engine="h5netcdf")
+    p.write_bytes(p.read_bytes()[:300])
+    with pytest.raises(OSError):
+        read_attrs(p)
