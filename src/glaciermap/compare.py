@@ -128,27 +128,33 @@ def cube_band_ratio_mask(cube_path, t1: float, t2: float) -> np.ndarray | None:
     """Band-ratio glacier mask of a cube (R / max(SWIR, 1) >= t1 and B >= t2, DN); None for a skip record."""
     from .baseline import band_ratio_mask
     from .io import STATUS_SKIPPED
-    from .patches import open_cube
+    from .netcdf import read_attrs, read_variables
 
-    with open_cube(cube_path) as ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        red, swir, blue = (ds[b].values.astype(np.float64) * 1e4 for b in ("B04", "B11", "B02"))
+    if read_attrs(cube_path).get("status") == STATUS_SKIPPED:
+        return None
+    v, _ = read_variables(cube_path, ["B04", "B11", "B02"])
+    red, swir, blue = (v[b].astype(np.float64) * 1e4 for b in ("B04", "B11", "B02"))
     return band_ratio_mask(red, swir, blue, t1, t2)
 
 
 def debris_on_cube(debris_path, cube_path, glacier_id: str) -> np.ndarray:
     """The debris map reprojected (nearest) onto a cube's 10 m grid: True = debris-covered; outside the map False."""
     import rasterio
-    import rioxarray  # noqa: F401  (the .rio accessor)
     from affine import Affine
     from rasterio.warp import Resampling, reproject
 
-    from .patches import open_cube
+    from .georef import read_crs
+    from .netcdf import read_variables
 
-    with open_cube(cube_path) as ds:
-        crs = ds.rio.crs
-        xs, ys = ds["x"].values, ds["y"].values
+    v, attrs = read_variables(cube_path, ["x", "y"])
+    xs, ys = v["x"], v["y"]
+    if attrs.get("crs"):  # features writes the grid's CRS as a global attribute too: no dataset set-up needed
+        crs = rasterio.crs.CRS.from_user_input(attrs["crs"])
+    else:
+        from .patches import open_cube
+
+        with open_cube(cube_path) as ds:
+            crs = read_crs(ds)
     if crs is None:
         raise GlacierInputError(glacier_id, cube_path, "cube has no CRS (spatial_ref); cannot place the debris map")
     if xs.size < 2 or ys.size < 2:

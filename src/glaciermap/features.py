@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from . import indices, terrain
+from .georef import read_crs, write_georef
 from .grid import CubeGrid
 from .io import GlacierInputError, UpstreamSkipped, check_upstream, run_glacier_step
 from .masks import buffer_mask, glacier_masks
@@ -248,11 +249,11 @@ def fill_nearest(arr: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _load_scene(acquisition_nc, glacier_id: str, item_id: str):
     with xr.open_dataset(acquisition_nc, engine="h5netcdf", decode_coords="all") as ds:
-        if ds.rio.crs is None and "spatial_ref" in ds.data_vars:
+        if "spatial_ref" in ds.data_vars:
             # written with an explicit encoding that dropped the variables' grid_mapping: spatial_ref is
             # then read as a data variable; it still holds the CRS
             ds = ds.set_coords("spatial_ref")
-        if ds.rio.crs is None:
+        if read_crs(ds) is None:
             raise GlacierInputError(glacier_id, acquisition_nc, "acquisition has no CRS (spatial_ref)")
         missing = [b for b in S2_BANDS + ["SCL"] if b not in ds.data_vars]
         if missing:
@@ -356,7 +357,7 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     ds["glacier_ids"].attrs = {"long_name": "glacier identifiers", "units": "1",
                                "description": f"ids ({idc}) of every usable inventory glacier (qc_status ok or small) "
                                               "intersecting the cube, sorted; mask_glacier_id indexes this list"}
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform).rio.write_coordinate_system()
+    ds = write_georef(ds, grid.crs, grid.transform)
     ds["x"].attrs.update(units="m", description="easting of the pixel centre")
     ds["y"].attrs.update(units="m", description="northing of the pixel centre")
     ds["spatial_ref"].attrs.update(units="1", description="coordinate reference system (CF grid mapping)")

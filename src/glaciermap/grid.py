@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor used on cube datasets)
 from affine import Affine
 
 
@@ -71,5 +70,7 @@ class CubeGrid:
         x = ds["x"].values
         y = ds["y"].values
         r = float(abs(x[1] - x[0]))
-        crs = ds.rio.crs.to_string()
+        from .georef import read_crs
+
+        crs = read_crs(ds).to_string()
         return cls(crs, x[0] - r / 2, y[-1] - r / 2, x[-1] + r / 2, y[0] + r / 2, r)

@@ -30,28 +30,27 @@ def read_manifest(path) -> pd.DataFrame:
 
 def read_cube_masks(path) -> dict | None:
     """Masks, resolution and image date of one cube (None for a skip record)."""
-    from .patches import open_cube
+    from .netcdf import read_attrs, read_variables
 
-    with open_cube(path) as ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        xs = ds["x"].values
-        res = float(abs(xs[1] - xs[0])) if xs.size > 1 else float(ds.attrs.get("resolution_m", 10.0))
-        masked = ds["mask_nodata"].values.astype(bool) | ds["mask_cloud"].values.astype(bool)
-        return {"glacier": ds["mask_glacier"].values.astype(bool),
-                "buffer20": ds["mask_buffer_20m"].values.astype(bool),
-                "buffer50": ds["mask_buffer_50m"].values.astype(bool),
-                "masked": masked, "resolution": res, "date": str(ds.attrs.get("date", ""))[:10]}
+    if read_attrs(path).get("status") == STATUS_SKIPPED:
+        return None
+    v, attrs = read_variables(path, ["x", "mask_nodata", "mask_cloud", "mask_glacier", "mask_buffer_20m",
+                                     "mask_buffer_50m"])
+    xs = v["x"]
+    res = float(abs(xs[1] - xs[0])) if xs.size > 1 else float(attrs.get("resolution_m", 10.0))
+    masked = v["mask_nodata"].astype(bool) | v["mask_cloud"].astype(bool)
+    return {"glacier": v["mask_glacier"].astype(bool), "buffer20": v["mask_buffer_20m"].astype(bool),
+            "buffer50": v["mask_buffer_50m"].astype(bool), "masked": masked, "resolution": res,
+            "date": str(attrs.get("date", ""))[:10]}
 
 
 def read_probs(path) -> np.ndarray | None:
     """Member probabilities [M, H, W] of a prediction file (None for a skip record)."""
-    import xarray as xr
+    from .netcdf import read_attrs, read_variables
 
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        return ds["prob"].values.astype(np.float64)
+    if read_attrs(path).get("status") == STATUS_SKIPPED:
+        return None
+    return read_variables(path, ["prob"])[0]["prob"].astype(np.float64)
 
 
 def fold_temperatures(calib_jsons) -> dict[int, list]:
@@ -421,12 +420,12 @@ def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
 
 def band_sample(cube_path) -> dict | None:
     """Band-ratio sample of one cube: DN bands and labels over glacier + 50 m (valid pixels), plus full arrays."""
-    from .patches import open_cube
+    from .netcdf import read_attrs, read_variables
 
-    with open_cube(cube_path) as ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        bands = {k: ds[b].values.astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
+    if read_attrs(cube_path).get("status") == STATUS_SKIPPED:
+        return None
+    v, _ = read_variables(cube_path, ["B04", "B11", "B02"])
+    bands = {k: v[b].astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
     m = read_cube_masks(cube_path)
     region = (m["buffer50"] | m["glacier"]) & ~m["masked"]
     sample = {k: v[region] for k, v in bands.items()}

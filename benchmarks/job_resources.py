@@ -1,0 +1,90 @@
+"""Per-rule job resources measured by Snakemake's `benchmark:` files, next to what the workflow profile asks.
+
+Usage: python benchmarks/job_resources.py [results/<region>] [--profile workflow/profiles/default/config.yaml]
+
+Every rule writes results/<region>/benchmarks/<rule>/...tsv (wall seconds, peak RSS, CPU seconds of the
+job's process tree). This prints one row per rule: jobs, median and max wall seconds, max CPU seconds,
+median and max peak RSS (MB), and the memory and runtime the workflow profile requests at attempt 1, with
+the headroom (requested / measured max). Rules whose request is below the measured peak are flagged.
+The table in docs/performance.md ("Job resources") is this script's output for the demo region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pandas as pd
+
+RULE_DIRS = {"ablation/no_dhdt/normalise": "normalise_no_dhdt", "ablation/no_dhdt/train": "train_no_dhdt",
+             "ablation/no_dhdt/infer": "infer_no_dhdt_fold"}
+
+
+def rule_of(bench_dir: Path, tsv: Path) -> str:
+    rel = tsv.relative_to(bench_dir).as_posix()
+    for prefix, rule in RULE_DIRS.items():
+        if rel.startswith(prefix + "/"):
+            return rule
+    parts = rel.split("/")
+    if parts[0] == "infer":
+        return "infer_fold"
+    return parts[0][: -len(".tsv")] if len(parts) == 1 else parts[0]
+
+
+def read_benchmarks(bench_dir: Path) -> pd.DataFrame:
+    rows = []
+    for tsv in sorted(bench_dir.rglob("*.tsv")):
+        df = pd.read_csv(tsv, sep="\t", na_values=["-", "NA"])
+        if df.empty:
+            continue
+        r = df.iloc[-1]
+        rows.append({"rule": rule_of(bench_dir, tsv), "s": float(r["s"]), "max_rss": float(r["max_rss"]),
+                     "cpu_time": float(r["cpu_time"])})
+    return pd.DataFrame(rows)
+
+
+def profile_requests(profile: Path) -> dict:
+    """rule -> (mem_mb, runtime minutes) at attempt 1, parsed from the workflow profile's set-resources."""
+    text = profile.read_text()
+    out = {}
+    for m in re.finditer(r"^  (\w+):\s*\n\s+mem_mb: \"(\d+) \* attempt\"\s*\n\s+runtime: \"(\d+) \* attempt\"", text, re.M):
+        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    gpu = re.compile(r"^\s*\??f?\"?([a-z_]+?)(?:\{k\})?\"?:\s*\?gpu\(mem_mb=\"(\d+) \* attempt\", "
+                     r"runtime=\"(\d+) \* attempt\"\)", re.M)
+    for m in gpu.finditer(text):
+        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def table(bench: pd.DataFrame, requests: dict) -> pd.DataFrame:
+    g = bench.groupby("rule")
+    t = pd.DataFrame({"jobs": g.size(), "s_median": g["s"].median(), "s_max": g["s"].max(),
+                      "cpu_s_max": g["cpu_time"].max(), "rss_mb_median": g["max_rss"].median(),
+                      "rss_mb_max": g["max_rss"].max()})
+    t["mem_mb_req"] = [requests.get(r, (float("nan"), float("nan")))[0] for r in t.index]
+    t["runtime_min_req"] = [requests.get(r, (float("nan"), float("nan")))[1] for r in t.index]
+    t["mem_headroom"] = t["mem_mb_req"] / t["rss_mb_max"]
+    t["time_headroom"] = 60 * t["runtime_min_req"] / t["s_max"]
+    t["flag"] = ["UNDER" if (h < 1) else "" for h in t["mem_headroom"]]
+    return t.sort_values("s_max", ascending=False)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="?", default="results/demo")
+    ap.add_argument("--profile", default=str(Path(__file__).resolve().parents[1] / "workflow/profiles/default/config.yaml"))
+    a = ap.parse_args(argv)
+    bench = read_benchmarks(Path(a.results) / "benchmarks")
+    if bench.empty:
+        raise SystemExit(f"no benchmark files under {a.results}/benchmarks (run the workflow first)")
+    t = table(bench, profile_requests(Path(a.profile)))
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(t.round({"s_median": 1, "s_max": 1, "cpu_s_max": 1, "rss_mb_median": 0, "rss_mb_max": 0,
+                       "mem_headroom": 1, "time_headroom": 0}).to_string())
+    print(f"\n{len(bench)} jobs, {bench['s'].sum():.0f} s of job wall time, {bench['cpu_time'].sum():.0f} s CPU")
+    return t
+
+
+if __name__ == "__main__":
+    main()
