@@ -48,13 +48,45 @@ def _counts(out):
 def test_root_profiles_resolve_and_load_the_workflow_profile(workdir):
     for name in ("slurm", "local", "profiles"):
         assert (REPO / name).is_symlink() and (REPO / name).resolve().is_dir(), name
-    out = _dry(workdir, "qc")
+    out = _dry(workdir, "--until", "train")
     assert "Using profiles local and workflow specific profile profiles/default" in out
-    # per-rule resources of the workflow profile reach the jobs (qc: 10 min; acquire: 3000 MB)
-    qc = out[out.index("rule qc:"):]
-    assert "runtime=10" in qc[:qc.index("\n\n")]
-    acq = out[out.index("rule acquire:"):]
-    assert "mem_mb=3000" in acq[:acq.index("\n\n")]
+    # the model jobs' resources come from the workflow profile (train: 8000 MB, 240 min) ...
+    train = out[out.index("rule train:"):]
+    assert "runtime=240" in train[:train.index("\n\n")] and "mem_mb=8000" in train[:train.index("\n\n")]
+
+
+def _job_resources(out, rule):
+    """wildcards -> resources dict of every planned job of ``rule``."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        if re.match(rf"(?:local)?rule {rule}:", block.strip()):
+            w = re.search(r"\n\s+wildcards: (.*)", block)
+            res = re.search(r"\n\s+resources: (.*)", block).group(1)
+            jobs[w.group(1).strip() if w else ""] = {k: int(v) for k, v in re.findall(r"(mem_mb|runtime)=(\d+)", res)}
+    return jobs
+
+
+def test_per_glacier_and_region_jobs_are_sized_from_glacier_and_region_size(workdir):
+    from glaciermap.config import load_config
+    from glaciermap.grid import cube_margin_m
+    from glaciermap.inventory import glacier_list
+    from glaciermap.resources import cube_megapixels, glacier_job, region_job
+
+    out = _dry(workdir, "qc")
+    cfg = load_config(workdir / "config.yaml")
+    gl = glacier_list(cfg)
+    gl = gl[gl["qc_status"] == "ok"].set_index("glac_id")
+    margin = cube_margin_m(cfg["grid"]["patch_size"], cfg["grid"]["resolution"])
+    mpx = {g: cube_megapixels(r.xmin, r.ymin, r.xmax, r.ymax, margin, cfg["grid"]["resolution"]) for g, r in gl.iterrows()}
+    feats = _job_resources(out, "features")
+    assert len(feats) == 2 * len(gl)
+    for wc, res in feats.items():
+        g = re.search(r"glacier=([^,]+)", wc).group(1)
+        assert res == glacier_job("features", mpx[g], 1), (wc, res)
+    # a bigger cube asks for at least as much memory as a smaller one
+    by_size = sorted(feats.items(), key=lambda kv: mpx[re.search(r"glacier=([^,]+)", kv[0]).group(1)])
+    assert [r["mem_mb"] for _, r in by_size] == sorted(r["mem_mb"] for _, r in by_size)
+    assert _job_resources(out, "qc")[""] == region_job("qc", len(gl))
 
 
 def test_pack_members_switch_changes_job_counts_not_outputs(workdir, tmp_path):

@@ -90,6 +90,9 @@ def two_runs(tiny_region, tmp_path_factory, slurm_cluster):
         works[name].mkdir()
         (works[name] / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = slurm_cluster
+    # what each job will ask for (rules size themselves from cube size and scene count): read from a dry run
+    plan = _snakemake(works["slurm"], "slurm", "-n", *targets, env=env, limit=300)
+    assert plan.returncode == 0, (plan.stdout + plan.stderr)[-4000:]
     local = subprocess.Popen(  # the local run goes alongside the Slurm one (bounded below)
         ["timeout", "-s", "INT", "-k", "30", "420", sys.executable, "-m", "snakemake", "--profile", "local",
          "-s", REPO / "Snakefile", "-d", works["local"], "--configfile", works["local"] / "config.yaml",
@@ -99,7 +102,21 @@ def two_runs(tiny_region, tmp_path_factory, slurm_cluster):
     local_out, _ = local.communicate(timeout=500)
     (base / "slurm.out").write_text(slurm.stdout + slurm.stderr)  # kept for a look after a failure
     (base / "local.out").write_text(local_out)
-    return {"works": works, "chains": chains, "slurm": slurm, "local_rc": local.returncode, "local_out": local_out}
+    return {"works": works, "chains": chains, "slurm": slurm, "local_rc": local.returncode, "local_out": local_out,
+            "planned": _planned_resources(plan.stdout + plan.stderr)}
+
+
+def _planned_resources(out: str) -> dict:
+    """(rule, wildcards) -> {mem_mb, runtime} of every job in a dry run's job descriptions."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        res = re.search(r"\n\s+resources: (.*)", block)
+        if m and res:
+            w = re.search(r"\n\s+wildcards: (.*)", block)
+            vals = dict(kv.split("=", 1) for kv in res.group(1).split(", ") if "=" in kv)
+            jobs[(m.group(1), w.group(1).strip() if w else "")] = {k: int(vals[k]) for k in ("mem_mb", "runtime")}
+    return jobs
 
 
 def _job_id(log: Path):
@@ -126,13 +143,23 @@ def test_slurm_run_succeeds_and_jobs_ran_as_slurm_jobs(two_runs):
             group_ids.add(jid)
     assert len(group_ids) == 1 and group_ids != {_job_id(logs / "inventory.log")}
     # the group job is sized by the profile's `cores: 1` (its jobs run one at a time): 1 CPU, the largest
-    # job's memory (acquire/features 3000 MB) and the summed runtime (2 x (20 + 10 + 20) min)
+    # job's memory and the summed runtime of its 6 jobs, each sized from its glacier (glaciermap.resources)
+    planned = two_runs["planned"]
+    chain_jobs = [v for (rule, _), v in planned.items() if rule in ("acquire", "select", "features")]
+    assert len(chain_jobs) == 6, planned
+    mem, runtime = max(j["mem_mb"] for j in chain_jobs), sum(j["runtime"] for j in chain_jobs)
     group_call = [l for l in out.splitlines() if l.startswith("sbatch call:") and "group_glacier" in l]
     assert len(group_call) == 1, group_call
-    assert all(f in group_call[0] for f in ("--cpus-per-task=1 ", "--mem 3000 ", " -t 100 ")), group_call
-    # per-rule resources come from the workflow profile (inventory: runtime 10 min, mem 2000 MB)
+    assert all(f in group_call[0] for f in ("--cpus-per-task=1 ", f"--mem {mem} ", f" -t {runtime} ")), \
+        (group_call, mem, runtime)
+    # region-level rules size themselves too (inventory: from the number of glaciers)
+    from glaciermap.resources import region_job
+
+    inv = planned[("inventory", "")]
+    n_mapped = int((pd.read_csv(work / "results" / "tiny" / "inventory" / "manifest.csv")["qc_status"] == "ok").sum())
+    assert inv == {k: region_job("inventory", n_mapped)[k] for k in ("mem_mb", "runtime")}, inv
     inv_call = [l for l in out.splitlines() if l.startswith("sbatch call:") and "rule_inventory" in l]
-    assert " -t 10 " in inv_call[0] and "--mem 2000" in inv_call[0], inv_call
+    assert f" -t {inv['runtime']} " in inv_call[0] and f"--mem {inv['mem_mb']} " in inv_call[0], inv_call
 
 
 def test_slurm_results_equal_a_local_run(two_runs):

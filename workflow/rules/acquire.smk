@@ -8,6 +8,9 @@ rule acquire:
     params:
         fingerprint=fingerprint,
         scenes=scene_ids,
+    resources:
+        mem_mb=glacier_resources("acquire", "mem_mb"),
+        runtime=glacier_resources("acquire", "runtime"),
     log:
         f"{R}/logs/acquire/{{glacier}}/{{epoch}}.log",
     benchmark:

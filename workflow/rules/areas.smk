@@ -16,6 +16,9 @@ rule areas:
     params:
         split=SPLIT_FILE,
         period=[T0, T1],
+    resources:
+        mem_mb=region_resources("areas", "mem_mb"),
+        runtime=region_resources("areas", "runtime"),
     log:
         f"{R}/logs/areas.log",
     benchmark:

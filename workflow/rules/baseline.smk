@@ -11,6 +11,9 @@ rule baseline:
     params:
         split=SPLIT_FILE,
         period=[T0, T1],
+    resources:
+        mem_mb=region_resources("baseline", "mem_mb"),
+        runtime=region_resources("baseline", "runtime"),
     log:
         f"{R}/logs/baseline.log",
     benchmark:

@@ -10,6 +10,9 @@ rule calibrate:
     params:
         glaciers=val_ids,
         settings=config["calibration"],
+    resources:
+        mem_mb=region_resources("calibrate", "mem_mb"),
+        runtime=region_resources("calibrate", "runtime"),
     log:
         f"{R}/logs/calibrate/fold{{fold}}.log",
     benchmark:

@@ -5,7 +5,9 @@ import re
 
 from glaciermap.acquire import candidate_ids
 from glaciermap.config import validate_config
+from glaciermap.grid import cube_margin_m
 from glaciermap.inventory import glacier_list
+from glaciermap.resources import cube_megapixels, glacier_job, region_job
 from glaciermap.stac import is_api, resolve_raster
 
 config.update(validate_config(config))
@@ -49,6 +51,34 @@ def scene_ids(wildcards):
     if is_api(config["stac"]["source"]):
         return "api"
     return _scene_ids(wildcards.glacier, wildcards.epoch)
+
+
+# Memory and runtime of per-glacier and region-level jobs (glaciermap.resources: fits to measured job
+# resources, docs/performance.md): a job for a large glacier asks for more than one for a small glacier,
+# a region-level job's runtime grows with the region. The workflow profile sizes the training and
+# inference jobs (they depend on the model settings, not the region).
+_MARGIN_M = cube_margin_m(config["grid"]["patch_size"], config["grid"]["resolution"])
+API_SCENES_ASSUMED = 10  # a STAC API is not searched at DAG-build time: assume the issue's maximum per epoch
+
+
+def _glacier_job(rule, glacier, epoch, attempt):
+    g = MAPPED.loc[glacier]
+    mpx = cube_megapixels(g["xmin"], g["ymin"], g["xmax"], g["ymax"], _MARGIN_M, config["grid"]["resolution"])
+    if is_api(config["stac"]["source"]):
+        n = API_SCENES_ASSUMED
+    else:
+        n = len([i for i in _scene_ids(glacier, epoch).split(",") if i])
+    return glacier_job(rule, mpx, n, attempt)
+
+
+def glacier_resources(rule, key):
+    """Resource callable (mem_mb or runtime) of a per-glacier rule, from the glacier's cube size and scene count."""
+    return lambda wildcards, attempt: _glacier_job(rule, wildcards.glacier, wildcards.epoch, attempt)[key]
+
+
+def region_resources(rule, key):
+    """Resource callable (mem_mb or runtime) of a region-level rule, from the number of mapped glaciers."""
+    return lambda wildcards, attempt: region_job(rule, len(GLACIER_IDS), attempt)[key]
 
 
 def per_glacier(pattern):

@@ -11,6 +11,9 @@ rule compare:
         t0=T0,
         t1=T1,
         debris_min_fraction=config["evaluation"]["debris_min_fraction"],
+    resources:
+        mem_mb=region_resources("compare", "mem_mb"),
+        runtime=region_resources("compare", "runtime"),
     log:
         f"{R}/logs/compare.log",
     benchmark:

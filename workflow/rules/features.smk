@@ -10,6 +10,9 @@ rule features:
         fingerprint=fingerprint,
         dem=raster_href("dem"),
         dhdt=raster_href("dhdt"),
+    resources:
+        mem_mb=glacier_resources("features", "mem_mb"),
+        runtime=glacier_resources("features", "runtime"),
     log:
         f"{R}/logs/features/{{glacier}}/{{epoch}}.log",
     benchmark:

@@ -30,6 +30,9 @@ rule figures:
         epochs=PANEL_EPOCHS,
         split=SPLIT_FILE,
         settings=config["figures"],
+    resources:
+        mem_mb=region_resources("figures", "mem_mb"),
+        runtime=region_resources("figures", "runtime"),
     log:
         f"{R}/logs/figures.log",
     benchmark:

@@ -7,6 +7,9 @@ rule inventory:
         manifest=f"{R}/inventory/manifest.csv",
     params:
         content=INVENTORY_HASH,
+    resources:
+        mem_mb=region_resources("inventory", "mem_mb"),
+        runtime=region_resources("inventory", "runtime"),
     log:
         f"{R}/logs/inventory.log",
     benchmark:

@@ -9,6 +9,9 @@ rule outlines:
         f"{R}/outlines/predicted_outlines.gpkg",
     params:
         settings=config["outlines"],
+    resources:
+        mem_mb=region_resources("outlines", "mem_mb"),
+        runtime=region_resources("outlines", "runtime"),
     log:
         f"{R}/logs/outlines.log",
     benchmark:

@@ -5,6 +5,9 @@ rule patches:
         cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for g in TRAINING_GLACIERS],
     output:
         f"{R}/patches/centres_stride{{stride}}.csv",
+    resources:
+        mem_mb=region_resources("patches", "mem_mb"),
+        runtime=region_resources("patches", "runtime"),
     log:
         f"{R}/logs/patches/stride{{stride}}.log",
     benchmark:
@@ -26,6 +29,9 @@ rule normalise:
         split=SPLIT_FILE,
         roles=fold_roles_hash,
         channels=CHANNELS,
+    resources:
+        mem_mb=region_resources("normalise", "mem_mb"),
+        runtime=region_resources("normalise", "runtime"),
     log:
         f"{R}/logs/normalise/fold{{fold}}.log",
     benchmark:

@@ -8,6 +8,9 @@ rule qc:
         skipped=f"{R}/qc/skipped.csv",
         selected=f"{R}/qc/selected_images.csv",
         summary=f"{R}/qc/summary.json",
+    resources:
+        mem_mb=region_resources("qc", "mem_mb"),
+        runtime=region_resources("qc", "runtime"),
     log:
         f"{R}/logs/qc.log",
     benchmark:

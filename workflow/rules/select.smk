@@ -7,6 +7,9 @@ rule select:
         f"{R}/selection/{{glacier}}/{{epoch}}.csv",
     params:
         fingerprint=fingerprint,
+    resources:
+        mem_mb=glacier_resources("select", "mem_mb"),
+        runtime=glacier_resources("select", "runtime"),
     log:
         f"{R}/logs/select/{{glacier}}/{{epoch}}.log",
     benchmark:

@@ -17,6 +17,9 @@ rule split:
         frozen=SPLIT_FILE,
         assignment=SPLIT_HASH,
         error=SPLIT_ERROR,
+    resources:
+        mem_mb=region_resources("split", "mem_mb"),
+        runtime=region_resources("split", "runtime"),
     log:
         f"{R}/logs/split.log",
     benchmark:

@@ -5,6 +5,9 @@ rule evaluate:
         truth=f"{TRUTH_DIR}/areas.csv",
     output:
         f"{R}/evaluation/truth.json",
+    resources:
+        mem_mb=region_resources("evaluate", "mem_mb"),
+        runtime=region_resources("evaluate", "runtime"),
     log:
         f"{R}/logs/evaluate.log",
     benchmark:
@@ -27,6 +30,9 @@ rule summary:
         f"{R}/summary.json",
     params:
         period=[T0, T1],
+    resources:
+        mem_mb=region_resources("summary", "mem_mb"),
+        runtime=region_resources("summary", "runtime"),
     log:
         f"{R}/logs/summary.log",
     benchmark:

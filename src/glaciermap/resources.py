@@ -1,0 +1,79 @@
+"""Memory and runtime requests of the per-glacier and region-level jobs, from measured job resources.
+
+The coefficients are least-squares fits to the Snakemake `benchmark:` files of a full demo run
+(benchmarks/job_resources.py; the numbers and fits are in docs/performance.md, "Job resources"):
+
+- per glacier and epoch (acquire, select, features), peak RSS and wall time grow with the cube size
+  (megapixels of the cube grid: bounding box + margin at the grid resolution) and, for acquire and select,
+  with the number of candidate scenes held at once. Demo sizes measured: 0.09 - 0.73 Mpx, 1 - 6 scenes;
+  a large Alpine glacier (Aletsch, ~2.2 Mpx, 10 scenes) lies well beyond, hence the linear model.
+- region-level rules read one glacier after the other: their memory is roughly constant (measured peak)
+  and their runtime grows with the number of glaciers.
+
+Requests = measured model x HEADROOM (+ a floor), x attempt (a retried job asks for more); runtimes in
+minutes, memory in MB, as the Slurm executor takes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+HEADROOM = 1.5          # request / predicted peak (the fits' worst residuals were <= 25 % of the prediction)
+MIN_MEM_MB = 500
+MIN_RUNTIME_MIN = 5
+
+#: rule -> (RSS MB intercept, MB per size unit, seconds intercept, seconds per size unit); size = Mpx x scenes
+#: for acquire and select (all candidates in memory), Mpx for features (one chosen scene).
+PER_GLACIER = {
+    "acquire": (220.0, 186.0, 2.3, 2.2),
+    "select": (216.0, 99.0, 2.2, 0.5),
+    "features": (224.0, 578.0, 2.7, 4.1),
+}
+
+#: rule -> (peak RSS MB on the demo, seconds intercept, seconds per glacier) for region-level rules: the
+#: measured peak and the measured maximum wall time spread over the demo's 48 glaciers
+#: (docs/measurements/demo_rule_peaks.csv).
+REGION = {
+    "inventory": (169.0, 0.0, 0.03),
+    "qc": (131.0, 0.0, 0.41),
+    "split": (80.0, 0.0, 0.01),
+    "patches": (356.0, 0.0, 0.45),
+    "normalise": (475.0, 0.0, 0.61),
+    "calibrate": (449.0, 0.0, 0.16),
+    "areas": (414.0, 0.0, 0.52),
+    "change": (235.0, 0.0, 0.07),
+    "baseline": (643.0, 0.0, 1.14),
+    "evaluate": (139.0, 0.0, 0.04),
+    "summary": (63.0, 0.0, 0.02),
+    "compare": (452.0, 0.0, 1.41),
+    "outlines": (261.0, 0.0, 0.55),
+    "figures": (861.0, 0.0, 0.28),
+}
+
+
+def _mb(x: float) -> int:
+    return int(max(MIN_MEM_MB, math.ceil(x * HEADROOM / 100.0) * 100))
+
+
+def _minutes(seconds: float) -> int:
+    return int(max(MIN_RUNTIME_MIN, math.ceil(seconds * HEADROOM * 2 / 60.0)))  # x2 more: shared file systems
+
+
+def cube_megapixels(xmin: float, ymin: float, xmax: float, ymax: float, margin_m: float, resolution_m: float) -> float:
+    """Pixels (millions) of a glacier's cube grid: its bounding box plus the margin on each side."""
+    w = (xmax - xmin + 2 * margin_m) / resolution_m
+    h = (ymax - ymin + 2 * margin_m) / resolution_m
+    return max(w, 1.0) * max(h, 1.0) / 1e6
+
+
+def glacier_job(rule: str, megapixels: float, n_scenes: int, attempt: int = 1) -> dict:
+    """{"mem_mb", "runtime"} of one per-glacier job (acquire, select or features)."""
+    a, b, c, d = PER_GLACIER[rule]
+    size = megapixels * max(int(n_scenes), 1) if rule in ("acquire", "select") else megapixels
+    return {"mem_mb": _mb(a + b * size) * attempt, "runtime": _minutes(c + d * size) * attempt}
+
+
+def region_job(rule: str, n_glaciers: int, attempt: int = 1) -> dict:
+    """{"mem_mb", "runtime"} of one region-level job over ``n_glaciers`` glaciers."""
+    peak, c, d = REGION[rule]
+    return {"mem_mb": _mb(peak) * attempt, "runtime": _minutes(c + d * max(int(n_glaciers), 1)) * attempt}
