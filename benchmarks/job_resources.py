@@ -27,6 +27,8 @@ def rule_of(bench_dir: Path, tsv: Path) -> str:
         if rel.startswith(prefix + "/"):
             return rule
     parts = rel.split("/")
+    if parts[0] == "train" and parts[-1] == "members.tsv":  # train.pack_members: one job per fold
+        return "train_fold"
     if parts[0] == "infer":
         return "infer_fold"
     return parts[0][: -len(".tsv")] if len(parts) == 1 else parts[0]
