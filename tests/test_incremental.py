@@ -250,7 +250,7 @@ def _add_glacier(work, split) -> tuple[str, int]:
 def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
     work, split = base
     with mutable(work, tmp_path, restore_results=["results/tiny/inventory", "results/tiny/split",
-                                                  "results/tiny/logs"]):
+                                                  "results/tiny/logs", "results/tiny/benchmarks"]):
         gid, fold = _add_glacier(work, split)
         jobs = dry_run(work)
         epochs = ["inventory", "2023"]
@@ -282,7 +282,7 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
 def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_change(base, tmp_path):
     work, split = base
     with mutable(work, tmp_path, restore_results=["results/tiny/inventory", "results/tiny/split",
-                                                  "results/tiny/logs"]):
+                                                  "results/tiny/logs", "results/tiny/benchmarks"]):
         gid, fold = _add_glacier(work, split)
         assert run_snakemake(work, "results/tiny/split/folds.csv").returncode == 0
         cfg = _config(work)

@@ -109,7 +109,7 @@ def two_runs(tiny_region, tmp_path_factory, slurm_cluster):
 def _planned_resources(out: str) -> dict:
     """(rule, wildcards) -> {mem_mb, runtime} of every job in a dry run's job descriptions."""
     jobs = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+    for block in re.split(r"\n\s*(?=(?:local)?rule \w+:)", out):  # group members are indented
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         res = re.search(r"\n\s+resources: (.*)", block)
         if m and res:

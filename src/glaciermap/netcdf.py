@@ -34,10 +34,18 @@ def _attr_value(v):
     return v
 
 
+#: Global attributes xarray's CF decoding consumes (it moves the listed variables to coordinates).
+_DECODED_GLOBAL_ATTRS = {"coordinates"}
+
+
+def _global_attrs(f: h5py.File) -> dict:
+    return {k: _attr_value(f.attrs[k]) for k in f.attrs if k not in _INTERNAL_ATTRS | _DECODED_GLOBAL_ATTRS}
+
+
 def read_attrs(path: str | os.PathLike) -> dict:
-    """Global attributes of a NetCDF4 file (no data read)."""
+    """Global attributes of a NetCDF4 file as xarray presents them (no data read)."""
     with h5py.File(path, "r") as f:
-        return {k: _attr_value(f.attrs[k]) for k in f.attrs if k not in _INTERNAL_ATTRS}
+        return _global_attrs(f)
 
 
 def _decode(ds: h5py.Dataset):
@@ -77,8 +85,7 @@ def read_variables(path: str | os.PathLike, names) -> tuple[dict, dict]:
         missing = [n for n in names if n not in f]
         if missing:
             raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
-        attrs = {k: _attr_value(f.attrs[k]) for k in f.attrs if k not in _INTERNAL_ATTRS}
-        return {n: _decode(f[n]) for n in names}, attrs
+        return {n: _decode(f[n]) for n in names}, _global_attrs(f)
 
 
 def has_variables(path: str | os.PathLike) -> set:

@@ -120,6 +120,7 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
         x = np.empty((0, h, w), np.float32)
     xs = v["x"]
     res = float(abs(xs[1] - xs[0])) if xs.size > 1 else float(attrs.get("resolution_m", 10.0))
+
     def mask(name):
         return v[name].astype(bool) if name in v else np.zeros((h, w), bool)
 
