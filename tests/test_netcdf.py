@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from glaciermap.netcdf import has_variables, read_attrs, read_variables
+from glaciermap.netcdf import read_attrs, read_variables
 from glaciermap.patches import DL4GAM_CHANNELS, load_cube, open_cube
 
 
@@ -33,10 +33,11 @@ def test_every_variable_of_real_workflow_files_decodes_as_xarray_does(model_run)
     assert len(cubes) >= 4 and scenes and preds
     for path in cubes[:4] + scenes[:2] + preds[:2]:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            names = [n for n in list(ds.data_vars) + list(ds.coords) if n in has_variables(path)
-                     and n not in ("time",)]  # CF time decoding is xarray's business; we never read time here
-            values, attrs = read_variables(path, names)
-            for n in names:
+            # CF time decoding is xarray's business; we never read time here
+            candidates = [n for n in list(ds.data_vars) + list(ds.coords) if n != "time"]
+            values, attrs = read_variables(path, [], optional=candidates)
+            assert set(ds.data_vars) <= set(values), path
+            for n in values:
                 _same(values[n], ds[n].values, f"{path.name}:{n}")
             assert attrs.keys() == ds.attrs.keys(), path
             for k, v in ds.attrs.items():
@@ -82,6 +83,8 @@ def test_fill_values_scales_and_offsets_follow_cf(tmp_path):
     assert attrs == {"note": "x", "n": 3}
     with pytest.raises(KeyError, match="lacks variable"):
         read_variables(p, ["a", "nope"])
+    only, _ = read_variables(p, ["a"], optional=["nope", "m"])
+    assert set(only) == {"a", "m"}
 
 
 def test_a_truncated_file_is_an_error_not_empty_arrays(tmp_path):

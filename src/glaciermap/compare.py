@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .areas import M2_PER_KM2
-from .io import GlacierInputError, write_csv_atomic, write_json_atomic
+from .io import GlacierInputError, read_record, write_csv_atomic, write_json_atomic
 
 log = logging.getLogger("glaciermap.compare")
 
@@ -127,13 +127,11 @@ def aggregate(rows: pd.DataFrame, debris_min_fraction: float = 0.01, has_debris:
 def cube_band_ratio_mask(cube_path, t1: float, t2: float) -> np.ndarray | None:
     """Band-ratio glacier mask of a cube (R / max(SWIR, 1) >= t1 and B >= t2, DN); None for a skip record."""
     from .baseline import band_ratio_mask
-    from .io import STATUS_SKIPPED
-    from .netcdf import read_attrs, read_variables
 
-    if read_attrs(cube_path).get("status") == STATUS_SKIPPED:
+    rec = read_record(cube_path, ["B04", "B11", "B02"])
+    if rec is None:
         return None
-    v, _ = read_variables(cube_path, ["B04", "B11", "B02"])
-    red, swir, blue = (v[b].astype(np.float64) * 1e4 for b in ("B04", "B11", "B02"))
+    red, swir, blue = (rec[0][b].astype(np.float64) * 1e4 for b in ("B04", "B11", "B02"))
     return band_ratio_mask(red, swir, blue, t1, t2)
 
 

@@ -105,6 +105,20 @@ def read_status(path: str | os.PathLike) -> dict:
     return {k: attrs.get(k, "") for k in ("glacier_id", "epoch", "status", "reason", "skipped_at_step")}
 
 
+def read_record(path: str | os.PathLike, names, optional=()):
+    """(values, global attributes) of the named variables of a per-glacier NetCDF, in one read; None for a
+    skip record. A non-skipped file without one of ``names`` raises KeyError naming file and variables."""
+    from .netcdf import read_variables
+
+    values, attrs = read_variables(path, [], optional=[*names, *optional])
+    if attrs.get("status") == STATUS_SKIPPED:
+        return None
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
+    return values, attrs
+
+
 def setup_logging(log_path: str | os.PathLike | None = None, level=logging.INFO) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_path:

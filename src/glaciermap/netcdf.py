@@ -79,16 +79,16 @@ def _decode(ds: h5py.Dataset):
     return out
 
 
-def read_variables(path: str | os.PathLike, names) -> tuple[dict, dict]:
-    """(name -> decoded array, global attributes) for the named variables; KeyError names a missing one."""
+def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, dict]:
+    """(name -> decoded array, global attributes) in one read of the file.
+
+    Every name in ``names`` must be there (KeyError names the missing ones); those in ``optional`` are
+    read when present and left out of the result otherwise.
+    """
     with h5py.File(path, "r") as f:
         missing = [n for n in names if n not in f]
         if missing:
             raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
-        return {n: _decode(f[n]) for n in names}, _global_attrs(f)
+        wanted = list(names) + [n for n in optional if n in f and n not in names]
+        return {n: _decode(f[n]) for n in wanted}, _global_attrs(f)
 
-
-def has_variables(path: str | os.PathLike) -> set:
-    """Names of the datasets (variables and coordinates) in a file."""
-    with h5py.File(path, "r") as f:
-        return {k for k, v in f.items() if isinstance(v, h5py.Dataset)}

@@ -32,7 +32,7 @@ from scipy.ndimage import distance_transform_edt
 
 from .features import DL4GAM_CHANNELS
 from .io import STATUS_SKIPPED, write_json_atomic
-from .netcdf import has_variables, read_attrs, read_variables
+from .netcdf import read_attrs, read_variables
 
 #: Channels kept as they are (already on a unit scale).
 UNSCALED_CHANNELS = ("ndsi", "ndwi", "ndvi", "aspect_sin", "aspect_cos")
@@ -99,17 +99,14 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
     Reads through :mod:`glaciermap.netcdf` (h5py, only the named variables): the same values as
     ``open_cube`` + xarray decoding, several times faster per cube.
     """
-    attrs = read_attrs(path)
+    required = (list(channels) if with_inputs else []) + ["mask_glacier_id", "mask_buffer_50m"]
+    # one read of the file: what is there of the needed variables, then the status before any complaint
+    v, attrs = read_variables(path, [], optional=required + list(_OPTIONAL_MASKS) + ["x", "glacier_ids"])
     if attrs.get("status") == STATUS_SKIPPED:
         raise ValueError(f"cube {path} is a skip record ({attrs.get('reason', '')}); it has no data")
-    present = has_variables(path)
-    required = (list(channels) if with_inputs else []) + ["mask_glacier_id", "mask_buffer_50m"]
-    missing = [c for c in required if c not in present]
+    missing = [c for c in required if c not in v]
     if missing:
         raise ValueError(f"cube {path} lacks variable(s) {', '.join(missing)}")
-    names = required + [m for m in _OPTIONAL_MASKS if m in present] + ["x"] + \
-        (["glacier_ids"] if "glacier_ids" in present else [])
-    v, _ = read_variables(path, names)
     labels = v["mask_glacier_id"].astype(np.int32)
     h, w = labels.shape
     if with_inputs:
@@ -519,14 +516,15 @@ class PatchDataset(_TorchDataset):
         d["_shared"] = None  # worker processes build their own
         return d
 
+    def _key(self, path):
+        return str(path), tuple(self.channels), self.exclude, self.edge_guard
+
     def _load(self, path):
-        cube = load_cube(path, self.channels)
-        lm = loss_mask(cube, self.exclude, edge_guard=self.edge_guard)
-        return cube, lm
+        return load_training_cube(self._key(path))
 
     def cube(self, path):
         if self._shared is not None:
-            return self._shared.get((str(path), tuple(self.channels), self.exclude, self.edge_guard))
+            return self._shared.get(self._key(path))
         if self._cache is None:
             self._cache = CubeCache(self._load, self.cache_size, self.cache_bytes)
         return self._cache.get(str(path))

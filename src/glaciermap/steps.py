@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import STATUS_SKIPPED, write_csv_atomic, write_json_atomic
+from .io import read_record, write_csv_atomic, write_json_atomic
 
 log = logging.getLogger("glaciermap.steps")
 
@@ -30,12 +30,10 @@ def read_manifest(path) -> pd.DataFrame:
 
 def read_cube_masks(path) -> dict | None:
     """Masks, resolution and image date of one cube (None for a skip record)."""
-    from .netcdf import read_attrs, read_variables
-
-    if read_attrs(path).get("status") == STATUS_SKIPPED:
+    rec = read_record(path, ["x", "mask_nodata", "mask_cloud", "mask_glacier", "mask_buffer_20m", "mask_buffer_50m"])
+    if rec is None:
         return None
-    v, attrs = read_variables(path, ["x", "mask_nodata", "mask_cloud", "mask_glacier", "mask_buffer_20m",
-                                     "mask_buffer_50m"])
+    v, attrs = rec
     xs = v["x"]
     res = float(abs(xs[1] - xs[0])) if xs.size > 1 else float(attrs.get("resolution_m", 10.0))
     masked = v["mask_nodata"].astype(bool) | v["mask_cloud"].astype(bool)
@@ -46,11 +44,8 @@ def read_cube_masks(path) -> dict | None:
 
 def read_probs(path) -> np.ndarray | None:
     """Member probabilities [M, H, W] of a prediction file (None for a skip record)."""
-    from .netcdf import read_attrs, read_variables
-
-    if read_attrs(path).get("status") == STATUS_SKIPPED:
-        return None
-    return read_variables(path, ["prob"])[0]["prob"].astype(np.float64)
+    rec = read_record(path, ["prob"])
+    return None if rec is None else rec[0]["prob"].astype(np.float64)
 
 
 def fold_temperatures(calib_jsons) -> dict[int, list]:
@@ -420,12 +415,10 @@ def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
 
 def band_sample(cube_path) -> dict | None:
     """Band-ratio sample of one cube: DN bands and labels over glacier + 50 m (valid pixels), plus full arrays."""
-    from .netcdf import read_attrs, read_variables
-
-    if read_attrs(cube_path).get("status") == STATUS_SKIPPED:
+    rec = read_record(cube_path, ["B04", "B11", "B02"])
+    if rec is None:
         return None
-    v, _ = read_variables(cube_path, ["B04", "B11", "B02"])
-    bands = {k: v[b].astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
+    bands = {k: rec[0][b].astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
     m = read_cube_masks(cube_path)
     region = (m["buffer50"] | m["glacier"]) & ~m["masked"]
     sample = {k: v[region] for k, v in bands.items()}
