@@ -170,3 +170,29 @@ def test_members_sharing_a_cube_cache_train_exactly_as_alone(tmp_path, fold_data
     cubes = {p for p, _, _ in list(fi.train) + list(fi.val)}
     assert cache.misses == len(cubes)  # the second member read nothing from disk
     assert cache.hits > 0
+
+
+def test_sparse_checkpoints_write_last_and_best_together_and_change_no_result(tmp_path, fold_data):
+    """checkpoint_every_s: last.pt and best.pt only when due (always after the last epoch), same weights."""
+    fi, stats, *_ = fold_data
+    on_disk = []
+
+    def look(epoch, row):
+        on_disk.append((epoch, (tmp_path / "sparse" / "last.pt").exists(), (tmp_path / "sparse" / "best.pt").exists()))
+
+    every = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 0}, tmp_path / "every", "cpu",
+                               test_glaciers=fi.test_glaciers)
+    sparse = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 1e9}, tmp_path / "sparse",
+                                "cpu", test_glaciers=fi.test_glaciers, on_epoch_end=look)
+    assert on_disk == [(1, False, False), (2, True, True)]  # nothing after epoch 1, both after the last
+    assert every["best_epoch"] == sparse["best_epoch"] and every["best_score"] == sparse["best_score"]
+    for name in ("best.pt", "last.pt"):
+        a = torch.load(tmp_path / "every" / name, weights_only=False)
+        b = torch.load(tmp_path / "sparse" / name, weights_only=False)
+        assert a["epoch"] == b["epoch"]
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    pd.testing.assert_frame_equal(_metrics(tmp_path / "every" / "metrics.csv"), _metrics(tmp_path / "sparse" / "metrics.csv"))
+    # stopping early checkpoints too, so that a resume continues from there
+    part = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 1e9}, tmp_path / "part", "cpu",
+                              test_glaciers=fi.test_glaciers, max_epochs_this_run=1)
+    assert not part["complete"] and torch.load(tmp_path / "part" / "last.pt", weights_only=False)["epoch"] == 1

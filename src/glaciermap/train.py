@@ -46,6 +46,7 @@ DEFAULTS = {
     "epochs": 30,
     "seed": 0,
     "num_workers": 0,
+    "checkpoint_every_s": 0,     # last.pt (+ best.pt) after every epoch; > 0: once this many seconds passed
     "cache_size": 512,           # cubes kept per dataset (also bounded to 4 GB): a fold's cubes are read once
     "focal_gamma": 2.0,
     "focal_alpha": 0.25,
@@ -223,7 +224,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     glaciers (required: the no-leak rule masks them and their 50 m from the loss). ``glacier_areas``:
     glacier -> area for the validation weighting (default: the glacier pixel count of its cube).
     ``max_epochs_this_run`` stops early after that many epochs (the job can be resumed);
-    ``on_epoch_end(epoch, metrics_row)`` is called after each epoch's checkpoint is on disk. A ``last.pt``
+    ``on_epoch_end(epoch, metrics_row)`` is called after each epoch (after its checkpoint, when one was due:
+    ``checkpoint_every_s``). A ``last.pt``
     made from other inputs or settings raises, or with ``restart_on_mismatch`` (what a workflow rerun after
     changed inputs wants) is discarded together with best.pt, metrics.csv and done.json. ``cube_cache``: a
     :class:`~glaciermap.patches.CubeCache` over :func:`~glaciermap.patches.load_training_cube` shared by
@@ -290,6 +292,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     gamma, alpha, thr_logit = float(cfg["focal_gamma"]), float(cfg["focal_alpha"]), _logit(float(cfg["threshold"]))
 
     ran = 0
+    pending_best, t_checkpoint = None, time.perf_counter()
     for epoch in range(done_epoch + 1, int(cfg["epochs"]) + 1):
         if max_epochs_this_run is not None and ran >= max_epochs_this_run:
             break
@@ -347,21 +350,32 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
             or (not math.isfinite(score) and not math.isfinite(best_score))
         if improved:
             best_score, best_epoch = score, epoch
-            _save({"format": MODEL_FORMAT, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   "arch": cfg["arch"], "encoder": cfg["encoder"], "in_channels": len(channels),
-                   "model_kwargs": dict(cfg["model_kwargs"]), "channels": channels, "stats": stats,
-                   "patch_size": P, "seed": seed, "epoch": epoch, "score": score, "fingerprint": fingerprint}, best_pt)
+            # kept in memory and written together with last.pt, so that best.pt on disk always belongs to it
+            pending_best = {"format": MODEL_FORMAT, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                            "arch": cfg["arch"], "encoder": cfg["encoder"], "in_channels": len(channels),
+                            "model_kwargs": dict(cfg["model_kwargs"]), "channels": channels, "stats": stats,
+                            "patch_size": P, "seed": seed, "epoch": epoch, "score": score, "fingerprint": fingerprint}
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_iou_weighted": score,
                "time_data_s": t_data, "time_model_s": t_model, "seconds": time.perf_counter() - t_epoch}
         metrics = metrics + [row]
-        _save({"format": STATE_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-               "optimizer": opt.state_dict(), "rng": _rng_state(), "best_score": best_score, "best_epoch": best_epoch,
-               "metrics": metrics, "cfg": {k: cfg[k] for k in FINGERPRINT_KEYS}}, last_pt)
-        write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=METRICS_COLUMNS))
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val IoU %.4f%s (data %.1f s, model %.1f s)", epoch,
-                 train_loss, val_loss, score, " (best)" if improved else "", t_data, t_model)
         ran += 1
         done_epoch = epoch
+        # checkpoint after the last epoch, before stopping early, and otherwise once checkpoint_every_s has
+        # passed (0: every epoch); a killed job resumes from the last one and replays the epochs after it
+        due = (epoch == int(cfg["epochs"]) or (max_epochs_this_run is not None and ran >= max_epochs_this_run)
+               or time.perf_counter() - t_checkpoint >= float(cfg["checkpoint_every_s"]))
+        if due:
+            if pending_best is not None:
+                _save(pending_best, best_pt)
+                pending_best = None
+            _save({"format": STATE_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                   "optimizer": opt.state_dict(), "rng": _rng_state(), "best_score": best_score,
+                   "best_epoch": best_epoch, "metrics": metrics, "cfg": {k: cfg[k] for k in FINGERPRINT_KEYS}}, last_pt)
+            write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=METRICS_COLUMNS))
+            t_checkpoint = time.perf_counter()
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val IoU %.4f%s (data %.1f s, model %.1f s)%s", epoch,
+                 train_loss, val_loss, score, " (best)" if improved else "", t_data, t_model,
+                 ", checkpointed" if due else "")
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 

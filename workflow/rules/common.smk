@@ -130,8 +130,11 @@ FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glaci
 MEMBERS = list(range(config["train"]["members"]))
 T0, T1 = config["change"]["from"], config["change"]["to"]
 CHANNELS = list(config["model"]["channels"] or DL4GAM_CHANNELS)
-# pack_members only picks train or train_fold (not a training setting), so it is kept out of the params
-TRAIN_CFG = dict(config["model"], **{k: v for k, v in config["train"].items() if k != "pack_members"}, channels=CHANNELS)
+# pack_members (picks train or train_fold) and checkpoint_every_s (how often last.pt is written) change no
+# result: they are kept out of the training jobs' params, so switching them re-runs nothing
+RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s")
+TRAIN_CFG = dict(config["model"], **{k: v for k, v in config["train"].items() if k not in RUN_ONLY_TRAIN_KEYS},
+                 channels=CHANNELS)
 PACK_MEMBERS = bool(config["train"].get("pack_members", False))
 TRUTH_DIR = config["evaluation"]["truth_dir"]
 

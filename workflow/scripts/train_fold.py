@@ -2,6 +2,8 @@ from glaciermap.io import setup_logging
 from glaciermap.steps import run_train_fold
 
 setup_logging(snakemake.log[0])
+# checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)
+settings = dict(snakemake.params.settings, checkpoint_every_s=snakemake.config["train"]["checkpoint_every_s"])
 i, w = snakemake.input, snakemake.wildcards
 run_train_fold(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), snakemake.params.members,
-               snakemake.params.settings, list(snakemake.output), snakemake.threads)
+               settings, list(snakemake.output), snakemake.threads)
