@@ -61,19 +61,19 @@ _MARGIN_M = cube_margin_m(config["grid"]["patch_size"], config["grid"]["resoluti
 API_SCENES_ASSUMED = 10  # a STAC API is not searched at DAG-build time: assume the issue's maximum per epoch
 
 
-def _glacier_job(rule, glacier, epoch, attempt):
+@functools.lru_cache(maxsize=None)
+def _glacier_size(glacier, epoch):
+    """(cube megapixels, candidate scenes) of one glacier and epoch: computed once for all its jobs' resources."""
     g = MAPPED.loc[glacier]
     mpx = cube_megapixels(g["xmin"], g["ymin"], g["xmax"], g["ymax"], _MARGIN_M, config["grid"]["resolution"])
     if is_api(config["stac"]["source"]):
-        n = API_SCENES_ASSUMED
-    else:
-        n = len([i for i in _scene_ids(glacier, epoch).split(",") if i])
-    return glacier_job(rule, mpx, n, attempt)
+        return mpx, API_SCENES_ASSUMED
+    return mpx, len([i for i in _scene_ids(glacier, epoch).split(",") if i])
 
 
 def glacier_resources(rule, key):
     """Resource callable (mem_mb or runtime) of a per-glacier rule, from the glacier's cube size and scene count."""
-    return lambda wildcards, attempt: _glacier_job(rule, wildcards.glacier, wildcards.epoch, attempt)[key]
+    return lambda wildcards, attempt: glacier_job(rule, *_glacier_size(wildcards.glacier, wildcards.epoch), attempt)[key]
 
 
 def region_resources(rule, key):
