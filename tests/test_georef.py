@@ -6,7 +6,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from glaciermap.georef import read_crs, write_georef
+from glaciermap.georef import read_crs, read_grid, transform_from_coords, write_georef
 
 
 def _ds():
@@ -39,3 +39,27 @@ def test_read_crs_without_grid_mapping_is_none_and_data_variable_spatial_ref_is_
     with xr.open_dataset(tmp_path / "f.nc", engine="h5netcdf") as back:
         assert "spatial_ref" in back.data_vars and back.rio.crs is None  # rioxarray no longer sees it ...
         assert read_crs(back).to_epsg() == 32632                           # ... we still read the CRS it holds
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32632", "EPSG:4326"])
+def test_read_grid_equals_rioxarray(crs, tmp_path):
+    t = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 5100000.0)
+    ds = write_georef(_ds(), crs, t)
+    ds["x"].attrs["description"] = "easting"
+    ds.attrs.update(title="t", n=3)
+    ds.to_netcdf(tmp_path / "g.nc", engine="h5netcdf")
+    g = read_grid(tmp_path / "g.nc")
+    with xr.open_dataset(tmp_path / "g.nc", engine="h5netcdf", decode_coords="all") as back:
+        assert g.crs == back.rio.crs and g.transform == back.rio.transform() == t
+        np.testing.assert_array_equal(g.x, back["x"].values)
+        np.testing.assert_array_equal(g.y, back["y"].values)
+        assert g.x_attrs == back["x"].attrs and g.y_attrs == back["y"].attrs
+        assert g.attrs == back.attrs
+    _ds().to_netcdf(tmp_path / "n.nc", engine="h5netcdf")
+    assert read_grid(tmp_path / "n.nc").crs is None                # no grid mapping: no CRS
+
+
+def test_transform_from_coords_needs_two_pixels_per_axis():
+    assert transform_from_coords([5.0, 15.0], [95.0, 85.0]) == Affine(10.0, 0.0, 0.0, 0.0, -10.0, 100.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        transform_from_coords([5.0], [95.0, 85.0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from glaciermap.netcdf import read_attrs, read_variables
+from glaciermap.netcdf import decode_times, read_attrs, read_slices, read_times, read_variables
 from glaciermap.patches import DL4GAM_CHANNELS, load_cube, open_cube
 
 
@@ -33,7 +33,7 @@ def test_every_variable_of_real_workflow_files_decodes_as_xarray_does(model_run)
     assert len(cubes) >= 4 and scenes and preds
     for path in cubes[:4] + scenes[:2] + preds[:2]:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
-            # CF time decoding is xarray's business; we never read time here
+            # time is decoded by read_times (tested below), not read_variables
             candidates = [n for n in list(ds.data_vars) + list(ds.coords) if n != "time"]
             values, attrs = read_variables(path, [], optional=candidates)
             assert set(ds.data_vars) <= set(values), path
@@ -93,3 +93,38 @@ def test_a_truncated_file_is_an_error_not_empty_arrays(tmp_path):
     p.write_bytes(p.read_bytes()[:300])
     with pytest.raises(OSError):
         read_attrs(p)
+
+
+def test_times_and_slices_of_real_acquisitions_equal_xarray(model_run):
+    _, scenes, _ = _workflow_files(model_run[0])
+    assert scenes
+    for path in scenes[:3]:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            times = read_times(path)
+            np.testing.assert_array_equal(times.values, ds["time"].values)
+            assert times.dtype == ds["time"].dtype
+            for t in range(ds.sizes["time"]):
+                one = read_slices(path, ["B02", "SCL"], t)
+                _same(one["B02"], ds["B02"].isel(time=t).values, f"{path.name}:B02[{t}]")
+                _same(one["SCL"], ds["SCL"].isel(time=t).values, f"{path.name}:SCL[{t}]")
+    with pytest.raises(KeyError, match="B99"):
+        read_slices(scenes[0], ["B02", "B99"], 0)
+
+
+@pytest.mark.parametrize("units,values", [("hours since 2023-08-01", [0, 36, 1000]),
+                                          ("seconds since 2023-08-06 10:37:29", [0, 2160000, 2332212]),
+                                          ("days since 2016-01-01T00:00:00+01:00", [0.5, 200.25, 731]),
+                                          ("minutes since 1970-01-01", [0, 27_000_000])])
+def test_decode_times_follows_cf_as_xarray(tmp_path, units, values):
+    path = tmp_path / "t.nc"
+    xr.Dataset(coords={"time": ("time", np.asarray(values), {"units": units, "calendar": "standard"})}).to_netcdf(
+        path, engine="h5netcdf")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(read_times(path).values, ds["time"].values)
+
+
+def test_decode_times_refuses_what_it_cannot_decode():
+    with pytest.raises(ValueError, match="calendar"):
+        decode_times([0], "days since 2000-01-01", "360_day")
+    with pytest.raises(ValueError, match="since"):
+        decode_times([0], "fortnights since 2000-01-01")

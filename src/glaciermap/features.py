@@ -248,25 +248,18 @@ def fill_nearest(arr: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _load_scene(acquisition_nc, glacier_id: str, item_id: str):
-    with xr.open_dataset(acquisition_nc, engine="h5netcdf", decode_coords="all") as ds:
-        if "spatial_ref" in ds.data_vars:
-            # written with an explicit encoding that dropped the variables' grid_mapping: spatial_ref is
-            # then read as a data variable; it still holds the CRS
-            ds = ds.set_coords("spatial_ref")
-        if read_crs(ds) is None:
-            raise GlacierInputError(glacier_id, acquisition_nc, "acquisition has no CRS (spatial_ref)")
-        missing = [b for b in S2_BANDS + ["SCL"] if b not in ds.data_vars]
-        if missing:
-            raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks variable(s) {', '.join(missing)}")
-        items = [str(i) for i in np.atleast_1d(ds["item_id"].values)]
-        if item_id not in items:
-            raise GlacierInputError(glacier_id, acquisition_nc,
-                                    f"chosen item {item_id} is not among the acquired scenes ({', '.join(items)})")
-        t = items.index(item_id)
-        grid = CubeGrid.from_dataset(ds)
-        scene = ds[S2_BANDS + ["SCL"]].isel(time=t).load()
-        date = pd.Timestamp(ds["time"].values[t]).isoformat()
-    return scene, grid, date
+    """Bands and SCL of the chosen scene, the cube grid and the scene's date (h5py: see glaciermap.scenes)."""
+    from .scenes import read_scenes
+
+    try:
+        scenes = read_scenes(acquisition_nc, S2_BANDS + ["SCL"], item_id)
+    except KeyError as e:
+        raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks {e.args[0].split(' lacks ')[-1]}") from e
+    except LookupError as e:
+        raise GlacierInputError(glacier_id, acquisition_nc, f"chosen {e.args[0]}") from e
+    if scenes.crs is None:
+        raise GlacierInputError(glacier_id, acquisition_nc, "acquisition has no CRS (spatial_ref)")
+    return scenes, scenes.grid, scenes.times[0].isoformat()
 
 
 def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, epoch: str, dem_href, dhdt_href,
@@ -278,8 +271,9 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     item_id = chosen_item(selection_csv, glacier_id)
     scene, grid, date = _load_scene(acquisition_nc, glacier_id, item_id)
     shape = grid.shape
-    if scene["B02"].shape != shape:
-        raise GlacierInputError(glacier_id, acquisition_nc, f"band shape {scene['B02'].shape} does not match its grid {shape}")
+    if scene.bands["B02"].shape != shape:
+        raise GlacierInputError(glacier_id, acquisition_nc,
+                                f"band shape {scene.bands['B02'].shape} does not match its grid {shape}")
 
     # masks
     idc = p["id_column"]
@@ -323,8 +317,8 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
                                      flat_slope_deg=flat)
 
     # optical bands, indices, scene masks
-    bands = {b: scene[b].values.astype(np.float32) for b in S2_BANDS}
-    scl = scene["SCL"].values
+    bands = {b: scene.bands[b].astype(np.float32) for b in S2_BANDS}
+    scl = scene.bands["SCL"]
     if np.issubdtype(scl.dtype, np.floating):
         scl = np.where(np.isfinite(scl), scl, p["nodata_classes"][0] if p["nodata_classes"] else 0)
     scl = scl.astype(np.int64)
@@ -351,7 +345,7 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     data["mask_nodata"] = nodata.astype(np.uint8)
 
     attrs = _variables(buffers)
-    coords = {"y": ("y", scene["y"].values), "x": ("x", scene["x"].values),
+    coords = {"y": ("y", scene.y), "x": ("x", scene.x),
               "glacier_ids": ("glacier", np.array(m["ids"], dtype=object))}
     ds = xr.Dataset({k: (("y", "x"), v, attrs[k]) for k, v in data.items()}, coords=coords)
     ds["glacier_ids"].attrs = {"long_name": "glacier identifiers", "units": "1",

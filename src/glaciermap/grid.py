@@ -66,11 +66,13 @@ class CubeGrid:
         return GeoBox((self.height, self.width), self.transform, self.crs)
 
     @classmethod
-    def from_dataset(cls, ds) -> "CubeGrid":
-        x = ds["x"].values
-        y = ds["y"].values
+    def from_coords(cls, x, y, crs) -> "CubeGrid":
+        """The grid of pixel-centre coordinates ``x`` (ascending) and ``y`` (descending) in ``crs``."""
         r = float(abs(x[1] - x[0]))
+        return cls(str(crs), x[0] - r / 2, y[-1] - r / 2, x[-1] + r / 2, y[0] + r / 2, r)
+
+    @classmethod
+    def from_dataset(cls, ds) -> "CubeGrid":
         from .georef import read_crs
 
-        crs = read_crs(ds).to_string()
-        return cls(crs, x[0] - r / 2, y[-1] - r / 2, x[-1] + r / 2, y[0] + r / 2, r)
+        return cls.from_coords(ds["x"].values, ds["y"].values, read_crs(ds).to_string())

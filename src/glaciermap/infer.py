@@ -254,27 +254,26 @@ def predict_glaciers(models, cube_paths, stats: dict, patch_size: int = 256, str
 # ---------------------------------------------------------------------------------------------------- output
 
 
-def write_predictions(path, probs_by_member: np.ndarray, cube, members=None, dtype: str = "float32",
+def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None, dtype: str = "float32",
                       attrs: dict | None = None) -> None:
     """NetCDF with ``prob`` (member, y, x), ``mu`` and ``sigma`` (ensemble mean and population std) on the cube grid.
 
-    ``cube``: the cube's path or opened dataset (coordinates, CRS and attributes are taken from it).
+    Coordinates, CRS and attributes come from the cube at ``cube_path`` (read through h5py: opening it as
+    an xarray dataset cost ~0.2 s per file, a third of an inference job).
     ``dtype="uint8"`` stores prob as round(p * 250) with 255 = NaN (decoded back to floats on reading).
     """
-    import rioxarray  # noqa: F401
     import xarray as xr
 
-    from .patches import open_cube
+    from .georef import read_grid, write_georef
 
-    if not hasattr(cube, "data_vars"):
-        with open_cube(cube) as ds:   # only coordinates, CRS and attributes are read
-            return write_predictions(path, probs_by_member, ds, members, dtype, attrs)
+    grid = read_grid(cube_path)
+    x, y, crs, cube_attrs = grid.x, grid.y, grid.crs, grid.attrs
     p = np.asarray(probs_by_member, np.float32)
     if p.ndim == 2:
         p = p[None]
     M = p.shape[0]
-    if p.shape[1:] != (cube.sizes["y"], cube.sizes["x"]):
-        raise ValueError(f"prediction shape {p.shape[1:]} differs from the cube grid {(cube.sizes['y'], cube.sizes['x'])}")
+    if p.shape[1:] != (y.size, x.size):
+        raise ValueError(f"prediction shape {p.shape[1:]} differs from the cube grid {(y.size, x.size)}")
     members = list(range(M)) if members is None else list(members)
     mu = p.mean(0)
     sigma = p.std(0)
@@ -283,14 +282,13 @@ def write_predictions(path, probs_by_member: np.ndarray, cube, members=None, dty
          "mu": (("y", "x"), mu, {"long_name": "ensemble mean glacier probability", "units": "1"}),
          "sigma": (("y", "x"), sigma, {"long_name": "ensemble standard deviation of the glacier probability (ddof 0)",
                                        "units": "1"})},
-        coords={"member": ("member", np.asarray(members)), "y": cube["y"].values, "x": cube["x"].values})
-    ds["x"].attrs.update(cube["x"].attrs)
-    ds["y"].attrs.update(cube["y"].attrs)
-    crs = cube.rio.crs
+        coords={"member": ("member", np.asarray(members)), "y": y, "x": x})
+    ds["x"].attrs.update(grid.x_attrs)
+    ds["y"].attrs.update(grid.y_attrs)
     if crs is not None:
-        ds = ds.rio.write_crs(crs).rio.write_transform(cube.rio.transform()).rio.write_coordinate_system()
+        ds = write_georef(ds, crs, grid.transform)
     keep = ("glacier_id", "epoch", "date", "item_id", "crs", "resolution_m")
-    ds.attrs = {k: cube.attrs[k] for k in keep if k in cube.attrs}
+    ds.attrs = {k: cube_attrs[k] for k in keep if k in cube_attrs}
     ds.attrs.update({"title": "glaciermap ensemble predictions", "status": "ok", "reason": "",
                      "nan_meaning": "outside the predicted region (patches meeting the glacier's 50 m buffer)"})
     ds.attrs.update({k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in (attrs or {}).items()})

@@ -12,6 +12,7 @@ Everything else (writing, coordinates, CRS) stays with xarray/rioxarray.
 from __future__ import annotations
 
 import os
+import re
 
 import h5py
 import numpy as np
@@ -48,9 +49,9 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return _global_attrs(f)
 
 
-def _decode(ds: h5py.Dataset):
-    """One variable's values with CF decoding as xarray does it for glaciermap files."""
-    raw = ds[()]
+def _decode(ds: h5py.Dataset, index=()):
+    """One variable's values (``ds[index]``, all by default) with CF decoding as xarray does it for glaciermap files."""
+    raw = ds[index]
     if raw.dtype.kind == "O" or raw.dtype.kind == "S":  # variable-length strings (e.g. glacier_ids)
         return np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.ravel(raw)],
                         dtype=object).reshape(np.shape(raw))
@@ -92,3 +93,72 @@ def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, d
         wanted = list(names) + [n for n in optional if n in f and n not in names]
         return {n: _decode(f[n]) for n in wanted}, _global_attrs(f)
 
+
+
+def read_slices(path: str | os.PathLike, names, index) -> dict:
+    """name -> decoded ``variable[index]`` (e.g. one time step of a scene stack) for every name, in one open."""
+    with h5py.File(path, "r") as f:
+        missing = [n for n in names if n not in f]
+        if missing:
+            raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
+        return {n: _decode(f[n], index) for n in names}
+
+
+#: Name of the CF grid-mapping variable in glaciermap's files (rioxarray's default).
+GRID_MAPPING = "spatial_ref"
+
+
+def _var_attrs(v: h5py.Dataset) -> dict:
+    return {k: _attr_value(v.attrs[k]) for k in v.attrs if k not in _INTERNAL_ATTRS}
+
+
+def read_grid(path: str | os.PathLike) -> dict:
+    """x and y (values and attributes), grid-mapping attributes and global attributes of a gridded file.
+
+    Keys: ``x``, ``y``, ``x_attrs``, ``y_attrs``, ``grid_mapping`` (attributes of ``spatial_ref`` or else
+    of the variable that a data variable's ``grid_mapping`` attribute names; ``{}`` when the file has
+    none, i.e. no CRS) and ``attrs``. One open, no data variable read.
+    """
+    with h5py.File(path, "r") as f:
+        missing = [n for n in ("x", "y") if n not in f]
+        if missing:
+            raise KeyError(f"{path} lacks coordinate(s) {', '.join(missing)}")
+        named = {_attr_value(v.attrs["grid_mapping"]) for v in f.values()
+                 if isinstance(v, h5py.Dataset) and "grid_mapping" in v.attrs}
+        gm = next((n for n in [GRID_MAPPING, *sorted(named)] if n in f), None)
+        return {"x": _decode(f["x"]), "y": _decode(f["y"]), "x_attrs": _coord_attrs(f["x"]),
+                "y_attrs": _coord_attrs(f["y"]), "grid_mapping": {} if gm is None else _var_attrs(f[gm]),
+                "attrs": _global_attrs(f)}
+
+
+def _coord_attrs(v: h5py.Dataset) -> dict:
+    """A coordinate's attributes as xarray presents them (encoding attributes such as _FillValue left out)."""
+    return {k: a for k, a in _var_attrs(v).items() if k not in ("_FillValue", "scale_factor", "add_offset")}
+
+
+_TIME_UNITS = {"days": "D", "day": "D", "hours": "h", "hour": "h", "minutes": "min", "minute": "min",
+               "seconds": "s", "second": "s", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns"}
+
+
+def decode_times(values, units: str, calendar: str = "proleptic_gregorian"):
+    """CF time values ("<unit> since <reference>", Gregorian calendars) as a pandas DatetimeIndex (naive, UTC)."""
+    import pandas as pd
+
+    if str(calendar).lower() not in ("standard", "gregorian", "proleptic_gregorian"):
+        raise ValueError(f"calendar {calendar!r} is not supported (standard/gregorian/proleptic_gregorian only)")
+    m = re.fullmatch(r"\s*(\w+)\s+since\s+(.+?)\s*", str(units))
+    if m is None or m.group(1).lower() not in _TIME_UNITS:
+        raise ValueError(f"time units {units!r} are not '<days|hours|minutes|seconds|...> since <date>'")
+    ref = pd.Timestamp(m.group(2))
+    if ref.tzinfo is not None:
+        ref = ref.tz_convert("UTC").tz_localize(None)
+    return pd.DatetimeIndex(ref + pd.to_timedelta(np.asarray(values).ravel(), unit=_TIME_UNITS[m.group(1).lower()]))
+
+
+def read_times(path: str | os.PathLike, name: str = "time"):
+    """The CF-encoded time coordinate ``name`` of a file as a DatetimeIndex."""
+    with h5py.File(path, "r") as f:
+        if name not in f:
+            raise KeyError(f"{path} lacks variable {name}")
+        v = f[name]
+        return decode_times(v[()], _attr_value(v.attrs.get("units", "")), _attr_value(v.attrs.get("calendar", "standard")))

@@ -23,7 +23,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .io import STATUS_SKIPPED, GlacierInputError, atomic_path
+from .io import STATUS_SKIPPED, GlacierInputError, atomic_path, read_record
 
 log = logging.getLogger("glaciermap.outlines")
 
@@ -102,42 +102,35 @@ def glacier_outline(mu, buffer20, transform, min_patch_px: int, min_hole_px: int
 
 
 def _read_prediction(pred_path, glacier: str):
-    """(member probabilities, transform, crs) of a prediction file; None for a skip record."""
-    import rioxarray  # noqa: F401
-    import xarray as xr
+    """(member probabilities, transform, crs) of a prediction file; None for a skip record (h5py reads)."""
+    from .georef import read_grid
 
     try:
-        ds = xr.open_dataset(pred_path, engine="h5netcdf", decode_coords="all")
+        rec = read_record(pred_path, ["prob"])
+        grid = None if rec is None else read_grid(pred_path)
+    except KeyError as e:
+        raise GlacierInputError(glacier, pred_path, "prediction file has no 'prob' variable") from e
     except (OSError, ValueError) as e:
         raise GlacierInputError(glacier, pred_path, f"cannot read the prediction file: {e}") from e
-    with ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        if "prob" not in ds:
-            raise GlacierInputError(glacier, pred_path, "prediction file has no 'prob' variable")
-        crs = ds.rio.crs
-        if crs is None:
-            raise GlacierInputError(glacier, pred_path, "prediction file has no CRS (spatial_ref)")
-        return ds["prob"].values.astype(np.float64), ds.rio.transform(), crs
+    if rec is None:
+        return None
+    if grid.crs is None:
+        raise GlacierInputError(glacier, pred_path, "prediction file has no CRS (spatial_ref)")
+    return rec[0]["prob"].astype(np.float64), grid.transform, grid.crs
 
 
 def _read_masks(cube_path, glacier: str) -> dict | None:
-    """20 m buffer mask and image date of a cube (None for a skip record).
-
-    Reads with xarray directly (steps.read_cube_masks goes through patches, which imports torch).
-    """
-    import xarray as xr
-
+    """20 m buffer mask and image date of a cube (None for a skip record)."""
     try:
-        ds = xr.open_dataset(cube_path, engine="h5netcdf")
+        rec = read_record(cube_path, ["mask_buffer_20m"])
+    except KeyError as e:
+        raise GlacierInputError(glacier, cube_path, "cube has no 'mask_buffer_20m' variable") from e
     except (OSError, ValueError) as e:
         raise GlacierInputError(glacier, cube_path, f"cannot read the cube: {e}") from e
-    with ds:
-        if ds.attrs.get("status") == STATUS_SKIPPED:
-            return None
-        if "mask_buffer_20m" not in ds:
-            raise GlacierInputError(glacier, cube_path, "cube has no 'mask_buffer_20m' variable")
-        return {"buffer20": ds["mask_buffer_20m"].values.astype(bool), "date": str(ds.attrs.get("date", ""))[:10]}
+    if rec is None:
+        return None
+    values, attrs = rec
+    return {"buffer20": values["mask_buffer_20m"].astype(bool), "date": str(attrs.get("date", ""))[:10]}
 
 
 def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patch_px: int, min_hole_px: int = 0,

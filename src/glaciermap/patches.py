@@ -420,6 +420,28 @@ def fit_normalisation(cube_paths, channels=DL4GAM_CHANNELS, exclude_glaciers=(),
             "region": f"whole cubes minus no data and minus excluded glaciers + {buffer_m:g} m"}
 
 
+#: Per-channel entries of a normalisation (fit_normalisation): one value per channel, each fitted alone.
+PER_CHANNEL_KEYS = ("channels", "transform", "offset", "scale", "mean", "std", "n_pixels")
+
+
+def subset_normalisation(stats: dict, channels) -> dict:
+    """The normalisation of a channel subset, taken from one fitted on more channels.
+
+    Exact: :func:`fit_normalisation` pools each channel on its own (same cubes, same pixels, the
+    channel's finite values), so fitting the subset again gives the same numbers (a test checks it).
+    Used for the no-dh/dt ablation, which otherwise re-read every training cube of the fold.
+    """
+    channels = list(channels)
+    have = list(stats["channels"])
+    missing = [c for c in channels if c not in have]
+    if missing:
+        raise ValueError(f"normalisation has no channel(s) {', '.join(missing)} (it has {', '.join(have)})")
+    idx = [have.index(c) for c in channels]
+    out = {k: v for k, v in stats.items() if k not in PER_CHANNEL_KEYS}
+    out.update({k: [stats[k][i] for i in idx] for k in PER_CHANNEL_KEYS})
+    return out
+
+
 def save_normalisation(stats: dict, path) -> None:
     write_json_atomic(path, stats)
 
@@ -480,14 +502,12 @@ def prepare_patch(raw: np.ndarray, channels, stats: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- dataset
 
 
-try:
-    from torch.utils.data import Dataset as _TorchDataset
-except ImportError:  # pragma: no cover - torch is a dependency of the training steps only
-    _TorchDataset = object
-
-
-class PatchDataset(_TorchDataset):
+class PatchDataset:
     """Patches (x [C,P,P] float32, y [1,P,P] float32, loss_mask [1,P,P] float32) from in-memory cubes.
+
+    A map-style dataset (``__len__``/``__getitem__``, all a ``DataLoader`` needs), deliberately not a
+    ``torch.utils.data.Dataset`` subclass: this module then imports without torch, which the
+    normalisation and patch-table jobs would otherwise load (~2 s each) for nothing.
 
     ``items``: (cube path, row, col) centres. ``exclude_glaciers``: the test glaciers of the fold (no-leak
     rule). Each worker process keeps its own LRU of loaded cubes (the cache is not pickled).

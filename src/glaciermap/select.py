@@ -17,12 +17,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
-from .grid import CubeGrid
 from .inventory import read_glaciers_in
 from .io import STATUS_OK, STATUS_SKIPPED, read_status, write_csv_atomic
 from .masks import glacier_masks
+from .scenes import Scenes, read_scenes
 
 log = logging.getLogger("glaciermap.select")
 
@@ -36,15 +35,19 @@ def albedo(blue, green, red):
     return 0.5621 * blue + 0.1479 * green + 0.2512 * red + 0.0015
 
 
-def score_candidates(ds: xr.Dataset, masks: dict, params: dict, classes: dict) -> pd.DataFrame:
-    """Scores of every candidate (time) in an acquisition dataset."""
+#: Variables of an acquisition file that the scores use.
+SCORED_VARIABLES = ["B02", "B03", "B04", "B11", "SCL"]
+
+
+def score_candidates(scenes: Scenes, masks: dict, params: dict, classes: dict) -> pd.DataFrame:
+    """Scores of every candidate scene of an acquisition (:func:`glaciermap.scenes.read_scenes`)."""
     buf = masks[f"buffer_{int(params['buffer_m'])}m"]
     outside = buf & (masks["labels"] == -1)
     min_px = params["min_clean_pixels"]
     rows = []
-    for t in range(ds.sizes["time"]):
-        scl = ds["SCL"].isel(time=t).values
-        b, g, r, s = (ds[k].isel(time=t).values for k in ("B02", "B03", "B04", "B11"))
+    for t in range(len(scenes.item_ids)):
+        scl = scenes.bands["SCL"][t]
+        b, g, r, s = (scenes.bands[k][t] for k in ("B02", "B03", "B04", "B11"))
         nodata = np.isin(scl, classes["nodata"]) | np.isnan(b) | np.isnan(g) | np.isnan(r) | np.isnan(s)
         cloud = np.isin(scl, classes["cloud"]) | np.isin(scl, classes["shadow"])
         bad = nodata | cloud
@@ -54,8 +57,8 @@ def score_candidates(ds: xr.Dataset, masks: dict, params: dict, classes: dict) -
         sel_ndsi = outside & clean & np.isfinite(ndsi_px)
         sel_alb = buf & clean
         rows.append({
-            "item_id": str(ds["item_id"].values[t]),
-            "datetime": pd.Timestamp(ds["time"].values[t]).isoformat(),
+            "item_id": scenes.item_ids[t],
+            "datetime": scenes.times[t].isoformat(),
             "valid_fraction": float(1 - nodata.mean()),
             "cloud_fraction": float(bad[buf].mean()) if buf.any() else np.nan,
             "ndsi": float(ndsi_px[sel_ndsi].mean()) if sel_ndsi.sum() >= min_px else np.nan,
@@ -110,12 +113,11 @@ def select_image(glacier_id: str, epoch: str, acquisition_nc: str, inventory_gpk
         log.warning("select: glacier %s epoch %s skipped upstream: %s", glacier_id, epoch, status["reason"])
         table = _skip_table(glacier_id, epoch, status["reason"])
     else:
-        with xr.open_dataset(acquisition_nc, engine="h5netcdf", decode_coords="all") as ds:
-            ds = ds.load()
-        grid = CubeGrid.from_dataset(ds)
+        scenes = read_scenes(acquisition_nc, SCORED_VARIABLES)
+        grid = scenes.grid
         neighbours = read_glaciers_in(inventory_gpkg, grid.bounds, grid.crs)
         masks = glacier_masks(neighbours, glacier_id, grid, buffers=(params["buffer_m"],))
-        scores = score_candidates(ds, masks, params, classes)
+        scores = score_candidates(scenes, masks, params, classes)
         table = rank_candidates(scores, params["min_valid_fraction"], params["max_cloud_fraction"])
         table.insert(0, "epoch", epoch)
         table.insert(0, "glacier_id", glacier_id)

@@ -109,6 +109,15 @@ def run_normalisation(cube_paths, split_csv, fold: int, channels, out_json) -> N
     save_normalisation(fit_fold_normalisation(by_glacier, read_split(split_csv), fold, channels), out_json)
 
 
+def run_normalisation_subset(norm_json, channels, out_json) -> None:
+    """A fold's normalisation restricted to ``channels`` (exact, see patches.subset_normalisation)."""
+    from .patches import load_normalisation, save_normalisation, subset_normalisation
+
+    stats = subset_normalisation(load_normalisation(norm_json), channels)
+    stats["derived_from"] = str(norm_json)
+    save_normalisation(stats, out_json)
+
+
 # ---------------------------------------------------------------------------------------------------- train, infer
 
 

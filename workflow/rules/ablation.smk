@@ -1,20 +1,27 @@
 # The no-dh/dt ablation (DL4GAM Table 7, "DL4GAM (no dh/dt)"): the same rules as the main ensemble on the
-# same folds, split, patch tables and member seeds, with the channels of the main model minus dhdt and a
-# normalisation fitted for that reduced channel set. Outputs under results/<region>/ablation/no_dhdt/.
+# same folds, split, patch tables and member seeds, with the channels of the main model minus dhdt and
+# the main normalisation restricted to that channel set. Outputs under results/<region>/ablation/no_dhdt/.
 # Enabled by ablation.no_dhdt.enabled; ablation.no_dhdt.members members per fold (default 1).
 if ABLATION["enabled"]:
 
-    use rule normalise as normalise_no_dhdt with:
+    # Per-channel statistics do not depend on the other channels: the ablation's normalisation is the
+    # main one minus dhdt (exact; patches.subset_normalisation), not a second pass over the cubes.
+    rule normalise_no_dhdt:
+        """Normalisation of the ablation's channels, taken from the fold's main normalisation."""
+        input:
+            f"{R}/models/fold{{fold}}/normalisation.json",
         output:
             f"{ABL}/models/fold{{fold}}/normalisation.json",
         params:
-            split=SPLIT_FILE,
-            roles=fold_roles_hash,
             channels=ABL_CHANNELS,
         log:
             f"{R}/logs/ablation/no_dhdt/normalise/fold{{fold}}.log",
         benchmark:
             f"{R}/benchmarks/ablation/no_dhdt/normalise/fold{{fold}}.tsv",
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/normalise_no_dhdt.py"
 
     use rule train as train_no_dhdt with:
         input:
