@@ -377,6 +377,19 @@ def test_chosen_item_missing_from_acquisition_raises(tmp_path):
         features.build_cube(*_args(inp))
 
 
+def test_acquisition_lacking_a_band_or_its_crs_is_a_clear_glacier_error(tmp_path):
+    inp = make_inputs(tmp_path)
+    with xr.open_dataset(inp["acq"], engine="h5netcdf") as ds:
+        full = ds.load()
+    full.drop_vars(["B11", "SCL"]).to_netcdf(tmp_path / "nob11.nc", engine="h5netcdf")
+    with pytest.raises(GlacierInputError, match=r"acquisition lacks variable\(s\) B11, SCL") as e:
+        features.build_cube(*_args({**inp, "acq": str(tmp_path / "nob11.nc")}))
+    assert e.value.glacier_id == "G1" and e.value.path == str(tmp_path / "nob11.nc")
+    full.drop_vars("spatial_ref").to_netcdf(tmp_path / "nocrs.nc", engine="h5netcdf")
+    with pytest.raises(GlacierInputError, match="no CRS"):
+        features.build_cube(*_args({**inp, "acq": str(tmp_path / "nocrs.nc")}))
+
+
 def test_other_buffers_and_dem_check_without_a_50m_mask(tmp_path):
     inp = make_inputs(tmp_path, dem_nan_box=(401000, 5098800, 401100, 5098900))
     ds, enc = features.build_cube(*_args(inp, params={**features.DEFAULT_PARAMS, "buffers_m": [30]}))

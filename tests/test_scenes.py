@@ -40,7 +40,8 @@ def test_read_scenes_equals_the_xarray_read(model_run):
 
 def test_read_scenes_names_what_is_missing(model_run):
     path = _acquisitions(model_run[0])[0]
-    with pytest.raises(KeyError, match="B99"):
+    with pytest.raises(KeyError, match="B99") as err:
         read_scenes(path, ["B02", "B99"])
+    assert err.value.names == ["B99"] and err.value.path == str(path)
     with pytest.raises(LookupError, match="not among the acquired scenes"):
         read_scenes(path, ["B02"], "S2X_NOT_THERE")

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from . import indices, terrain
-from .georef import read_crs, write_georef
+from .georef import write_georef
 from .grid import CubeGrid
 from .io import GlacierInputError, UpstreamSkipped, check_upstream, run_glacier_step
 from .masks import buffer_mask, glacier_masks
@@ -249,12 +249,13 @@ def fill_nearest(arr: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _load_scene(acquisition_nc, glacier_id: str, item_id: str):
     """Bands and SCL of the chosen scene, the cube grid and the scene's date (h5py: see glaciermap.scenes)."""
+    from .netcdf import MissingVariablesError
     from .scenes import read_scenes
 
     try:
         scenes = read_scenes(acquisition_nc, S2_BANDS + ["SCL"], item_id)
-    except KeyError as e:
-        raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks {e.args[0].split(' lacks ')[-1]}") from e
+    except MissingVariablesError as e:
+        raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks variable(s) {', '.join(e.names)}") from e
     except LookupError as e:
         raise GlacierInputError(glacier_id, acquisition_nc, f"chosen {e.args[0]}") from e
     if scenes.crs is None:

@@ -107,15 +107,16 @@ def read_status(path: str | os.PathLike) -> dict:
 
 def read_record(path: str | os.PathLike, names, optional=()):
     """(values, global attributes) of the named variables of a per-glacier NetCDF, in one read; None for a
-    skip record. A non-skipped file without one of ``names`` raises KeyError naming file and variables."""
-    from .netcdf import read_variables
+    skip record. A non-skipped file without one of ``names`` raises MissingVariablesError (a KeyError)
+    naming file and variables."""
+    from .netcdf import MissingVariablesError, read_variables
 
     values, attrs = read_variables(path, [], optional=[*names, *optional])
     if attrs.get("status") == STATUS_SKIPPED:
         return None
     missing = [n for n in names if n not in values]
     if missing:
-        raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
+        raise MissingVariablesError(path, missing)
     return values, attrs
 
 

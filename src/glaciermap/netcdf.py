@@ -22,6 +22,14 @@ _INTERNAL_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf
                    "_NCProperties", "_nc3_strict"}
 
 
+class MissingVariablesError(KeyError):
+    """A file lacks variables that a reader needs; ``names`` lists them, the message names the file too."""
+
+    def __init__(self, path, names, what: str = "variable(s)"):
+        self.path, self.names = str(path), list(names)
+        super().__init__(f"{path} lacks {what} {', '.join(self.names)}")
+
+
 def _attr_value(v):
     """An attribute as xarray presents it: str for strings, Python/NumPy scalars for 1-element arrays."""
     if isinstance(v, bytes):
@@ -89,7 +97,7 @@ def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, d
     with h5py.File(path, "r") as f:
         missing = [n for n in names if n not in f]
         if missing:
-            raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
+            raise MissingVariablesError(path, missing)
         wanted = list(names) + [n for n in optional if n in f and n not in names]
         return {n: _decode(f[n]) for n in wanted}, _global_attrs(f)
 
@@ -100,7 +108,7 @@ def read_slices(path: str | os.PathLike, names, index) -> dict:
     with h5py.File(path, "r") as f:
         missing = [n for n in names if n not in f]
         if missing:
-            raise KeyError(f"{path} lacks variable(s) {', '.join(missing)}")
+            raise MissingVariablesError(path, missing)
         return {n: _decode(f[n], index) for n in names}
 
 
@@ -122,7 +130,7 @@ def read_grid(path: str | os.PathLike) -> dict:
     with h5py.File(path, "r") as f:
         missing = [n for n in ("x", "y") if n not in f]
         if missing:
-            raise KeyError(f"{path} lacks coordinate(s) {', '.join(missing)}")
+            raise MissingVariablesError(path, missing, "coordinate(s)")
         named = {_attr_value(v.attrs["grid_mapping"]) for v in f.values()
                  if isinstance(v, h5py.Dataset) and "grid_mapping" in v.attrs}
         gm = next((n for n in [GRID_MAPPING, *sorted(named)] if n in f), None)
@@ -159,6 +167,6 @@ def read_times(path: str | os.PathLike, name: str = "time"):
     """The CF-encoded time coordinate ``name`` of a file as a DatetimeIndex."""
     with h5py.File(path, "r") as f:
         if name not in f:
-            raise KeyError(f"{path} lacks variable {name}")
+            raise MissingVariablesError(path, [name])
         v = f[name]
         return decode_times(v[()], _attr_value(v.attrs.get("units", "")), _attr_value(v.attrs.get("calendar", "standard")))

@@ -46,8 +46,8 @@ class Scenes:
 def read_scenes(path: str | os.PathLike, variables, item_id: str | None = None) -> Scenes:
     """The named variables of an acquisition file: every scene, or only the one with ``item_id``.
 
-    A missing variable raises KeyError naming it; an ``item_id`` not in the file raises LookupError
-    listing the file's items.
+    Missing variables raise :class:`glaciermap.netcdf.MissingVariablesError` (a KeyError) naming them;
+    an ``item_id`` not in the file raises LookupError listing the file's items.
     """
     meta, _ = read_variables(path, ["item_id"])
     items = [str(i) for i in np.atleast_1d(meta["item_id"])]
