@@ -16,7 +16,7 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.crs import CRS as RioCRS
 
-GRID_MAPPING = "spatial_ref"
+from .netcdf import GRID_MAPPING
 
 
 def write_georef(ds: xr.Dataset, crs, transform: Affine) -> xr.Dataset:

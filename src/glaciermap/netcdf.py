@@ -102,7 +102,6 @@ def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, d
         return {n: _decode(f[n]) for n in wanted}, _global_attrs(f)
 
 
-
 def read_slices(path: str | os.PathLike, names, index) -> dict:
     """name -> decoded ``variable[index]`` (e.g. one time step of a scene stack) for every name, in one open."""
     with h5py.File(path, "r") as f:
@@ -112,7 +111,7 @@ def read_slices(path: str | os.PathLike, names, index) -> dict:
         return {n: _decode(f[n], index) for n in names}
 
 
-#: Name of the CF grid-mapping variable in glaciermap's files (rioxarray's default).
+#: Name of the CF grid-mapping variable in glaciermap's files (rioxarray's default; georef writes it).
 GRID_MAPPING = "spatial_ref"
 
 

@@ -25,8 +25,8 @@ from .netcdf import read_slices, read_times, read_variables
 class Scenes:
     """Candidate scenes of one glacier and epoch on its cube grid.
 
-    ``bands``: name -> reflectance (float32, NaN = no data) and ``SCL`` -> scene classes, each
-    (time, y, x), or (y, x) when one scene was read; ``item_ids`` and ``times`` per scene.
+    ``bands``: name -> reflectance (decoded as xarray decodes it, NaN = no data) and ``SCL`` -> scene
+    classes, each (time, y, x), or (y, x) when one scene was read; ``item_ids`` and ``times`` per scene.
     """
 
     bands: dict
