@@ -168,3 +168,20 @@ def test_write_predictions_and_files(tmp_path, cubes):
         q = ds["prob"].values
         assert np.array_equal(np.isnan(q), np.isnan(p))
         np.testing.assert_allclose(q[np.isfinite(q)], p[np.isfinite(p)], atol=0.5 / 250 + 1e-6)
+
+
+def test_channels_last_gives_the_same_probabilities(cubes):
+    """The NHWC layout inference runs in by default changes the numbers only by float rounding."""
+    paths, _, stats, _ = cubes
+    members = [train.build_model("Unet", "resnet18", 16, None, seed=s, decoder_channels=(16, 16, 8, 8, 8)).eval()
+               for s in (1, 2)]
+    kw = dict(patch_size=32, stride=24, blend="hann", batch_size=4, device="cpu")
+    order = [paths["A"], paths["T"]]
+    nhwc = infer.predict_glaciers(members, order, stats, channels_last=True, **kw)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in members[0].parameters() if p.ndim == 4)
+    nchw = infer.predict_glaciers(members, order, stats, channels_last=False, **kw)
+    assert all(p.is_contiguous() for p in members[0].parameters())
+    for p in order:
+        x, y = nhwc[str(p)], nchw[str(p)]
+        assert np.array_equal(np.isnan(x), np.isnan(y)) and np.isfinite(x).any()
+        np.testing.assert_allclose(x[np.isfinite(x)], y[np.isfinite(y)], atol=1e-5)

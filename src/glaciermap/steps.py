@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .allocator import keep_freed_memory
 from .io import read_record, write_csv_atomic, write_json_atomic
 
 log = logging.getLogger("glaciermap.steps")
@@ -130,6 +131,7 @@ def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: in
     from .split import read_split
     from .train import run_member
 
+    keep_freed_memory()
     torch.set_num_threads(max(int(threads), 1))
     read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
     cfg = dict(cfg)
@@ -178,6 +180,7 @@ def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_siz
     from .patches import load_normalisation
     from .train import load_member, resolve_device
 
+    keep_freed_memory()
     torch.set_num_threads(max(int(threads), 1))
     device = resolve_device(cfg.get("device"))
     models, members = [], []
