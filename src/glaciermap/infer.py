@@ -154,8 +154,9 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
 
     Only a few cubes are in memory at a time (the one being cut and those with patches still in the
     current batch). ``timings`` (a dict) receives data_s, model_s, n_patches, n_batches, n_cubes.
-    ``channels_last``: run the models on NHWC tensors (the same numbers up to float rounding, ~1e-6; on
-    the demo's CPU 20 % more patches/s, the layout oneDNN's convolutions prefer; docs/performance.md).
+    ``channels_last``: run the models on NHWC tensors, the layout oneDNN's CPU convolutions prefer (the
+    same probabilities up to float rounding, tested to 1e-5; +21 % patches/s on the demo's CPU model,
+    docs/performance.md).
     """
     import torch
 
