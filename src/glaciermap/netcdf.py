@@ -30,6 +30,13 @@ class MissingVariablesError(KeyError):
         super().__init__(f"{path} lacks {what} {', '.join(self.names)}")
 
 
+def _require(f, path, names, what: str = "variable(s)") -> None:
+    """Raise MissingVariablesError naming those of ``names`` that the open file ``f`` lacks."""
+    missing = [n for n in names if n not in f]
+    if missing:
+        raise MissingVariablesError(path, missing, what)
+
+
 def _attr_value(v):
     """An attribute as xarray presents it: str for strings, Python/NumPy scalars for 1-element arrays."""
     if isinstance(v, bytes):
@@ -95,9 +102,7 @@ def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, d
     read when present and left out of the result otherwise.
     """
     with h5py.File(path, "r") as f:
-        missing = [n for n in names if n not in f]
-        if missing:
-            raise MissingVariablesError(path, missing)
+        _require(f, path, names)
         wanted = list(names) + [n for n in optional if n in f and n not in names]
         return {n: _decode(f[n]) for n in wanted}, _global_attrs(f)
 
@@ -105,9 +110,7 @@ def read_variables(path: str | os.PathLike, names, optional=()) -> tuple[dict, d
 def read_slices(path: str | os.PathLike, names, index) -> dict:
     """name -> decoded ``variable[index]`` (e.g. one time step of a scene stack) for every name, in one open."""
     with h5py.File(path, "r") as f:
-        missing = [n for n in names if n not in f]
-        if missing:
-            raise MissingVariablesError(path, missing)
+        _require(f, path, names)
         return {n: _decode(f[n], index) for n in names}
 
 
@@ -127,9 +130,7 @@ def read_grid(path: str | os.PathLike) -> dict:
     none, i.e. no CRS) and ``attrs``. One open, no data variable read.
     """
     with h5py.File(path, "r") as f:
-        missing = [n for n in ("x", "y") if n not in f]
-        if missing:
-            raise MissingVariablesError(path, missing, "coordinate(s)")
+        _require(f, path, ("x", "y"), "coordinate(s)")
         named = {_attr_value(v.attrs["grid_mapping"]) for v in f.values()
                  if isinstance(v, h5py.Dataset) and "grid_mapping" in v.attrs}
         gm = next((n for n in [GRID_MAPPING, *sorted(named)] if n in f), None)
@@ -165,7 +166,6 @@ def decode_times(values, units: str, calendar: str = "proleptic_gregorian"):
 def read_times(path: str | os.PathLike, name: str = "time"):
     """The CF-encoded time coordinate ``name`` of a file as a DatetimeIndex."""
     with h5py.File(path, "r") as f:
-        if name not in f:
-            raise MissingVariablesError(path, [name])
+        _require(f, path, [name])
         v = f[name]
         return decode_times(v[()], _attr_value(v.attrs.get("units", "")), _attr_value(v.attrs.get("calendar", "standard")))
