@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo's config.yaml is read only when no --configfile is given: a user's region config defines the region
+# completely and never inherits the demo's inputs (Snakemake would otherwise merge the two, key by key).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

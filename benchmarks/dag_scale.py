@@ -60,8 +60,11 @@ def make_region(root: Path, n: int) -> Path:
         aux.add_item(it)
     cat.normalize_hrefs(str(root / "catalog"))
     cat.save(pystac.CatalogType.SELF_CONTAINED)
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
+    # a region config states its own inputs (the demo's config.yaml is not merged in): the demo's layers and epochs
     cfg = {"region": f"bench{n}", "inventory": {"path": str(root / "inventory.gpkg")},
-           "stac": {"source": str(root / "catalog" / "catalog.json")}}
+           "stac": {"source": str(root / "catalog" / "catalog.json")},
+           **{k: demo[k] for k in ("dem", "dhdt", "epochs")}}
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
     return root
 

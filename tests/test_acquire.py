@@ -8,6 +8,8 @@ import pystac
 import pytest
 import rasterio
 import xarray as xr
+import yaml
+from conftest import REPO
 
 from glaciermap.acquire import acquire, reflectance_offset
 from glaciermap.config import validate_config
@@ -19,10 +21,12 @@ from glaciermap.select import select_image
 @pytest.fixture(scope="module")
 def setup(tiny_region, tmp_path_factory):
     out = tmp_path_factory.mktemp("acq")
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg = validate_config({
         "inventory": {"path": str(tiny_region / "inputs/inventory.gpkg")},
         "stac": {"source": str(tiny_region / "inputs/catalog/catalog.json")},
         "grid": {"patch_size": 64},
+        **{k: demo[k] for k in ("dem", "dhdt", "epochs")},
     })
     checked = prepare_inventory(cfg)
     write_inventory(checked, out / "glaciers.gpkg", out / "manifest.csv")

@@ -3,6 +3,20 @@ import yaml
 
 from glaciermap.config import ConfigError, load_config, validate_config
 
+#: The keys a region must state itself (no default points at the demo's inputs).
+MINIMAL = {"inventory": {"path": "my/glaciers.gpkg"}, "stac": {"source": "my/catalog.json"},
+           "dem": {"path": "my/dem.tif"}, "dhdt": {"2015-2019": {"path": "my/dhdt.tif"}},
+           "epochs": {"2023": {"start": "2023-08-01", "end": "2023-10-15", "dhdt": "2015-2019"},
+                      "2024": {"start": "2024-08-01", "end": "2024-10-15", "dhdt": "2015-2019"}}}
+
+
+def _with(**sections):
+    import copy
+
+    cfg = copy.deepcopy(MINIMAL)
+    cfg.update(sections)
+    return cfg
+
 
 def test_repo_config_is_valid_and_defaults_filled():
     cfg = load_config("config.yaml")
@@ -38,14 +52,14 @@ def test_wrong_type_is_named():
 
 def test_numeric_epoch_names_and_bad_dhdt_reference(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text(yaml.safe_dump({"epochs": {2024: {"start": "2024-08-01", "end": "2024-10-15", "dhdt": "nope"}}}))
+    p.write_text(yaml.safe_dump(_with(epochs={2024: {"start": "2024-08-01", "end": "2024-10-15", "dhdt": "nope"}})))
     with pytest.raises(ConfigError, match=r"epochs.2024.dhdt: 'nope' is not a key of dhdt"):
         load_config(p)
 
 
 def test_raster_needs_path_or_item():
     with pytest.raises(ConfigError, match="dem: needs path, or stac_item and asset"):
-        validate_config({"dem": {"asset": "dem"}})
+        validate_config(_with(dem={"asset": "dem"}))
 
 
 def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
@@ -65,3 +79,63 @@ def test_worked_example_config_is_valid():
     assert cfg["stac"]["source"].startswith("https://")
     assert cfg["stac"]["bands"]["B11"] == "swir16" and cfg["stac"]["scl_asset"] == "scl"
     assert set(cfg["dhdt"]) == {e["dhdt"] for e in cfg["epochs"].values()}
+
+
+def test_a_region_config_states_its_inputs_and_never_gets_the_demos():
+    with pytest.raises(ConfigError) as e:
+        validate_config({"epochs": MINIMAL["epochs"]})
+    msg = str(e.value)
+    assert "inventory.path: required key missing" in msg and "stac.source: required key missing" in msg
+    assert "resources/demo" not in msg
+    cfg = validate_config(_with(dem=None, dhdt={}, model={"channels": ["B04", "B03", "B02", "B08"]},
+                                ablation={"no_dhdt": {"enabled": False}},
+                                epochs={"2023": {"start": "2023-08-01", "end": "2023-10-15"},
+                                        "2024": {"start": "2024-08-01", "end": "2024-10-15"}}))
+    assert cfg["dem"] is None and cfg["dhdt"] == {} and cfg["epochs"]["2023"]["dhdt"] is None
+
+
+def test_change_epochs_default_to_the_inventory_epoch_and_the_last_one():
+    eps = {"a": {"start": "2019-08-01", "end": "2019-09-30", "dhdt": "2015-2019"},
+           "inv": {"inventory_year": True, "start": "08-01", "end": "09-30", "dhdt": "2015-2019"},
+           "b": {"start": "2024-08-01", "end": "2024-09-30", "dhdt": "2015-2019"}}
+    cfg = validate_config(_with(epochs=eps))
+    assert (cfg["change"]["from"], cfg["change"]["to"]) == ("inv", "b")
+    with pytest.raises(ConfigError, match="change.to: '2023' is the same epoch as change.from; a one-epoch region"):
+        validate_config(_with(epochs={"2023": MINIMAL["epochs"]["2023"]}))
+
+
+def test_optional_layers_are_required_exactly_when_a_channel_needs_them():
+    no_dhdt = {"2023": {"start": "2023-08-01", "end": "2023-10-15", "dhdt": None},
+               "2024": {"start": "2024-08-01", "end": "2024-10-15", "dhdt": None}}
+    with pytest.raises(ConfigError, match=r"epochs.2023.dhdt: missing, but the model channels .* include dhdt"):
+        validate_config(_with(epochs=no_dhdt))
+    with pytest.raises(ConfigError, match=r"dem: missing, but the model channels .* include dem, slope"):
+        validate_config(_with(dem=None))
+    with pytest.raises(ConfigError, match=r"ablation.no_dhdt.enabled: the model channels"):
+        validate_config(_with(epochs=no_dhdt, model={"channels": ["B04", "dem"]}))
+    ok = validate_config(_with(epochs=no_dhdt, model={"channels": ["B04", "dem"]}, ablation={"no_dhdt": {"enabled": False}}))
+    assert ok["epochs"]["2023"]["dhdt"] is None
+
+
+def test_user_configfile_is_not_merged_with_the_demo_config(tmp_path):
+    """`snakemake --configfile my.yaml` as a user types it: the demo's dh/dt, DEM and epochs must not leak in."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    user = tmp_path / "my.yaml"
+    user.write_text(yaml.safe_dump({"region": "mine", "inventory": {"path": str(tmp_path / "none.gpkg")},
+                                    "stac": {"source": str(tmp_path / "catalog.json")},
+                                    "dem": {"path": str(tmp_path / "dem.tif")},
+                                    "epochs": {"2020": {"start": "2020-08-01", "end": "2020-09-30"},
+                                               "2024": {"start": "2024-08-01", "end": "2024-09-30"}},
+                                    "model": {"channels": ["B04", "B03", "dem"]},
+                                    "ablation": {"no_dhdt": {"enabled": False}}}))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                        "--configfile", str(user), "--cores", "1"], capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    # the config is valid on its own (no demo keys merged in); the run stops at the missing inventory, naming it
+    assert r.returncode != 0
+    assert f"inventory file {tmp_path / 'none.gpkg'} does not exist" in out, out[-3000:]
+    assert "invalid configuration" not in out and "dhdt-2010-2014" not in out

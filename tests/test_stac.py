@@ -50,3 +50,41 @@ def test_resolve_raster_by_item_and_path(catalog):
 def test_missing_catalog_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         stac.search_scenes(str(tmp_path / "none.json"), "x", (0, 0, 1, 1), "2023-01-01", "2023-02-01", 75)
+
+
+def test_items_without_cloud_cover_are_kept_or_dropped_never_silently(catalog, caplog):
+    import logging
+
+    cat = pystac.read_file(catalog)
+    col = cat.get_child("sentinel-2-l2a")
+    sar = pystac.Item("no-cc", mapping(box(7.5, 45.9, 7.9, 46.1)), [7.5, 45.9, 7.9, 46.1],
+                      datetime.fromisoformat("2023-09-01T10:30:00"), {})
+    col.add_item(sar)
+    cat.normalize_hrefs(str(__import__("pathlib").Path(catalog).parent))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    stac._static_items.cache_clear()
+    args = (catalog, "sentinel-2-l2a", (7.6, 45.95, 7.7, 46.0), "2023-08-01", "2023-10-15")
+    with caplog.at_level(logging.INFO, logger="glaciermap.stac"):
+        kept = [i.id for i in stac.search_scenes(*args, 75)]
+    assert kept == ["good", "no-cc", "last-day"]
+    assert "without eo:cloud_cover kept" in caplog.text and "no-cc" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="glaciermap.stac"):
+        dropped = [i.id for i in stac.search_scenes(*args, 75, missing_cloud_cover="drop")]
+    assert dropped == ["good", "last-day"]
+    assert "1 item(s) of sentinel-2-l2a without eo:cloud_cover dropped" in caplog.text
+    # no cloud filter at all (SAR): the cloudy item is found too
+    assert [i.id for i in stac.search_scenes(*args, None)] == ["good", "cloudy", "no-cc", "last-day"]
+    stac._static_items.cache_clear()
+
+
+def test_catalog_that_is_not_json_names_the_file(tmp_path):
+    bad = tmp_path / "catalog.json"
+    bad.write_text('{"type": "Catalog", "id": "x",')
+    stac._static_items.cache_clear()
+    with pytest.raises(stac.StacSourceError, match=rf"STAC catalog {bad} .*cannot be read.*JSONDecodeError"):
+        stac.search_scenes(str(bad), "x", (0, 0, 1, 1), "2023-01-01", "2023-02-01", 75)
+    notstac = tmp_path / "other.json"
+    notstac.write_text('{"hello": 1}')
+    with pytest.raises(stac.StacSourceError, match=str(notstac)):
+        stac.search_scenes(str(notstac), "x", (0, 0, 1, 1), "2023-01-01", "2023-02-01", 75)

@@ -54,7 +54,8 @@ def candidate_ids(glacier_row, cfg: dict, epoch: str) -> list[str]:
     """Ids of the scenes the acquisition of this glacier and epoch will consider (for rerun triggers)."""
     scfg = cfg["stac"]
     _, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
-    items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"])
+    items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"],
+                               scfg.get("missing_cloud_cover", "keep"))
     return [it.id for it in items]
 
 
@@ -96,8 +97,9 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
     scfg = cfg["stac"]
     grid, bbox_ll, start, end = search_extent(row, cfg, epoch)
     try:
-        items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"])
-    except FileNotFoundError as e:
+        items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"],
+                                   scfg.get("missing_cloud_cover", "keep"))
+    except (FileNotFoundError, stac.StacSourceError) as e:
         raise GlacierInputError(glacier_id, scfg["source"], str(e)) from e
     if not items:
         raise GlacierInputError(glacier_id, scfg["source"],

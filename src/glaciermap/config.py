@@ -67,20 +67,71 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         for e in errors:
             if e.validator == "additionalProperties":
                 lines.append(f"{_key_path(e)}: {e.message} (unknown key; see workflow/schemas/config.schema.yaml)")
+            elif e.validator == "required":
+                missing = [k for k in e.validator_value if k not in e.instance]
+                where = _key_path(e)
+                for k in missing:
+                    key = k if where == "<top level>" else f"{where}.{k}"
+                    lines.append(f"{key}: required key missing ({_describe(schema, key)})")
             else:
                 lines.append(f"{_key_path(e)}: {e.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    _resolve_change_epochs(cfg)
     _check_semantics(cfg)
     return cfg
 
 
+def _resolve_change_epochs(cfg: dict) -> None:
+    """Fill change.from/to left null: t0 = the first inventory-year epoch (else the first), t1 = the last other one."""
+    change, names = cfg.setdefault("change", {}), list(cfg["epochs"])
+    if change.get("from") is None:
+        inv = [n for n in names if cfg["epochs"][n].get("inventory_year")]
+        change["from"] = (inv or names)[0]
+    if change.get("to") is None:
+        others = [n for n in names if n != change["from"]]
+        change["to"] = others[-1] if others else change["from"]
+
+
+def _describe(schema: dict, key: str) -> str:
+    """The schema's description of a dotted key (first sentence), for error messages."""
+    node = schema
+    for part in key.split("."):
+        node = node.get("properties", {}).get(part, {})
+    text = " ".join(str(node.get("description", "see workflow/schemas/config.schema.yaml")).split())
+    return text.split(". ")[0].rstrip(".")
+
+
+#: Model channels computed from the DEM (they need ``dem``).
+TERRAIN_CHANNELS = ("dem", "slope", "aspect_sin", "aspect_cos", "tri", "curv_planform", "curv_profile")
+
+
+def model_channels(cfg: dict) -> list[str]:
+    """The main model's input channels (``model.channels``, null = the 16 DL4GAM channels)."""
+    from .features import DL4GAM_CHANNELS
+
+    return list(cfg.get("model", {}).get("channels") or DL4GAM_CHANNELS)
+
+
 def _check_semantics(cfg: dict) -> None:
     problems = []
+    channels = model_channels(cfg)
+    uses_dhdt = "dhdt" in channels
     for name, ep in cfg["epochs"].items():
         if not _safe_name(name):
             problems.append(f"epochs.{name}: epoch names may only use letters, digits, '.', '_' and '-'")
         if ep.get("dhdt") and ep["dhdt"] not in cfg["dhdt"]:
-            problems.append(f"epochs.{name}.dhdt: '{ep['dhdt']}' is not a key of dhdt ({', '.join(cfg['dhdt'])})")
+            known = ", ".join(cfg["dhdt"]) or "none is configured"
+            problems.append(f"epochs.{name}.dhdt: '{ep['dhdt']}' is not a key of dhdt ({known})")
+        elif uses_dhdt and not ep.get("dhdt"):
+            problems.append(f"epochs.{name}.dhdt: missing, but the model channels (model.channels) include dhdt; "
+                            "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
+    terrain = [c for c in channels if c in TERRAIN_CHANNELS]
+    if terrain and not cfg.get("dem"):
+        problems.append(f"dem: missing, but the model channels (model.channels) include {', '.join(terrain)}; "
+                        "give dem: {path: ...} (or stac_item + asset) or leave the terrain channels out")
+    if cfg.get("ablation", {}).get("no_dhdt", {}).get("enabled") and not uses_dhdt:
+        problems.append("ablation.no_dhdt.enabled: the model channels (model.channels) have no dhdt to leave out; "
+                        "set ablation.no_dhdt.enabled: false")
         n = 5 if ep.get("inventory_year") else 10
         for k in ("start", "end"):
             if len(ep[k]) != n:
@@ -90,11 +141,14 @@ def _check_semantics(cfg: dict) -> None:
         name = cfg.get("change", {}).get(key)
         if name is not None and name not in cfg["epochs"]:
             problems.append(f"change.{key}: '{name}' is not an epoch ({', '.join(cfg['epochs'])})")
+    if cfg["change"]["from"] == cfg["change"]["to"] and cfg["change"]["from"] in cfg["epochs"]:
+        problems.append(f"change.to: '{cfg['change']['to']}' is the same epoch as change.from; a one-epoch region "
+                        "(mapping and areas without change) is not supported yet: add a second epoch to `epochs`")
     tp, gp = cfg.get("train", {}).get("patch_size"), cfg["grid"]["patch_size"]
     if tp is not None and tp > gp:
         problems.append(f"train.patch_size: {tp} is larger than grid.patch_size {gp} (the cube margin is grid.patch_size/2)")
-    for key in ("dem",):
-        problems += _check_raster(key, cfg[key])
+    if cfg.get("dem"):
+        problems += _check_raster("dem", cfg["dem"])
     for name, spec in cfg["dhdt"].items():
         problems += _check_raster(f"dhdt.{name}", spec)
     if problems:

@@ -93,8 +93,10 @@ def raster_href(kind):
         if kind == "dem":
             spec = config["dem"]
         else:
-            spec = config["dhdt"][config["epochs"][wildcards.epoch]["dhdt"]]
-        return resolve_raster(spec, config["stac"]["source"])
+            period = config["epochs"][wildcards.epoch].get("dhdt")
+            spec = config["dhdt"][period] if period else None
+        # None: no such raster is configured (allowed only when no model channel needs it; glaciermap.config)
+        return resolve_raster(spec, config["stac"]["source"]) if spec else None
 
     return href
 
@@ -207,9 +209,6 @@ ABL = f"{R}/ablation/no_dhdt"
 ABL_CHANNELS = [c for c in CHANNELS if c != "dhdt"]
 ABL_MEMBERS = list(range(ABLATION["members"]))
 ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
-if ABLATION["enabled"] and "dhdt" not in CHANNELS:
-    raise ValueError("ablation.no_dhdt.enabled: the model channels (model.channels) have no dhdt to leave out; "
-                     "set ablation.no_dhdt.enabled: false")
 DEBRIS_MAP = config["evaluation"]["debris_map"]
 CHANGE_EPOCHS = [T0, T1]
 
