@@ -131,6 +131,13 @@ def test_broken_scene_files_are_dropped_and_named(run):
     assert f"item {faults['no_b11_item']} lacks asset(s) B11" in reasons
     logs = " ".join(p.read_text() for p in (work / "results/tiny/logs/acquire").rglob("*.log"))
     assert faults["corrupt_file"] in logs and "glacier " in logs
+    # the QC table and summary surface every dropped candidate, not only a NetCDF attribute
+    table = pd.read_csv(work / "results/tiny/qc/dropped_candidates.csv", dtype=str)
+    assert len(table) == len(dropped) and set(table["item_id"]) == {d["item_id"] for d in dropped}
+    assert faults["corrupt_item"] in set(table["item_id"]) and faults["no_b11_item"] in set(table["item_id"])
+    assert any(faults["corrupt_file"] in r for r in table["reason"])
+    summary = json.loads((work / "results/tiny/qc/summary.json").read_text())
+    assert summary["n_candidates_dropped"] == len(dropped)
 
 
 def test_no_partial_files_and_rerun_is_a_no_op(run):
