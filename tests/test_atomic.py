@@ -38,7 +38,7 @@ def _boom_after_writing(monkeypatch, target_module, name):
 WRITERS = {
     "csv": (lambda p: io.write_csv_atomic(p, pd.DataFrame({"a": [1, 2]})), pd.DataFrame, "to_csv"),
     "json": (lambda p: io.write_json_atomic(p, {"a": 1}), None, None),
-    "netcdf": (lambda p: io.write_netcdf_atomic(p, xr.Dataset({"v": ("x", np.arange(3.0))})), xr.Dataset, "to_netcdf"),
+    "netcdf": (lambda p: io.write_netcdf_atomic(p, xr.Dataset({"v": ("x", np.arange(3.0))})), None, None),
     "gpkg": (lambda p: io.write_gpkg_atomic(p, gpd.GeoDataFrame({"g": ["A"]}, geometry=[box(0, 0, 1, 1)], crs=4326),
                                             "glaciers"), gpd.GeoDataFrame, "to_file"),
     "torch": (lambda p: io.save_torch_atomic(p, {"w": torch.ones(3)}), None, None),
@@ -57,6 +57,24 @@ def test_interrupted_writer_leaves_no_file_and_keeps_the_old_one(tmp_path, monke
     fresh = tmp_path / "fresh" / f"result{SUFFIX[kind]}"
     if cls is not None:
         _boom_after_writing(monkeypatch, cls, method)
+    elif kind == "netcdf":  # built in memory, then written with open(): half the bytes, then the kill
+        real_open = open
+
+        class HalfWrite:
+            def __init__(self, p, mode):
+                self.f = real_open(p, mode)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                self.f.write(bytes(data)[: len(data) // 2])
+                self.f.flush()
+                raise Interrupted
+        monkeypatch.setattr(io, "open", HalfWrite, raising=False)
     elif kind == "torch":
         real = torch.save
 
@@ -127,6 +145,8 @@ def _writes(tree: ast.AST):
         path_arg = node.args[1] if name == "save" and len(node.args) > 1 else (node.args[0] if node.args else None)
         if path_arg is None and name in ("to_csv", "to_json"):
             continue                       # returns a string, writes nothing
+        if name == "to_netcdf" and isinstance(path_arg, ast.Constant) and path_arg.value is None:
+            continue                       # to_netcdf(None, ...) returns the bytes, writes nothing
         if path_arg is None or not target_is_safe(path_arg):
             bad.append((node.lineno, ast.unparse(f)))
     return bad
@@ -152,3 +172,41 @@ def test_no_writer_bypasses_atomic_paths():
             continue
         offenders += [f"{rel}:{line}: {what}" for line, what in _writes(ast.parse(f.read_text()))]
     assert offenders == [], "write through glaciermap.io (atomic_path / write_*_atomic):\n" + "\n".join(offenders)
+
+
+_FULL_DISK = r"""
+import resource, signal, sys
+from pathlib import Path
+import numpy as np, pandas as pd, xarray as xr
+from glaciermap import io
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG, as a full disk fails with ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+out = Path(sys.argv[1])
+big = np.random.default_rng(0).random((600, 600)).astype("float32")
+writers = {
+    "cube.nc": lambda p: io.write_netcdf_atomic(p, xr.Dataset({"a": (("y", "x"), big)})),
+    "table.csv": lambda p: io.write_csv_atomic(p, pd.DataFrame({"a": big.ravel()[:200_000]})),
+    "record.json": lambda p: io.write_json_atomic(p, {"a": big.ravel()[:50_000].tolist()}),
+}
+for name, write in writers.items():
+    try:
+        write(out / name)
+        print(name, "WROTE")
+    except OSError as e:
+        print(name, "OSError", e)
+"""
+
+
+def test_writers_raise_cleanly_when_the_disk_fills(tmp_path):
+    """A write that runs out of space raises an OSError naming the file; no crash (exit 139), no partial file."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    lines = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
+    assert set(lines) == {"cube.nc", "table.csv", "record.json"}
+    for name, what in lines.items():
+        assert what.startswith("OSError"), (name, what)
+    assert f"cannot write {tmp_path / 'cube.nc'}" in lines["cube.nc"]
+    assert list(tmp_path.iterdir()) == []  # neither the outputs nor their temporary files are left

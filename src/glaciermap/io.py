@@ -64,8 +64,20 @@ def write_csv_atomic(path: str | os.PathLike, df) -> None:
 
 
 def write_netcdf_atomic(path: str | os.PathLike, ds, encoding: dict | None = None) -> None:
+    """``ds`` as NetCDF4 (h5netcdf), built in memory and then written under a temporary name.
+
+    Why in memory: when the disk fills (or a file-size limit hits) while HDF5 writes straight to a file, h5py
+    raises an OSError but the half-open HDF5 file then crashes the interpreter when it is closed (exit 139,
+    seen with h5py 3 / HDF5 1.14). Serialising to bytes first leaves the file I/O to Python, which raises a
+    plain OSError naming the file; the temporary file is removed and nothing that looks valid is left.
+    """
+    data = ds.to_netcdf(None, engine="h5netcdf", encoding=encoding or {})
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {})
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
 
 
 def write_gpkg_atomic(path: str | os.PathLike, gdf, layer: str) -> None:
