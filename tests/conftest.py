@@ -9,6 +9,16 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def oggm_sample() -> Path:
+    """The real OGGM sample data (RGI outlines, SRTM DEMs, ITS_LIVE velocity) in ../shared beside the checkout."""
+    candidates = [os.environ.get("GLACIERMAP_OGGM_SAMPLE", ""), str(REPO.parent / "shared" / "data" / "oggm-sample")]
+    for c in candidates:
+        if c and (Path(c) / "rgi_oetztal.shp").exists():
+            return Path(c)
+    raise FileNotFoundError(f"OGGM sample data not found in {[c for c in candidates if c]}: the tests need "
+                            "../shared/data/oggm-sample beside the checkout (or GLACIERMAP_OGGM_SAMPLE)")
 # Subprocesses (snakemake jobs) must find the venv's python and tools first.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
