@@ -50,13 +50,20 @@ def search_extent(glacier_row, cfg: dict, epoch: str) -> tuple[CubeGrid, tuple, 
     return grid, to_ll.transform_bounds(*grid.bounds), start, end
 
 
-def candidate_ids(glacier_row, cfg: dict, epoch: str) -> list[str]:
-    """Ids of the scenes the acquisition of this glacier and epoch will consider (for rerun triggers)."""
+def candidate_ids(glacier_row, cfg: dict, epoch: str, files: bool = False) -> list[str]:
+    """Ids of the scenes the acquisition of this glacier and epoch will consider (for rerun triggers).
+
+    ``files``: each id carries a token of its asset files' presence and size (:func:`stac.item_token`), so a
+    missing or truncated scene file that comes back re-runs this acquisition.
+    """
     scfg = cfg["stac"]
     _, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
     items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"],
                                scfg.get("missing_cloud_cover", "keep"))
-    return [it.id for it in items]
+    if not files:
+        return [it.id for it in items]
+    keys = list(scfg["bands"].values()) + [scfg["scl_asset"]]
+    return [stac.item_token(it, keys) for it in items]
 
 
 def reflectance_offset(item, setting) -> float:

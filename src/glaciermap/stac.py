@@ -107,6 +107,32 @@ def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: st
     return sorted(found, key=lambda it: (it.datetime or t0, it.id))
 
 
+@functools.lru_cache(maxsize=None)
+def _file_state(href: str) -> str:
+    """``<size>`` of a local file, ``missing`` when it is absent, ``remote`` for a URL (not looked at)."""
+    import os
+
+    if "://" in href and not href.startswith("file://"):
+        return "remote"
+    try:
+        return str(os.stat(href.removeprefix("file://")).st_size)
+    except OSError:
+        return "missing"
+
+
+def item_token(item: pystac.Item, keys) -> str:
+    """``<id>`` or ``<id>@<hash>`` of an item: the hash changes when one of its local asset files ``keys``
+    appears, disappears or changes size, so a scene file that was missing or truncated and comes back re-runs
+    the acquisitions that use it (a Snakemake param). One stat per asset file, cached per process."""
+    import hashlib
+
+    states = [f"{k}={_file_state(item.assets[k].get_absolute_href())}" if k in item.assets else f"{k}=absent"
+              for k in keys]
+    if all(st.endswith("=remote") for st in states):
+        return item.id
+    return f"{item.id}@{hashlib.sha1(';'.join(states).encode()).hexdigest()[:8]}"
+
+
 def find_item(source: str, item_id: str, collection: str | None = None) -> pystac.Item:
     if is_api(source):
         from pystac_client import Client

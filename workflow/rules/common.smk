@@ -39,11 +39,12 @@ def fingerprint(wildcards):
 
 @functools.lru_cache(maxsize=None)
 def _scene_ids(glacier, epoch):
-    return ",".join(candidate_ids(MAPPED.loc[glacier], config, epoch))
+    return ",".join(candidate_ids(MAPPED.loc[glacier], config, epoch, files=True))
 
 
 def scene_ids(wildcards):
-    """Candidate scene ids of a local catalog: a new scene re-runs only the glaciers it covers.
+    """Candidate scene ids of a local catalog, each with a token of its files' presence and size: a new scene,
+    or a scene file that was missing or truncated and comes back, re-runs only the glaciers it covers.
 
     A STAC API is not searched at DAG-build time (thousands of queries); there a new scene needs
     `--forcerun acquire` for the glaciers concerned (see README, incremental runs).
