@@ -97,10 +97,16 @@ def measure(n: int, target: str | None = None) -> dict:
 
 
 def main(argv):
-    target = None
-    if argv[:1] == ["--target"]:
-        target, argv = argv[1], argv[2:]
-    sizes = [int(a) for a in argv] or [500, 2000, 5000]
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Time `snakemake -n` (DAG build) on synthetic regions of N glaciers and "
+                                             "print glaciers, jobs, wall seconds and peak memory.")
+    ap.add_argument("sizes", nargs="*", type=int, default=[500, 2000, 5000], metavar="N",
+                    help="numbers of glaciers (default: 500 2000 5000)")
+    ap.add_argument("--target", default=None, help="a rule or file to plan (e.g. qc for the data half); "
+                                                   "default: the workflow's default target")
+    args = ap.parse_args(argv)
+    target, sizes = args.target, args.sizes
     print(f"{'glaciers':>9} {'jobs':>7} {'wall s':>8} {'peak MB':>8}")
     r = None
     for n in sizes:
