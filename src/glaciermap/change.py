@@ -3,7 +3,11 @@
 Per glacier: rate = (A1 - A0) / years between the actual image dates, with the two epochs' area
 uncertainties (half-widths of the calibrated bounds) added in quadrature, as the paper does. A rate
 is kept for glacier-level results when SNR >= 1 and the t0 recall >= 0.9. Regionally, a size-dependent
-quadratic in log10(area) fitted on the kept rates fills in every other glacier of the inventory.
+model of rate (%/yr) in log10(area), weighted by 1/sigma^2 and fitted on every glacier with a finite
+rate (kept or not, as the paper), fills in every glacier without a kept rate: a quadratic, or linear /
+the weighted mean when the quadratic is poorly determined, never evaluated outside the fitted
+log-area range, with its own standard error added to the extrapolated glaciers' sigma. Regional
+sigmas are the linear sum of the per-glacier sigmas (the paper) or, as an option, their quadrature sum.
 """
 
 from __future__ import annotations
@@ -89,33 +93,175 @@ def coverage_table(df: pd.DataFrame, inventory: pd.DataFrame, min_area_km2: floa
     return pd.DataFrame(rows)
 
 
-def fit_rate_model(area_km2, rate_pct, sigma_pct) -> dict:
-    """WLS of rate (%/yr) on 1, log10 A, (log10 A)^2 with weights 1/sigma^2 (statsmodels).
+MODEL_NAMES = {2: "quadratic", 1: "linear", 0: "weighted mean"}
+AGGREGATIONS = ("linear", "quadrature")
 
-    Sigmas of zero would get infinite weight; they are floored at the smallest positive sigma.
-    Returns coef (3), bse, n and the log10 A range fitted.
+
+class NoRatesError(ValueError):
+    """No glacier has a finite rate with a usable sigma: there is nothing to fit the size model on."""
+
+
+def _fit_selection(rate_pct, sigma_pct) -> tuple[np.ndarray, str]:
+    """Which rates enter the size model, and how they are weighted.
+
+    Every glacier with a finite rate and a finite positive sigma, weighted 1/sigma^2 (a zero sigma
+    would get infinite weight: such glaciers are left out of the fit, not floored). Only when no
+    finite rate has a positive sigma (areas without uncertainty, e.g. the band-ratio baseline) are
+    the finite rates with sigma == 0 fitted with equal weights.
     """
+    y = np.asarray(rate_pct, dtype=np.float64)
+    s = np.asarray(sigma_pct, dtype=np.float64)
+    ok = np.isfinite(y) & np.isfinite(s)
+    pos = ok & (s > 0)
+    if pos.any():
+        return pos, "1/sigma^2"
+    return ok & (s == 0), "equal (no rate has a positive sigma)"
+
+
+def _design(x, order: int) -> np.ndarray:
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    return np.column_stack([x**k for k in range(order + 1)])
+
+
+def fit_rate_model(area_km2, rate_pct, sigma_pct, order: int = 2) -> dict:
+    """WLS of rate (%/yr) on 1, log10 A[, (log10 A)^2] (``order`` 2, 1 or 0 = weighted mean), weights 1/sigma^2.
+
+    Fitted on every glacier with finite log10 A and rate and a finite positive sigma (see
+    _fit_selection). Coefficient covariance: (X^T W X)^-1 times max(1, chi2 / dof), i.e. the sigmas
+    taken at face value unless the rates scatter more than they allow (natural glacier-to-glacier
+    variability), in which case the covariance is inflated by the reduced chi2; never shrunk below
+    what the sigmas give. Without residual degrees of freedom (n = order + 1) the sigmas alone are
+    used. With equal weights (no positive sigma) it is the ordinary residual-variance covariance.
+
+    Returns order, model (name), n, coef (increasing powers, order + 1 values), bse, cov, p_values
+    (two-sided t test of each coefficient against 0, dof = n - order - 1), dof, chi2_reduced,
+    cov_scale, weights, n_zero_sigma_excluded and log10_area_range [min, max] of the fitted glaciers,
+    the range predict_rate clamps to.
+    """
+    from scipy import stats
+
+    if order not in MODEL_NAMES:
+        raise ValueError(f"fit_rate_model: order must be 0, 1 or 2, got {order!r}")
     x = np.log10(np.asarray(area_km2, dtype=np.float64))
     y = np.asarray(rate_pct, dtype=np.float64)
     s = np.asarray(sigma_pct, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s) & (s >= 0)
-    x, y, s = x[ok], y[ok], s[ok]
-    if x.size < 3:
-        raise ValueError(f"fit_rate_model: {x.size} usable glacier(s); the quadratic needs at least 3")
-    pos = s[s > 0]
-    s = np.maximum(s, pos.min() if pos.size else 1.0)
-    X = np.column_stack([np.ones_like(x), x, x**2])
-    with np.errstate(divide="ignore", invalid="ignore"):  # n == 3: no residual dof, bse becomes inf/nan
-        res = sm.WLS(y, X, weights=1.0 / s**2).fit()
-        bse = [float(b) for b in res.bse]
-    return {"coef": [float(c) for c in res.params], "bse": bse, "n": int(x.size),
-            "log10_area_range": [float(x.min()), float(x.max())]}
+    with np.errstate(invalid="ignore"):
+        sel, weighting = _fit_selection(np.where(np.isfinite(x), y, np.nan), s)
+    n_zero = int((np.isfinite(x) & np.isfinite(y) & (s == 0) & ~sel).sum())
+    x, y, s = x[sel], y[sel], s[sel]
+    p = order + 1
+    if x.size < p:
+        raise ValueError(f"fit_rate_model: {x.size} usable glacier(s); the {MODEL_NAMES[order]} needs at least {p}")
+    w = 1.0 / s**2 if weighting == "1/sigma^2" else np.ones_like(y)
+    X = _design(x, order)
+    if np.linalg.matrix_rank(X * np.sqrt(w)[:, None]) < p:
+        raise ValueError(f"fit_rate_model: the {MODEL_NAMES[order]} is not determined by these glaciers' areas")
+    res = sm.WLS(y, X, weights=w).fit()
+    coef = np.asarray(res.params, dtype=np.float64)
+    resid = y - X @ coef
+    dof = int(x.size - p)
+    chi2_red = float(np.sum(w * resid**2) / dof) if dof > 0 else float("nan")
+    if weighting == "1/sigma^2":
+        scale = max(1.0, chi2_red) if dof > 0 else 1.0
+    else:
+        scale = chi2_red
+    cov = np.linalg.inv(X.T @ (X * w[:, None])) * scale
+    bse = np.sqrt(np.diag(cov))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tval = np.abs(coef) / bse
+    pval = 2.0 * stats.t.sf(tval, dof) if dof > 0 else np.full(p, np.nan)
+    return {"order": int(order), "model": MODEL_NAMES[order], "n": int(x.size),
+            "coef": [float(c) for c in coef], "bse": [float(b) for b in bse],
+            "cov": [[float(v) for v in r] for r in cov], "p_values": [float(v) for v in pval],
+            "dof": dof, "chi2_reduced": chi2_red, "cov_scale": float(scale), "weights": weighting,
+            "n_zero_sigma_excluded": n_zero, "log10_area_range": [float(x.min()), float(x.max())]}
 
 
-def predict_rate(model: dict, area_km2) -> np.ndarray:
+def select_rate_model(area_km2, rate_pct, sigma_pct, max_order: int = 2, min_points_per_coef: int = 5,
+                      min_log_area_span: float = 0.5, max_coef_p_value: float | None = None) -> dict:
+    """The highest well-determined order of the size model: quadratic -> linear -> weighted mean.
+
+    An order k >= 1 is rejected (and the next lower one tried) when
+      - fewer than ``min_points_per_coef`` * (k + 1) glaciers are fitted,
+      - the fitted log10-area range spans less than ``min_log_area_span`` decades,
+      - the design is rank deficient, or
+      - ``max_coef_p_value`` is set and the order-k coefficient's two-sided p value exceeds it
+        (off by default: the paper always uses the quadratic, and the fit's own uncertainty is
+        propagated anyway, so an insignificant term widens the bounds rather than biasing them;
+        a test on the same data would also make the reported standard errors optimistic).
+    The weighted mean (order 0) is the last resort and is used with any n >= 1; with fewer than
+    ``min_points_per_coef`` glaciers that is noted in ``note``. The returned fit_rate_model dict
+    also holds ``fallback`` (one {order, model, reason} per rejected order), ``fallback_reason``
+    (the reasons joined, None without fallback) and the settings used.
+    """
+    if max_order not in MODEL_NAMES:
+        raise ValueError(f"select_rate_model: max_order must be 0, 1 or 2, got {max_order!r}")
     x = np.log10(np.asarray(area_km2, dtype=np.float64))
-    c = model["coef"]
-    return c[0] + c[1] * x + c[2] * x**2
+    with np.errstate(invalid="ignore"):
+        sel, _ = _fit_selection(np.where(np.isfinite(x), np.asarray(rate_pct, dtype=np.float64), np.nan), sigma_pct)
+    n = int(sel.sum())
+    if n == 0:
+        raise ValueError("select_rate_model: no glacier with a finite rate and a usable sigma; nothing to fit")
+    span = float(x[sel].max() - x[sel].min())
+    fallback = []
+    model = None
+    for order in range(max_order, -1, -1):
+        p = order + 1
+        reason = None
+        if order > 0 and n < min_points_per_coef * p:
+            reason = (f"{n} fitted glacier(s) < {min_points_per_coef} per coefficient x {p} coefficients "
+                      f"= {min_points_per_coef * p}")
+        elif order > 0 and span < min_log_area_span:
+            reason = f"fitted log10-area span {span:.3g} decades < min_log_area_span {min_log_area_span:g}"
+        else:
+            try:
+                m = fit_rate_model(area_km2, rate_pct, sigma_pct, order=order)
+            except ValueError as err:
+                if order == 0:
+                    raise
+                reason = str(err)
+            else:
+                pv = m["p_values"][-1]
+                if order > 0 and max_coef_p_value is not None and not (pv <= max_coef_p_value):
+                    reason = (f"order-{order} coefficient not significant: p = {pv:.3g} > max_coef_p_value "
+                              f"{max_coef_p_value:g}")
+                else:
+                    model = m
+        if model is not None:
+            break
+        fallback.append({"order": order, "model": MODEL_NAMES[order], "reason": reason})
+    model["fallback"] = fallback
+    model["fallback_reason"] = "; ".join(f"{f['model']}: {f['reason']}" for f in fallback) or None
+    model["note"] = (f"only {n} fitted glacier(s) (< min_points_per_coef {min_points_per_coef}) for the weighted mean"
+                     if model["order"] == 0 and n < min_points_per_coef else None)
+    model["settings"] = {"max_order": int(max_order), "min_points_per_coef": int(min_points_per_coef),
+                         "min_log_area_span": float(min_log_area_span),
+                         "max_coef_p_value": None if max_coef_p_value is None else float(max_coef_p_value)}
+    return model
+
+
+def _clamped_x(model: dict, area_km2, clamp: bool) -> np.ndarray:
+    x = np.log10(np.asarray(area_km2, dtype=np.float64))
+    if clamp:
+        lo, hi = model["log10_area_range"]
+        x = np.clip(x, lo, hi)
+    return x
+
+
+def predict_rate(model: dict, area_km2, clamp: bool = True) -> np.ndarray:
+    """Model rate (%/yr) at these areas. log10 A is clamped to the fitted range ``log10_area_range``
+    (a glacier larger / smaller than every fitted one gets the value at the upper / lower end); the
+    polynomial is never evaluated outside it unless ``clamp=False`` (diagnostics only)."""
+    x = _clamped_x(model, area_km2, clamp)
+    return (_design(x, len(model["coef"]) - 1) @ np.asarray(model["coef"], dtype=np.float64)).reshape(np.shape(x))
+
+
+def predict_rate_se(model: dict, area_km2, clamp: bool = True) -> np.ndarray:
+    """Standard error (%/yr) of the model rate from the coefficient covariance: sqrt(x^T Cov x), x clamped alike."""
+    x = _clamped_x(model, area_km2, clamp)
+    X = _design(x, len(model["coef"]) - 1)
+    cov = np.asarray(model["cov"], dtype=np.float64)
+    return np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X)).reshape(np.shape(x))
 
 
 def _rms(v) -> float:
@@ -125,30 +271,38 @@ def _rms(v) -> float:
 
 
 def regional_extrapolation(df_all: pd.DataFrame, kept_mask=None, area_col: str = "area_km2",
-                           sigma_fallback: str = "overall") -> pd.DataFrame:
-    """Rates for every inventory glacier: measured where kept, from the size model elsewhere.
+                           sigma_fallback: str = "overall", max_order: int = 2, min_points_per_coef: int = 5,
+                           min_log_area_span: float = 0.5, max_coef_p_value: float | None = None) -> pd.DataFrame:
+    """Rates for every inventory glacier: measured where kept, from the size model elsewhere (paper 3.5.5, 4.3).
 
     ``df_all``: one row per inventory glacier (small ones included) with ``area_col`` (inventory
     area, km2) and, for processed glaciers, the change_rates columns. ``kept_mask``: boolean per row,
-    by position (default: the ``kept`` column; missing = False).
+    by position (default: the ``kept`` column; missing = False): the glaciers whose own rate is used.
 
-    The model is fitted on the KEPT glaciers only. The DL4GAM reference code fitted it on every
-    glacier with a finite rate, including those its own SNR and recall filters rejected, which lets
-    exactly the rates judged unreliable steer the extrapolation; we do not. x = log10 of the
-    inventory area, for fitting and applying alike (the same variable on both sides).
+    Size model (select_rate_model): fitted on EVERY glacier with a finite rate and a finite positive
+    sigma, kept or not, weighted 1/sigma^2, as the paper (4.3: "rather than throwing away the
+    borderline cases, we instead weighted the predicted area change rates by the estimated
+    uncertainties") and its reference code do; quadratic in log10 A, falling back to linear and then
+    to the weighted mean when the fit is poorly determined. x = log10 of the inventory area, for
+    fitting and applying alike. The model is evaluated with log10 A clamped to the fitted range.
 
-    Extrapolated glaciers (every glacier without a kept rate, including processed-but-rejected and
-    < 0.1 km2 ones) get rate = model(A_inv) and sigma = RMS of the kept glaciers' sigma_pct_yr in
-    their size class; when a class has no kept glacier (always the case for "<0.1") the fallback is
-    the RMS over all kept glaciers (``sigma_fallback="overall"``) or that of the nearest size class
-    with kept glaciers (``"nearest"``). Their area uncertainty at t0 is treated alike with the kept
-    glaciers' relative sigma_t0 / area_t0.
+    Extrapolated glaciers (every glacier without a kept rate: filter-rejected ones and never
+    processed ones, e.g. < 0.1 km2) get rate = model(clamped A_inv) and
+    sigma = sqrt(sigma_class^2 + se_fit^2) (in quadrature: independent), with sigma_class the RMS
+    sigma_pct_yr of the FITTED glaciers of their size class (the per-glacier scatter) and se_fit =
+    sqrt(x^T Cov x) the standard error of the fitted curve there, so a poorly determined model widens
+    the bounds. A class without fitted glaciers (e.g. "<0.1") uses the RMS over all fitted glaciers
+    (``sigma_fallback="overall"``) or that of the nearest size class with fitted glaciers
+    (``"nearest"``). Their t0 area uncertainty uses the fitted glaciers' RMS relative sigma_t0 / area_t0
+    alike.
 
-    Added columns: size_class, rate_source ("measured"/"extrapolated"), reg_area_t0_km2 (measured:
-    area_t0; extrapolated: inventory area), reg_sigma_area_t0_km2, reg_rate_pct_yr,
-    reg_sigma_pct_yr, reg_rate_km2_yr, reg_sigma_rate_km2_yr, reg_years (extrapolated: mean years of
-    the measured glaciers), reg_area_t1_km2 (= A0 + rate * years), reg_sigma_area_t1_km2. The fitted
-    model and the per-class RMS sigmas are in ``.attrs["rate_model"]`` and ``.attrs["class_sigma"]``.
+    Added columns: size_class, in_rate_fit, rate_source ("measured"/"extrapolated"), reg_area_t0_km2
+    (measured: area_t0; extrapolated: inventory area), reg_sigma_area_t0_km2, reg_rate_pct_yr,
+    reg_sigma_pct_yr, reg_sigma_class_pct_yr and reg_sigma_fit_pct_yr (the two parts; extrapolated
+    only), reg_rate_km2_yr, reg_sigma_rate_km2_yr, reg_years (extrapolated: mean years of the fitted
+    glaciers), reg_area_t1_km2 (= A0 + rate * years), reg_sigma_area_t1_km2. The model (with counts of
+    extrapolated glaciers clamped below / above the fitted range) and the per-class RMS sigmas are in
+    ``.attrs["rate_model"]`` and ``.attrs["class_sigma"]``.
     """
     if sigma_fallback not in ("overall", "nearest"):
         raise ValueError(f"sigma_fallback must be 'overall' or 'nearest', got {sigma_fallback!r}")
@@ -159,54 +313,80 @@ def regional_extrapolation(df_all: pd.DataFrame, kept_mask=None, area_col: str =
     kept = np.where(pd.isna(raw), False, raw).astype(bool)
     if kept.shape != (len(out),):
         raise ValueError(f"regional_extrapolation: kept_mask has {kept.size} values for {len(out)} glaciers")
-    if kept.sum() < 3:
-        raise ValueError(f"regional_extrapolation: {int(kept.sum())} kept glacier(s); the quadratic needs at least 3")
     a_inv = out[area_col].astype(float).to_numpy()
     if (~np.isfinite(a_inv) | (a_inv <= 0)).any():
         bad = out.loc[~np.isfinite(a_inv) | (a_inv <= 0)]
         ids = bad.get("glac_id", bad.index).tolist()[:10]
         raise ValueError(f"regional_extrapolation: non-positive or missing {area_col} for {ids}")
-    k = out[kept]
     need = ("rate_pct_yr", "sigma_pct_yr", "rate_km2_yr", "sigma_rate_km2_yr", "area_t0", "area_t1",
             "sigma_t0", "sigma_t1", "years")
     missing = [c for c in need if c not in out.columns]
     if missing:
-        raise ValueError(f"regional_extrapolation: kept glaciers need column(s) {missing}")
+        raise ValueError(f"regional_extrapolation: the rates need column(s) {missing}")
+    k = out[kept]
     if not np.isfinite(k[list(need)].to_numpy(float)).all():
         raise ValueError("regional_extrapolation: a kept glacier has a non-finite rate, sigma, area or years")
-    model = fit_rate_model(a_inv[kept], k["rate_pct_yr"], k["sigma_pct_yr"])
+    rate = out["rate_pct_yr"].astype(float).to_numpy()
+    sig = out["sigma_pct_yr"].astype(float).to_numpy()
+    fit, _ = _fit_selection(rate, sig)
+    if not fit.any():
+        raise NoRatesError("regional_extrapolation: no glacier with a finite rate and sigma; at least 1 is needed")
+    model = select_rate_model(a_inv, rate, sig, max_order=max_order,
+                              min_points_per_coef=min_points_per_coef, min_log_area_span=min_log_area_span,
+                              max_coef_p_value=max_coef_p_value)
+    if "filter_reason" in out.columns:
+        model["fit_filter_reasons"] = {str(r): int(c) for r, c in
+                                       out.loc[fit, "filter_reason"].astype(str).value_counts().sort_index().items()}
 
     out["size_class"] = size_class(a_inv)
-    rel_a0 = (k["sigma_t0"] / k["area_t0"]).to_numpy(float)
-    overall = {"sigma_pct_yr": _rms(k["sigma_pct_yr"]), "rel_sigma_area_t0": _rms(rel_a0)}
+    out["in_rate_fit"] = fit
+    f = out[fit]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_a0 = (f["sigma_t0"].astype(float) / f["area_t0"].astype(float).where(f["area_t0"] > 0)).to_numpy(float)
+    s_fit = f["sigma_pct_yr"].to_numpy(float)
+    overall = {"sigma_pct_yr": _rms(s_fit), "rel_sigma_area_t0": _rms(rel_a0)}
     by_class = {}
+    fit_cls = f["size_class"].to_numpy()
     for lab in SIZE_LABELS:
-        sel = (out.loc[kept, "size_class"] == lab).to_numpy()
+        sel = fit_cls == lab
         if sel.any():
-            by_class[lab] = {"sigma_pct_yr": _rms(k["sigma_pct_yr"].to_numpy(float)[sel]),
-                             "rel_sigma_area_t0": _rms(rel_a0[sel]), "n_kept": int(sel.sum())}
+            by_class[lab] = {"sigma_pct_yr": _rms(s_fit[sel]), "rel_sigma_area_t0": _rms(rel_a0[sel]), "n": int(sel.sum())}
     class_sigma = {}
     for i, lab in enumerate(SIZE_LABELS):
         if lab in by_class:
             class_sigma[lab] = {**by_class[lab], "source": lab}
         elif sigma_fallback == "nearest" and by_class:
             j = min((abs(SIZE_LABELS.index(c) - i), SIZE_LABELS.index(c)) for c in by_class)[1]
-            class_sigma[lab] = {**by_class[SIZE_LABELS[j]], "n_kept": 0, "source": SIZE_LABELS[j]}
+            class_sigma[lab] = {**by_class[SIZE_LABELS[j]], "n": 0, "source": SIZE_LABELS[j]}
         else:
-            class_sigma[lab] = {**overall, "n_kept": 0, "source": "overall"}
+            class_sigma[lab] = {**overall, "n": 0, "source": "overall"}
 
-    years_mean = float(k["years"].mean())
+    yrs_fit = f["years"].astype(float).to_numpy()
+    years_mean = float(np.nanmean(yrs_fit)) if np.isfinite(yrs_fit).any() else float(k["years"].mean())
     ext = ~kept
     cls = out["size_class"].to_numpy()
-    s_pct = np.array([class_sigma[c]["sigma_pct_yr"] for c in cls[ext]], dtype=np.float64)
+    s_cls = np.array([class_sigma[c]["sigma_pct_yr"] for c in cls[ext]], dtype=np.float64)
     s_rel = np.array([class_sigma[c]["rel_sigma_area_t0"] for c in cls[ext]], dtype=np.float64)
     a0_ext = a_inv[ext]
     r_pct = predict_rate(model, a0_ext)
+    s_curve = predict_rate_se(model, a0_ext)
+    s_pct = np.hypot(s_cls, s_curve)
+    x_ext = np.log10(a0_ext)
+    lo, hi = model["log10_area_range"]
+    a_tot = float(a_inv.sum())
+    model["clamp"] = "log10 A clamped to log10_area_range"
+    model["area_range_km2"] = [float(10**lo), float(10**hi)]
+    model["n_extrapolated"] = int(ext.sum())
+    model["n_extrapolated_below_range"] = int((x_ext < lo).sum())
+    model["n_extrapolated_above_range"] = int((x_ext > hi).sum())
+    model["area_pct_extrapolated_outside_range"] = (100.0 * float(a0_ext[(x_ext < lo) | (x_ext > hi)].sum()) / a_tot
+                                                    if a_tot else float("nan"))
 
     out["rate_source"] = np.where(kept, "measured", "extrapolated")
     cols = {c: np.full(len(out), np.nan) for c in
-            ("reg_area_t0_km2", "reg_sigma_area_t0_km2", "reg_rate_pct_yr", "reg_sigma_pct_yr",
-             "reg_rate_km2_yr", "reg_sigma_rate_km2_yr", "reg_years", "reg_area_t1_km2", "reg_sigma_area_t1_km2")}
+            ("reg_area_t0_km2", "reg_sigma_area_t0_km2", "reg_rate_pct_yr", "reg_sigma_pct_yr", "reg_sigma_class_pct_yr",
+             "reg_sigma_fit_pct_yr", "reg_rate_km2_yr", "reg_sigma_rate_km2_yr", "reg_years", "reg_area_t1_km2",
+             "reg_sigma_area_t1_km2")}
     cols["reg_area_t0_km2"][kept] = k["area_t0"]
     cols["reg_sigma_area_t0_km2"][kept] = k["sigma_t0"]
     cols["reg_rate_pct_yr"][kept] = k["rate_pct_yr"]
@@ -220,6 +400,8 @@ def regional_extrapolation(df_all: pd.DataFrame, kept_mask=None, area_col: str =
     cols["reg_sigma_area_t0_km2"][ext] = s_rel * a0_ext
     cols["reg_rate_pct_yr"][ext] = r_pct
     cols["reg_sigma_pct_yr"][ext] = s_pct
+    cols["reg_sigma_class_pct_yr"][ext] = s_cls
+    cols["reg_sigma_fit_pct_yr"][ext] = s_curve
     cols["reg_rate_km2_yr"][ext] = r_pct / 100.0 * a0_ext
     cols["reg_sigma_rate_km2_yr"][ext] = s_pct / 100.0 * a0_ext
     cols["reg_years"][ext] = years_mean
@@ -234,38 +416,49 @@ def regional_extrapolation(df_all: pd.DataFrame, kept_mask=None, area_col: str =
     return out
 
 
-def _combined_sigma(df: pd.DataFrame, col: str) -> float:
-    """Measured glaciers independent (quadrature); extrapolated ones fully correlated within a size
-    class (linear sum), classes independent of each other and of the measured glaciers."""
-    meas = df["rate_source"] == "measured"
-    var = float(np.sum(df.loc[meas, col].to_numpy(float) ** 2))
-    class_sums = df.loc[~meas].groupby("size_class", sort=False)[col].sum()
-    return float(np.sqrt(var + np.sum(class_sums.to_numpy(float) ** 2)))
+def aggregate_sigma(sigmas, how: str = "linear") -> float:
+    """Regional sigma from per-glacier sigmas: ``linear`` = their sum (the paper's +-22.68 km2/yr: errors
+    treated as fully correlated, an upper bound), ``quadrature`` = sqrt of the sum of squares (errors
+    treated as independent, including the shared size model's, a lower bound). NaNs are ignored."""
+    v = np.asarray(sigmas, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if how == "linear":
+        return float(np.sum(v))
+    if how == "quadrature":
+        return float(np.sqrt(np.sum(v**2)))
+    raise ValueError(f"sigma aggregation must be one of {AGGREGATIONS}, got {how!r}")
 
 
-def regional_totals(df: pd.DataFrame) -> dict:
+def regional_totals(df: pd.DataFrame, aggregation: str = "linear") -> dict:
     """Regional area at t0 and t1 and the regional change rate with uncertainties (paper 4.3).
 
     Input: output of regional_extrapolation. The regional rate is the sum of the per-glacier annual
     rates (each over its own period), so glaciers with different image dates are combined correctly;
-    %/yr is relative to the t0 total. Uncertainty propagation (a choice, see _combined_sigma):
-    measured glaciers' sigmas are treated as independent (quadrature), extrapolated glaciers' as fully
-    correlated within a size class (they share one class RMS and one fitted curve, so their errors
-    do not average out), the class sums then in quadrature. The sigma of the %/yr rate ignores the
-    uncertainty of the t0 total in the denominator.
+    %/yr is relative to the t0 total. Per-glacier sigmas are aggregated both ways (aggregate_sigma):
+    ``*_linear`` (sum, as the paper) and ``*_quadrature``; the unsuffixed sigma_* keys hold the one
+    named by ``aggregation`` (also recorded as ``sigma_aggregation``). The sigma of the %/yr rate
+    ignores the uncertainty of the t0 total in the denominator.
     """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"sigma aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     meas = df["rate_source"] == "measured"
     a0 = float(df["reg_area_t0_km2"].sum())
     a1 = float(df["reg_area_t1_km2"].sum())
     rate = float(df["reg_rate_km2_yr"].sum())
-    s_rate = _combined_sigma(df, "reg_sigma_rate_km2_yr")
-    return {
+    out = {
         "n_glaciers": int(len(df)), "n_measured": int(meas.sum()), "n_extrapolated": int((~meas).sum()),
-        "area_t0_km2": a0, "sigma_area_t0_km2": _combined_sigma(df, "reg_sigma_area_t0_km2"),
-        "area_t1_km2": a1, "sigma_area_t1_km2": _combined_sigma(df, "reg_sigma_area_t1_km2"),
+        "area_t0_km2": a0, "area_t1_km2": a1,
         "measured_area_t0_pct": 100.0 * float(df.loc[meas, "reg_area_t0_km2"].sum()) / a0 if a0 else np.nan,
         "years_mean": float(df.loc[meas, "reg_years"].mean()) if meas.any() else np.nan,
-        "rate_km2_yr": rate, "sigma_rate_km2_yr": s_rate,
-        "rate_pct_yr": 100.0 * rate / a0 if a0 else np.nan,
-        "sigma_rate_pct_yr": 100.0 * s_rate / a0 if a0 else np.nan,
+        "rate_km2_yr": rate, "rate_pct_yr": 100.0 * rate / a0 if a0 else np.nan,
+        "sigma_aggregation": aggregation,
     }
+    for how in AGGREGATIONS:
+        s_rate = aggregate_sigma(df["reg_sigma_rate_km2_yr"], how)
+        out[f"sigma_area_t0_km2_{how}"] = aggregate_sigma(df["reg_sigma_area_t0_km2"], how)
+        out[f"sigma_area_t1_km2_{how}"] = aggregate_sigma(df["reg_sigma_area_t1_km2"], how)
+        out[f"sigma_rate_km2_yr_{how}"] = s_rate
+        out[f"sigma_rate_pct_yr_{how}"] = 100.0 * s_rate / a0 if a0 else np.nan
+    for key in ("sigma_area_t0_km2", "sigma_area_t1_km2", "sigma_rate_km2_yr", "sigma_rate_pct_yr"):
+        out[key] = out[f"{key}_{aggregation}"]
+    return out

@@ -363,30 +363,44 @@ def rate_inputs(areas: pd.DataFrame, t0: str, t1: str, area="area_pred_km2", lb=
     return out
 
 
-def regional_rates(rates: pd.DataFrame, manifest: pd.DataFrame, min_area_km2: float) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """(every inventory glacier with measured or extrapolated rate, regional totals, Table 6 coverage)."""
-    from .change import coverage_table, regional_extrapolation, regional_totals
+def regional_rates(rates: pd.DataFrame, manifest: pd.DataFrame, min_area_km2: float, min_points_per_coef: int = 5,
+                   min_log_area_span: float = 0.5, max_coef_p_value: float | None = None,
+                   sigma_aggregation: str = "linear") -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(every inventory glacier with measured or extrapolated rate, regional totals, Table 6 coverage).
+
+    Glaciers that pass the SNR and recall filters keep their own rate; the size model is fitted on every
+    glacier with a finite rate and positive sigma (change.regional_extrapolation) and fills in the rest.
+    The keyword options are the config's change.* keys of the same names.
+    """
+    from .change import NoRatesError, coverage_table, regional_extrapolation, regional_totals
 
     inv = manifest[manifest["qc_status"].isin(["ok", "small", "skipped"]) & np.isfinite(manifest["area_km2"].astype(float))
                    & (manifest["area_km2"].astype(float) > 0)][["glac_id", "area_km2"]]
     cov = coverage_table(rates, inv, min_area_km2)
     df_all = inv.merge(rates, on="glac_id", how="left")
-    kept = df_all["kept"].fillna(False).astype(bool).to_numpy()
+    kept = df_all["kept"].eq(True).to_numpy()
     notes = []
-    if kept.sum() < 3:
-        valid = (df_all["filter_reason"] == "low_recall") | (df_all["filter_reason"] == "low_snr") | kept
-        valid = valid.fillna(False).to_numpy(bool)
-        notes.append(f"only {int(kept.sum())} glacier(s) passed the SNR and recall filters; the size model is fitted "
-                     f"on all {int(valid.sum())} glaciers with a finite rate instead")
-        kept = valid
-    if kept.sum() < 3:
-        totals = {"notes": notes + [f"{int(kept.sum())} glacier(s) with a finite rate: no regional extrapolation"]}
+    try:
+        ext = regional_extrapolation(df_all, kept_mask=kept, area_col="area_km2", sigma_fallback="nearest",
+                                     min_points_per_coef=min_points_per_coef, min_log_area_span=min_log_area_span,
+                                     max_coef_p_value=max_coef_p_value)
+    except NoRatesError:
+        totals = {"notes": [f"no glacier with a finite rate and sigma ({int(kept.sum())} kept): no regional extrapolation"]}
         df_all["rate_source"] = np.where(kept, "measured", "none")
         return df_all, totals, cov
-    ext = regional_extrapolation(df_all, kept_mask=kept, area_col="area_km2", sigma_fallback="nearest")
-    totals = regional_totals(ext)
-    totals["rate_model"] = ext.attrs["rate_model"]
-    totals["n_kept_filters"] = int(df_all["kept"].fillna(False).astype(bool).sum())
+    model = ext.attrs["rate_model"]
+    if model["fallback_reason"]:
+        notes.append(f"size model: {model['model']} on {model['n']} glaciers (fallback: {model['fallback_reason']})")
+    if model.get("note"):
+        notes.append(f"size model: {model['note']}")
+    n_out = model["n_extrapolated_below_range"] + model["n_extrapolated_above_range"]
+    if n_out:
+        notes.append(f"size model: {n_out} extrapolated glacier(s) ({model['area_pct_extrapolated_outside_range']:.1f} % "
+                     "of the area) outside the fitted log10-area range get the value at its nearer end")
+    totals = regional_totals(ext, aggregation=sigma_aggregation)
+    totals["rate_model"] = model
+    totals["class_sigma"] = ext.attrs["class_sigma"]
+    totals["n_kept_filters"] = int(kept.sum())
     totals["notes"] = notes
     return ext, totals, cov
 
@@ -396,10 +410,12 @@ def run_change(areas_csv, manifest_csv, inventory_gpkg, cfg: dict, min_area_km2:
     from .change import change_rates
 
     c = cfg["change"]
+    defaults = {"min_points_per_coef": 5, "min_log_area_span": 0.5, "max_coef_p_value": None, "sigma_aggregation": "linear"}
+    opts = {key: c.get(key, default) for key, default in defaults.items()}
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
     rates = change_rates(rate_inputs(areas, c["from"], c["to"]), snr_min=c["snr_min"], recall_min=c["recall_min"])
     manifest = read_manifest(manifest_csv)
-    ext, totals, cov = regional_rates(rates, manifest, min_area_km2)
+    ext, totals, cov = regional_rates(rates, manifest, min_area_km2, **opts)
     totals.update({"t0": c["from"], "t1": c["to"], "n_rates": int(len(rates)), "n_kept": int(rates["kept"].sum())})
     write_csv_atomic(outputs["csv"], ext)
     write_csv_atomic(outputs["coverage"], cov)
