@@ -41,11 +41,15 @@ def test_acquisition_matches_the_source_scenes(setup):
     assert read_status(nc)["status"] == "ok"
     with xr.open_dataset(nc, engine="h5netcdf", decode_coords="all") as ds:
         assert ds.rio.crs.to_epsg() == 32632
-        assert set(cfg["stac"]["bands"]) | {"SCL"} <= set(ds.data_vars)
+        common = ["coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09",
+                  "swir1", "swir2"]
+        assert set(common) | {"mask_fill", "mask_cloud", "mask_shadow", "mask_snow"} <= set(ds.data_vars)
+        assert [ds[c].attrs["sensor_band"] for c in common] == list(cfg["stac"]["bands"])
+        assert ds.attrs["source"] == "s2" and ds.attrs["has_cloud_mask"] == 1
         # the cube extends 64/2 x 10 m + 50 m = 370 m beyond the glacier on every side
         assert ds.sizes["x"] * 10 >= 740 and ds.sizes["y"] * 10 >= 740
         item_id = str(ds["item_id"].values[0])
-        b02 = ds["B02"].isel(time=0)
+        b02 = ds["blue"].isel(time=0)
         x, y = float(b02.x[len(b02.x) // 2]), float(b02.y[len(b02.y) // 2])
         cat = pystac.read_file(cfg["stac"]["source"])
         item = next(i for i in cat.get_items(recursive=True) if i.id == item_id)
@@ -70,15 +74,14 @@ def test_only_fully_clouded_candidates_skip_the_glacier(setup, tmp_path):
     cfg, out, gid, nc = setup
     with xr.open_dataset(nc, engine="h5netcdf", decode_coords="all") as ds:
         cloudy = ds.load()
-    cloudy["SCL"][:] = 9  # every candidate entirely under high-probability cloud
+    cloudy["mask_cloud"][:] = 1  # every candidate entirely under cloud
     enc = {v: dict(cloudy[v].encoding) for v in cloudy.data_vars}
     for v in enc:
         enc[v] = {k: enc[v][k] for k in ("dtype", "scale_factor", "_FillValue") if k in enc[v]}
         enc[v]["grid_mapping"] = "spatial_ref"
     cloudy.to_netcdf(tmp_path / "cloudy.nc", engine="h5netcdf", encoding=enc)
-    classes = {"cloud": [8, 9, 10], "shadow": [3], "nodata": [0]}
     table = select_image(gid, "2023", str(tmp_path / "cloudy.nc"), str(out / "glaciers.gpkg"), cfg["selection"],
-                         classes, str(tmp_path / "sel.csv"))
+                         str(tmp_path / "sel.csv"))
     assert not table["chosen"].any()
     assert (table["glacier_status"] == "skipped").all()
     reason = table["glacier_reason"].iat[0]

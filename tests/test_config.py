@@ -85,8 +85,10 @@ def test_a_region_config_states_its_inputs_and_never_gets_the_demos():
     with pytest.raises(ConfigError) as e:
         validate_config({"epochs": MINIMAL["epochs"]})
     msg = str(e.value)
-    assert "inventory.path: required key missing" in msg and "stac.source: required key missing" in msg
+    assert "inventory.path: required key missing" in msg
     assert "resources/demo" not in msg
+    with pytest.raises(ConfigError, match=r"imagery: 's2' is not a source \(sources: none\)"):
+        validate_config(_with(stac={}))
     cfg = validate_config(_with(dem=None, dhdt={}, model={"channels": ["B04", "B03", "B02", "B08"]},
                                 ablation={"no_dhdt": {"enabled": False}},
                                 epochs={"2023": {"start": "2023-08-01", "end": "2023-10-15"},
@@ -139,3 +141,16 @@ def test_user_configfile_is_not_merged_with_the_demo_config(tmp_path):
     assert r.returncode != 0
     assert f"inventory file {tmp_path / 'none.gpkg'} does not exist" in out, out[-3000:]
     assert "invalid configuration" not in out and "dhdt-2010-2014" not in out
+
+
+def test_unknown_channel_source_or_kind_is_named_before_any_job():
+    with pytest.raises(ConfigError, match=r"model.channels: unknown channel\(s\) ndsii"):
+        validate_config(_with(model={"channels": ["B04", "ndsii"]}))
+    with pytest.raises(ConfigError, match=r"sources.ls.kind: unknown kind .landsat_c3.; one of sentinel2_l2a"):
+        validate_config(_with(sources={"ls": {"kind": "landsat_c3"}}))
+    with pytest.raises(ConfigError, match=r"imagery: 'landsat' is not a source \(sources: s2\)"):
+        validate_config(_with(imagery="landsat"))
+    cfg = validate_config(_with(sources={"landsat": {"kind": "landsat_c2l2", "stac": {"source": "my/catalog.json"}}},
+                                imagery="landsat", model={"channels": ["red", "green", "nir", "swir1", "ndsi", "dem"]},
+                                ablation={"no_dhdt": {"enabled": False}}))
+    assert cfg["imagery"] == "landsat"

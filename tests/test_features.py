@@ -146,39 +146,65 @@ def _rasterize(geom, shape):
                                   fill=0, dtype="uint8").astype(bool)
 
 
+def _layer(ds, name):
+    return ds["layers"].sel(band=name)
+
+
 def test_cube_variables_dims_dtypes_and_crs(built):
     inp, out, status = built
     assert status["status"] == "ok"
     with xr.open_dataset(out, engine="h5netcdf", decode_coords="all") as ds:
         assert ds.rio.crs.to_epsg() == 32632
-        assert ds["dem"].rio.crs.to_epsg() == 32632
+        assert ds["layers"].rio.crs.to_epsg() == 32632
         assert ds.rio.transform() == from_origin(LEFT, TOP, RES, RES)
-        expected = features.S2_BANDS + features.DL4GAM_CHANNELS[5:] + [
-            "mask_glacier_id", "mask_glacier", "mask_buffer_20m", "mask_buffer_50m", "mask_cloud", "mask_nodata"]
-        assert set(expected) <= set(ds.data_vars)
-        assert set(features.DL4GAM_CHANNELS) <= set(ds.data_vars)
-        for v in expected:
-            assert ds[v].dims == ("y", "x"), v
-            for a in ("long_name", "units", "description"):
+        assert ds["layers"].dims == ("band", "y", "x") and ds["layers"].dtype == np.float32
+        assert list(ds["band"].values) == features.DEFAULT_LAYERS
+        assert set(features.DL4GAM_CHANNELS) <= set(ds["band"].values)
+        for c in ("band_long_name", "band_units", "band_description", "band_dn_scale"):
+            assert ds[c].dims == ("band",), c
+        units = dict(zip(ds["band"].values, ds["band_units"].values))
+        assert units["B04"] == "1" and units["dem"] == "m" and units["slope"] == "degree" and units["dhdt"] == "m year-1"
+        assert all(ds["band_description"].values) and all(ds["band_long_name"].values)
+        scale = dict(zip(ds["band"].values, ds["band_dn_scale"].values))
+        assert all(scale[b] == 1e-4 for b in features.S2_BANDS) and scale["ndsi"] == 0 and scale["dem"] == 0
+        masks = ["mask_glacier_id", "mask_glacier", "mask_buffer_20m", "mask_buffer_50m", "mask_cloud", "mask_nodata"]
+        assert set(ds.data_vars) == {"layers", *masks}
+        for v in ["layers", *masks]:
+            assert ds[v].dims[-2:] == ("y", "x"), v
+            for a in ("long_name", "description"):
                 assert ds[v].attrs.get(a), (v, a)
-        assert ds.sizes == {"y": 300, "x": 260, "glacier": 3}
+            assert ds[v].encoding.get("grid_mapping") == "spatial_ref", v
+        assert ds.sizes == {"band": len(features.DEFAULT_LAYERS), "y": 300, "x": 260, "glacier": 3}
         np.testing.assert_array_equal(ds["x"].values, inp["x"])
         assert ds["mask_glacier_id"].dtype == np.int32
-        for v in ("mask_glacier", "mask_buffer_20m", "mask_buffer_50m", "mask_cloud", "mask_nodata"):
+        for v in masks[1:]:
             assert ds[v].dtype == np.uint8, v
-        for v in features.DL4GAM_CHANNELS[5:]:
-            assert ds[v].dtype == np.float32, v
         assert ds.attrs["item_id"] == ITEMS[CHOSEN]
         assert ds.attrs["date"] == "2023-08-25T10:20:31"
         assert ds.attrs["glacier_id"] == "G1" and ds.attrs["epoch"] == "2023"
         assert ds.attrs["conventions"] == "CF-1.8"
         assert ds.attrs["dem_file"] == inp["dem"] and ds.attrs["dhdt_file"] == inp["dhdt"]
-    with xr.open_dataset(out, engine="h5netcdf", mask_and_scale=False) as raw:
-        for b in features.S2_BANDS:
-            assert raw[b].dtype == np.uint16 and raw[b].attrs["scale_factor"] == pytest.approx(1e-4)
-            assert raw[b].attrs["_FillValue"] == 0
-            assert raw[b].encoding.get("zlib") or raw[b].encoding.get("compression") == "gzip"
+    import h5py
+
+    with h5py.File(out, "r") as f:   # one layer per chunk, zlib + shuffle
+        lay = f["layers"]
+        assert lay.chunks == (1, 300, 260) and lay.compression == "gzip" and lay.shuffle
+        assert lay.attrs["grid_mapping"] in (b"spatial_ref", "spatial_ref")
     assert not [f for f in os.listdir(out.parent) if f != out.name]
+
+
+def test_the_user_recipe_selects_layers_by_name(built):
+    """``xr.open_dataset(path)["layers"].sel(band=[...])`` is all a user needs."""
+    inp, out, _ = built
+    sub = xr.open_dataset(out)["layers"].sel(band=["B04", "ndsi"])
+    assert sub.dims == ("band", "y", "x") and list(sub["band"].values) == ["B04", "ndsi"]
+    assert list(sub["band_units"].values) == ["1", "1"]
+    g, s = inp["bands"]["B03"][CHOSEN], inp["bands"]["B11"][CHOSEN]
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(sub.sel(band="ndsi").values, (g - s) / (g + s), atol=1e-5)
+    ref = inp["bands"]["B04"][CHOSEN]
+    np.testing.assert_allclose(sub.sel(band="B04").values, ref, atol=1e-4, rtol=0)
+    sub.close()
 
 
 def test_reflectance_round_trips_from_chosen_scene(built):
@@ -186,15 +212,15 @@ def test_reflectance_round_trips_from_chosen_scene(built):
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         for b in features.S2_BANDS:
             ref = inp["bands"][b][CHOSEN]
-            got = ds[b].values
+            got = _layer(ds, b).values
             np.testing.assert_array_equal(np.isnan(got), np.isnan(ref), err_msg=b)
             np.testing.assert_allclose(got[~np.isnan(ref)], ref[~np.isnan(ref)], atol=1e-4, rtol=0, err_msg=b)
             # and it is not the other candidate
             assert np.nanmax(np.abs(got - inp["bands"][b][1 - CHOSEN])) > 0.1
         g, s = inp["bands"]["B03"][CHOSEN], inp["bands"]["B11"][CHOSEN]
         with np.errstate(invalid="ignore"):
-            np.testing.assert_allclose(ds["ndsi"].values, (g - s) / (g + s), atol=1e-5)
-        assert ds["ndsi"].values[0, 0] == 0.0
+            np.testing.assert_allclose(_layer(ds, "ndsi").values, (g - s) / (g + s), atol=1e-5)
+        assert _layer(ds, "ndsi").values[0, 0] == 0.0
 
 
 def test_masks(built):
@@ -232,12 +258,12 @@ def test_terrain_and_dhdt(built):
     with xr.open_dataset(out, engine="h5netcdf", decode_coords="all") as ds:
         assert ds.attrs["dem_nan_filled"] == 0
         x, y = np.meshgrid(ds["x"].values, ds["y"].values)
-        np.testing.assert_allclose(ds["dem"].values, hilly(x, y), atol=3.0)  # bilinear from 30 m
-        sl = ds["slope"].values
+        np.testing.assert_allclose(_layer(ds, "dem").values, hilly(x, y), atol=3.0)  # bilinear from 30 m
+        sl = _layer(ds, "slope").values
         assert 5 < np.nanmedian(sl) < 40 and np.isfinite(sl).all()
-        np.testing.assert_allclose(ds["aspect_sin"] ** 2 + ds["aspect_cos"] ** 2, 1.0, atol=1e-5)
-        assert np.abs(ds["curv_planform"]).max() <= 50 and np.abs(ds["curv_profile"]).max() <= 50
-        dh = ds["dhdt"].values
+        np.testing.assert_allclose(_layer(ds, "aspect_sin") ** 2 + _layer(ds, "aspect_cos") ** 2, 1.0, atol=1e-5)
+        assert np.abs(_layer(ds, "curv_planform")).max() <= 50 and np.abs(_layer(ds, "curv_profile")).max() <= 50
+        dh = _layer(ds, "dhdt").values
         frac = ds.attrs["dhdt_nan_fraction"]
         assert 0.005 < frac < 0.5
         b50 = ds["mask_buffer_50m"].values.astype(bool)
@@ -263,7 +289,9 @@ def test_plane_dem_gives_analytic_slope_aspect_and_zero_curvature(tmp_path):
     inv = gpd.GeoDataFrame({"glac_id": ["G1"], "qc_status": ["ok"]}, geometry=[box(400203, 5099203, 400597, 5099597)],
                            crs=CRS)
     inv.to_file(inp["inv"], layer="glaciers", driver="GPKG", mode="w")
-    ds, enc = features.build_cube(*_args(inp))
+    cube, enc = features.build_cube(*_args(inp))
+    ds = {n: _layer(cube, n) for n in features.DEFAULT_LAYERS}
+    ds.update(x=cube["x"], y=cube["y"])
     i = (slice(2, -2), slice(2, -2))
     assert float(ds["slope"][i].min()) == pytest.approx(np.degrees(np.arctan(np.hypot(0.2, 0.3))), abs=0.01)
     assert float(ds["slope"][i].max()) == pytest.approx(np.degrees(np.arctan(np.hypot(0.2, 0.3))), abs=0.01)
@@ -273,7 +301,7 @@ def test_plane_dem_gives_analytic_slope_aspect_and_zero_curvature(tmp_path):
     assert float(np.abs(ds["curv_profile"][i]).max()) < 0.05
     x, y = np.meshgrid(ds["x"].values, ds["y"].values)
     np.testing.assert_allclose(ds["dem"].values, plane(x, y), atol=0.01)
-    assert set(enc) >= set(features.DL4GAM_CHANNELS)
+    assert enc["layers"]["chunksizes"] == (1, 120, 100) and enc["layers"]["dtype"] == "float32"
     assert all(e.get("zlib") for e in enc.values())
 
 
@@ -284,10 +312,10 @@ def test_small_dem_gap_is_filled_and_recorded(tmp_path, caplog):
     n = ds.attrs["dem_nan_filled"]
     assert 50 <= n <= 250
     assert 0 < ds.attrs["dem_nan_fraction"] < 0.05
-    assert np.isfinite(ds["dem"].values).all()
-    assert np.isfinite(ds["slope"].values).all() and np.isfinite(ds["curv_planform"].values).all()
+    assert np.isfinite(_layer(ds, "dem").values).all()
+    assert np.isfinite(_layer(ds, "slope").values).all() and np.isfinite(_layer(ds, "curv_planform").values).all()
     # filled values come from the surrounding terrain, not from the nodata value
-    patch = ds["dem"].sel(x=slice(401000, 401100), y=slice(5098900, 5098800)).values
+    patch = _layer(ds, "dem").sel(x=slice(401000, 401100), y=slice(5098900, 5098800)).values
     x, y = np.meshgrid(ds["x"].sel(x=slice(401000, 401100)), ds["y"].sel(y=slice(5098900, 5098800)))
     assert np.abs(patch - hilly(x, y)).max() < 60
     msgs = [r.getMessage() for r in caplog.records]
@@ -445,8 +473,192 @@ def test_describe_variables_covers_every_cube_variable(built):
     names = [r[0] for r in rows]
     assert len(names) == len(set(names))
     with xr.open_dataset(out, engine="h5netcdf", decode_coords="all") as ds:
-        assert set(names) == set(ds.data_vars) | {"x", "y", "glacier_ids", "spatial_ref"}
+        assert set(names) == set(ds.data_vars) | set(ds.coords)
         for n, u, d in rows:
-            assert ds[n].attrs["units"] == u and d, n
+            assert d, n
+            if n not in ("layers", "band", "band_long_name", "band_units", "band_description"):
+                assert ds[n].attrs["units"] == u, n
+        assert "units" not in ds["layers"].attrs  # per layer: band_units
+        layer_rows = features.describe_layers()
+        assert [r[0] for r in layer_rows] == list(ds["band"].values)
+        assert [r[1] for r in layer_rows] == list(ds["band_units"].values)
     table = features.variables_markdown()
-    assert table.count("\n") == len(rows) + 1 and "`curv_planform`" in table
+    assert table.count("\n") == len(rows) + 1 + 3 + len(layer_rows) and "`curv_planform`" in table
+
+
+# ---------------------------------------------------------------------------------------------------- layer stack
+
+
+def _write_old_format(ds: xr.Dataset, path) -> None:
+    """The cube as it was written before the layer stack: one (y, x) variable per layer, the 12 bands as
+    uint16 x 1e-4 (fill 0), the rest float32, zlib (the former features.cube_encoding). Test-only."""
+    from glaciermap.georef import write_georef
+
+    raw = {}
+    for n in ds["band"].values:
+        v = ds["layers"].sel(band=n).values
+        raw[str(n)] = v
+    old = xr.Dataset({n: (("y", "x"), v) for n, v in raw.items()},
+                     coords={"y": ds["y"].values, "x": ds["x"].values, "glacier_ids": ("glacier", ds["glacier_ids"].values)})
+    for m in ds.data_vars:
+        if m.startswith("mask_"):
+            old[m] = (("y", "x"), ds[m].values)
+    old = write_georef(old, CRS, from_origin(LEFT, TOP, RES, RES))
+    old.attrs = dict(ds.attrs)
+    z = {"zlib": True, "complevel": 4, "shuffle": True, "grid_mapping": "spatial_ref"}
+    enc = {}
+    for n in old.data_vars:
+        if n in features.S2_BANDS:
+            enc[n] = {"dtype": "uint16", "scale_factor": 1e-4, "_FillValue": 0, **z}
+        elif n == "mask_glacier_id":
+            enc[n] = {"dtype": "int32", "_FillValue": None, **z}
+        elif n.startswith("mask_"):
+            enc[n] = {"dtype": "uint8", "_FillValue": None, **z}
+        else:
+            enc[n] = {"dtype": "float32", "_FillValue": np.float32(np.nan), **z}
+    old.to_netcdf(path, engine="h5netcdf", encoding=enc)
+
+
+def _unquantised_bands(monkeypatch):
+    """Make cube_dataset store reflectance as computed (float32), i.e. what the old writer was handed."""
+    from glaciermap import channels
+
+    monkeypatch.setattr(channels, "quantise_reflectance", lambda v: np.asarray(v, np.float32))
+
+
+def test_training_inputs_are_bit_identical_to_the_former_uint16_cube(tmp_path, monkeypatch):
+    """load_cube on the float32 stack == what load_cube read from the former per-variable uint16 cube."""
+    from glaciermap.netcdf import read_variables
+    from glaciermap.patches import load_cube
+
+    inp = make_inputs(tmp_path)
+    new = tmp_path / "new.nc"
+    assert features.write_cube(*_args(inp), new)["status"] == "ok"
+    with monkeypatch.context() as m:
+        _unquantised_bands(m)
+        ds, _ = features.build_cube(*_args(inp))
+    _write_old_format(ds, tmp_path / "old.nc")
+    # the former load_cube: read_variables (uint16 x 1e-4 decoded in float64), then into a float32 array
+    v, _ = read_variables(tmp_path / "old.nc", features.DL4GAM_CHANNELS)
+    assert v["B04"].dtype == np.float64 and v["dem"].dtype == np.float32
+    before = np.stack([v[c].astype(np.float32) for c in features.DL4GAM_CHANNELS])
+    after = load_cube(new).x
+    assert after.dtype == np.float32 and after.shape == before.shape
+    assert np.array_equal(after, before, equal_nan=True)
+    assert np.isnan(after[features.DL4GAM_CHANNELS.index("B11")][5:9, 10:20]).all()
+    # every stored layer, not only the model's, and the band values read_record gives (baseline, comparison)
+    every = features.DEFAULT_LAYERS
+    old_all, _ = read_variables(tmp_path / "old.nc", every)
+    new_all, _ = read_variables(new, every)
+    for n in every:
+        assert new_all[n].dtype == old_all[n].dtype, n
+        assert np.array_equal(new_all[n], old_all[n], equal_nan=True), n
+    with xr.open_dataset(tmp_path / "old.nc") as o, xr.open_dataset(new) as n:
+        for m in ("mask_glacier_id", "mask_glacier", "mask_buffer_20m", "mask_buffer_50m", "mask_cloud", "mask_nodata"):
+            np.testing.assert_array_equal(o[m].values, n[m].values)
+
+
+def test_without_dhdt_the_cube_has_no_dhdt_layer(tmp_path):
+    inp = make_inputs(tmp_path, height=120, width=100)
+    ds, _ = features.build_cube(*_args(inp, dhdt=None))
+    assert "dhdt" not in list(ds["band"].values)
+    assert list(ds["band"].values) == [c for c in features.DEFAULT_LAYERS if c != "dhdt"]
+    assert ds.attrs["dhdt_file"] == "none" and ds.attrs["dhdt_nan_fraction"] == "none"
+    with pytest.raises(ValueError, match="dhdt"):
+        features.build_cube(*_args(inp, dhdt=None), layers=["B04", "dhdt"])
+
+
+def test_only_the_needed_layers_and_sources_are_built(tmp_path, monkeypatch):
+    from glaciermap.channels import ChannelError
+
+    inp = make_inputs(tmp_path, height=120, width=100)
+    read = []
+    real = features.warp_to_grid
+    monkeypatch.setattr(features, "warp_to_grid", lambda href, *a, **k: read.append(href) or real(href, *a, **k))
+    ds, enc = features.build_cube(*_args(inp, dem=os.path.join(tmp_path, "no_such_dem.tif")), layers=["B04", "ndsi"])
+    assert list(ds["band"].values) == ["B04", "ndsi"] and read == []   # neither DEM nor dh/dt read
+    assert ds.attrs["dem_file"] == "none" and ds.attrs["dhdt_file"] == "none"
+    assert enc["layers"]["chunksizes"] == (1, 120, 100)
+    full, _ = features.build_cube(*_args(inp))
+    for n in ("B04", "ndsi"):
+        np.testing.assert_array_equal(ds["layers"].sel(band=n).values, full["layers"].sel(band=n).values)
+    with pytest.raises(ChannelError, match="ndzz"):
+        features.build_cube(*_args(inp), layers=["B04", "ndzz"])
+
+
+def test_other_registry_layers_build(tmp_path):
+    from glaciermap import indices, terrain
+
+    inp = make_inputs(tmp_path, height=120, width=100)
+    vel = os.path.join(tmp_path, "vel.tif")
+    with rasterio.open(vel, "w", driver="GTiff", width=60, height=60, count=2, dtype="float32", crs=CRS,
+                       transform=from_origin(LEFT - 300, TOP + 300, 40, 40)) as dst:
+        dst.write(np.full((60, 60), 3.0, np.float32), 1)
+        dst.write(np.full((60, 60), 4.0, np.float32), 2)
+    names = ["ndgi", "ratio_red_swir1", "hillshade", "cast_shadow", "glcm_dissimilarity_B08_w5", "velocity"]
+    ds, _ = features.build_cube(*_args(inp, params={**features.DEFAULT_PARAMS, "sun_azimuth_deg": 150.0,
+                                                    "sun_elevation_deg": 40.0}),
+                                layers=names, sources={"velocity": vel})
+    L = {n: ds["layers"].sel(band=n).values for n in names}
+    b = {k: inp["bands"][k][CHOSEN] for k in ("B03", "B04", "B08", "B11")}
+    np.testing.assert_allclose(L["ndgi"], indices.ndgi(b["B03"], b["B04"]), atol=1e-6)
+    np.testing.assert_allclose(L["ratio_red_swir1"], b["B04"] / b["B11"], rtol=1e-5)
+    assert np.nanmax(L["hillshade"]) <= 1 and np.nanmin(L["hillshade"]) >= 0
+    assert set(np.unique(L["cast_shadow"])) <= {0.0, 1.0}
+    np.testing.assert_allclose(L["glcm_dissimilarity_B08_w5"], indices.glcm_dissimilarity(b["B08"], 5), equal_nan=True)
+    np.testing.assert_allclose(L["velocity"], 5.0, rtol=1e-6)
+    assert ds.attrs["sun_azimuth_deg"] == 150.0 and ds.attrs["velocity_file"] == vel
+    # the sun at the scene's time (no angles given): a plausible August morning sun over the Alps
+    ds2, _ = features.build_cube(*_args(inp), layers=["hillshade"])
+    az, el = ds2.attrs["sun_azimuth_deg"], ds2.attrs["sun_elevation_deg"]
+    assert (az, el) == pytest.approx(terrain.sun_position("2023-08-25T10:20:31", 7.69, 46.03), abs=0.5)
+    with pytest.raises(ValueError, match="velocity"):
+        features.build_cube(*_args(inp), layers=["velocity"])
+
+
+def _as_source_registry_acquisition(inp, path, sun=(151.5, 48.25)):
+    """The acquisition of make_inputs in the source-registry format: bands by common name, mask_* layers."""
+    from glaciermap.channels import COMMON_BANDS
+
+    common_of = {b: c for c, b in COMMON_BANDS.items()}
+    with xr.open_dataset(inp["acq"], engine="h5netcdf", decode_coords="all") as ds:
+        ds = ds.load()
+    scl = ds["SCL"].values
+    new = ds.drop_vars(features.S2_BANDS + ["SCL"])
+    for b in features.S2_BANDS:
+        new[common_of[b]] = ds[b]
+        new[common_of[b]].attrs = {"sensor_band": b, "common_name": common_of[b], "units": "1"}
+    for m, classes in (("fill", [0]), ("cloud", [8, 9, 10]), ("shadow", [3]), ("snow", [11])):
+        new[f"mask_{m}"] = (("time", "y", "x"), np.isin(scl, classes).astype(np.uint8))
+    new = new.assign_coords(sun_azimuth=("time", [140.0, sun[0]]), sun_elevation=("time", [50.0, sun[1]]))
+    new.attrs.update(bands=" ".join(common_of[b] for b in features.S2_BANDS), source="s2", has_cloud_mask=1)
+    enc = {common_of[b]: {"dtype": "uint16", "scale_factor": 1e-4, "_FillValue": 0, "zlib": True,
+                          "grid_mapping": "spatial_ref"} for b in features.S2_BANDS}
+    new.to_netcdf(path, engine="h5netcdf", encoding=enc)
+    return str(path)
+
+
+def test_source_registry_acquisition_gives_the_same_cube(tmp_path):
+    """Acquisitions with bands by common name and mask_* layers (acquire's source registry) build the same cube."""
+    inp = make_inputs(tmp_path, height=120, width=100)
+    acq2 = _as_source_registry_acquisition(inp, tmp_path / "acq_common.nc")
+    layers = features.DEFAULT_LAYERS + ["hillshade"]
+    a, _ = features.build_cube(*_args(inp), layers=layers)
+    b, _ = features.build_cube(*_args(inp, acq=acq2), layers=layers)
+    assert list(b["band"].values) == layers
+    for n in features.DEFAULT_LAYERS:
+        np.testing.assert_array_equal(a["layers"].sel(band=n).values, b["layers"].sel(band=n).values, err_msg=n)
+    for m in ("mask_cloud", "mask_nodata", "mask_glacier", "mask_buffer_50m"):
+        np.testing.assert_array_equal(a[m].values, b[m].values, err_msg=m)
+    # the sun of the chosen scene comes from the acquisition
+    assert (b.attrs["sun_azimuth_deg"], b.attrs["sun_elevation_deg"]) == (151.5, 48.25)
+    # a scene without a band: the default layers leave out what needs it, a named layer skips the glacier
+    with xr.open_dataset(acq2, engine="h5netcdf", decode_coords="all") as ds:
+        ds = ds.load()
+    few = ds.drop_vars(["coastal", "nir09"])
+    few.attrs["bands"] = " ".join(n for n in ds.attrs["bands"].split() if n not in ("coastal", "nir09"))
+    few.to_netcdf(tmp_path / "few.nc", engine="h5netcdf")
+    c, _ = features.build_cube(*_args(inp, acq=str(tmp_path / "few.nc")))
+    assert "B01" not in list(c["band"].values) and "B09" not in list(c["band"].values) and "ndsi" in list(c["band"].values)
+    with pytest.raises(GlacierInputError, match="B01"):
+        features.build_cube(*_args(inp, acq=str(tmp_path / "few.nc")), layers=["B04", "B01"])

@@ -12,7 +12,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial.distance import cdist
 
 from glaciermap import patches
-from glaciermap.features import DL4GAM_CHANNELS
+from glaciermap.features import DL4GAM_CHANNELS, cube_dataset, cube_encoding
 from glaciermap.io import skip_dataset, write_netcdf_atomic
 
 CRS = "EPSG:32632"
@@ -30,7 +30,7 @@ def scene_labels(h=80, w=80):
 
 
 def write_cube(path, labels, ids, glacier_id, seed=0, cloud=None, nodata=None, edit=None, left=400000.0, top=5100000.0):
-    """A cube with the features.py variable names; ``edit(data)`` may change the arrays before writing."""
+    """A cube in the features.py format (layer stack + masks, features.cube_dataset); ``edit(data)`` may change the arrays before writing."""
     h, w = labels.shape
     rng = np.random.default_rng(seed)
     data = {c: rng.normal(size=(h, w)).astype(np.float32) for c in DL4GAM_CHANNELS}
@@ -51,11 +51,10 @@ def write_cube(path, labels, ids, glacier_id, seed=0, cloud=None, nodata=None, e
         edit(data)
     x = left + RES / 2 + RES * np.arange(w)
     y = top - RES / 2 - RES * np.arange(h)
-    ds = xr.Dataset({k: (("y", "x"), v) for k, v in data.items()},
-                    coords={"y": y, "x": x, "glacier_ids": ("glacier", np.array(ids, dtype=object))})
-    ds = ds.rio.write_crs(CRS).rio.write_transform(Affine(RES, 0.0, left, 0.0, -RES, top))
-    ds.attrs = {"glacier_id": glacier_id, "epoch": "2015", "status": "ok", "reason": ""}
-    write_netcdf_atomic(path, ds)
+    masks = {k: data.pop(k) for k in list(data) if k.startswith("mask_")}
+    ds = cube_dataset(data, masks, x, y, ids, CRS, Affine(RES, 0.0, left, 0.0, -RES, top),
+                      attrs={"glacier_id": glacier_id, "epoch": "2015", "status": "ok", "reason": ""})
+    write_netcdf_atomic(path, ds, cube_encoding(ds))
     return path
 
 
@@ -204,7 +203,7 @@ def test_nan_filling(tmp_path):
     x, _, _ = ds.arrays(0)
     assert np.isfinite(x).all()
     with patches.open_cube(p) as c:
-        raw = {k: c[k].values[16:48, 4:36] for k in ("B04", "dem")}
+        raw = {k: c["layers"].sel(band=k).values[16:48, 4:36] for k in ("B04", "dem")}
     i_b, i_d, i_h = (DL4GAM_CHANNELS.index(c) for c in ("B04", "dem", "dhdt"))
     exp_b = (np.nanmean(raw["B04"]) - stats["offset"][i_b]) / stats["scale"][i_b]
     np.testing.assert_allclose(x[i_b, 14:18, 11:15], exp_b, rtol=1e-5)
@@ -226,7 +225,7 @@ def test_normalisation_uses_training_glaciers_only(tmp_path, scene):
     # expected: A's cube only, minus the 50 m zone around T (no nodata here)
     zone = distance_transform_edt(lab != 1) * RES <= 50
     with patches.open_cube(paths["A"]) as ds:
-        dem = ds["dem"].values[~zone].astype(np.float64)
+        dem = ds["layers"].sel(band="dem").values[~zone].astype(np.float64)
     assert s0["offset"][i_dem] == pytest.approx(dem.mean(), rel=1e-9)
     assert s0["scale"][i_dem] == pytest.approx(dem.std(), rel=1e-6)
     assert s0["transform"][DL4GAM_CHANNELS.index("slope")] == "divide"

@@ -112,7 +112,7 @@ def test_good_glaciers_have_complete_cubes(run):
         with xr.open_dataset(work / f"results/tiny/cubes/{gid}/{epoch}.nc", engine="h5netcdf", decode_coords="all") as ds:
             assert ds.rio.crs.to_epsg() == 32632
             assert int(ds["mask_glacier"].sum()) > 0
-            b = ds["B04"].values[ds["mask_glacier"].values.astype(bool)]
+            b = ds["layers"].sel(band="B04").values[ds["mask_glacier"].values.astype(bool)]
             assert np.nanmin(b) > 0 and np.nanmax(b) < 1.5
             assert ds.attrs["item_id"] == ok[(ok.glacier_id == gid) & (ok.epoch == epoch)]["item_id"].iat[0]
 

@@ -1,13 +1,19 @@
-"""Acquire: every candidate Sentinel-2 scene of one glacier and epoch, clipped to its cube grid.
+"""Acquire: every candidate scene of the imagery source (``imagery``: Sentinel-2 L2A/L1C, Landsat C2 L2, ...)
+for one glacier and epoch, read through :mod:`glaciermap.sources` onto its cube grid.
 
-Output ``scenes/<glacier>/<epoch>.nc``: dims (time, y, x) on the 10 m cube grid; one variable per band
-(reflectance, stored as uint16 x 1e-4 with fill 0), ``SCL`` (uint8 scene classes), coordinate
-``item_id(time)``; a candidate that cannot be read is dropped, with its file and reason listed in the
-``dropped_items`` attribute and the log.
+Output ``scenes/<glacier>/<epoch>.nc``: dims (time, y, x) on the cube grid; one variable per band named by its
+common name (``blue``, ``green``, ``red``, ``nir``, ``swir1``, ...; the sensor's name in the ``sensor_band``
+attribute), physical values stored losslessly as the source's uint16 digital numbers with its scale and offset
+(Sentinel-2: reflectance x 1e-4, fill 0); the source's decoded masks ``mask_fill``, ``mask_cloud``,
+``mask_shadow``, ``mask_snow`` (uint8; all 0 and ``has_cloud_mask`` = 0 for a source without a per-pixel
+mask); per scene ``item_id``, ``scene_cloud_cover``, ``sun_azimuth``, ``sun_elevation``, ``platform``. A
+candidate that cannot be read (missing asset, unreadable file, every pixel fill) is dropped, with its file and
+reason in the ``dropped_items`` attribute, the log, and ``qc/dropped_candidates.csv``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -50,20 +56,41 @@ def search_extent(glacier_row, cfg: dict, epoch: str) -> tuple[CubeGrid, tuple, 
     return grid, to_ll.transform_bounds(*grid.bounds), start, end
 
 
+def imagery_source(cfg: dict):
+    """The source named by ``imagery`` (``sources``, or ``s2`` made from the ``stac`` section)."""
+    from .config import source_configs
+    from .sources import build_source
+
+    name = cfg.get("imagery", "s2")
+    return _build_cached(name, json.dumps(source_configs(cfg)[name], sort_keys=True, default=str), build_source)
+
+
+@functools.lru_cache(maxsize=8)
+def _build_cached(name, cfg_json, build):
+    return build(name, json.loads(cfg_json))
+
+
+def _asset_keys(src, item) -> list[str]:
+    """Asset keys the acquisition of ``item`` reads: its bands and its mask layer."""
+    try:
+        keys = [spec.asset for spec in src.bands(item).values()]
+    except KeyError:  # e.g. a Landsat item of an unknown platform: the read names it
+        keys = []
+    return keys + ([src.mask.asset] if getattr(src, "mask", None) is not None else [])
+
+
 def candidate_ids(glacier_row, cfg: dict, epoch: str, files: bool = False) -> list[str]:
     """Ids of the scenes the acquisition of this glacier and epoch will consider (for rerun triggers).
 
     ``files``: each id carries a token of its asset files' presence and size (:func:`stac.item_token`), so a
     missing or truncated scene file that comes back re-runs this acquisition.
     """
-    scfg = cfg["stac"]
+    src = imagery_source(cfg)
     _, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
-    items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"],
-                               scfg.get("missing_cloud_cover", "keep"))
+    items = src.search(bbox_ll, start, end)
     if not files:
         return [it.id for it in items]
-    keys = list(scfg["bands"].values()) + [scfg["scl_asset"]]
-    return [stac.item_token(it, keys) for it in items]
+    return [stac.item_token(it, _asset_keys(src, it)) for it in items]
 
 
 def reflectance_offset(item, setting) -> float:
@@ -77,92 +104,117 @@ def reflectance_offset(item, setting) -> float:
         return 0.0
 
 
-def _load_item(item, keys: list[str], grid: CubeGrid, nearest: tuple[str, ...] = ()) -> xr.Dataset:
-    """Load the assets ``keys`` of one item onto the cube grid (bilinear, nearest for class layers)."""
-    import odc.stac
+def _layer_names(src, item) -> list[str]:
+    """The names the acquisition stores: each default band by its common name (sensor name if it has none)."""
+    names = []
+    for d in src.default_bands:
+        spec = src.band(d, item)
+        names.append(spec.common_name or spec.name)
+    return names
 
-    resampling = {k: ("nearest" if k in nearest else "bilinear") for k in keys}
-    ds = odc.stac.load([item], bands=keys, geobox=grid.to_geobox(), resampling=resampling,
-                       groupby="id", fail_on_error=True, chunks=None)
-    return ds.isel(time=0)
+
+def band_encoding(spec) -> dict:
+    """NetCDF encoding of one band: its digital numbers as uint16 with the source's scale and offset (lossless;
+    fill 0) when the source declares a scale, else float32. Sentinel-2's per-item offset (``auto``) is applied
+    before storing, so its scale alone (reflectance x 1e-4, as before the source registry) is used."""
+    z = {"zlib": True, "complevel": 4, "grid_mapping": "spatial_ref"}
+    if spec.scale not in (None, 1, 1.0):
+        offset = 0.0 if isinstance(spec.offset, str) else float(spec.offset)
+        enc = {"dtype": "uint16", "scale_factor": float(spec.scale), "_FillValue": 0, **z}
+        if offset:
+            enc["add_offset"] = offset
+        return enc
+    return {"dtype": "float32", "_FillValue": np.float32(np.nan), **z}
 
 
-def _culprit(item, keys: list[str], grid: CubeGrid) -> tuple[str, str]:
-    """Which asset of a failing item is unreadable: load each alone."""
-    for key in keys:
-        try:
-            _load_item(item, [key], grid)
-        except Exception as e:  # noqa: BLE001 - any read failure names this asset
-            return item.assets[key].get_absolute_href(), f"{type(e).__name__}: {e}"
-    return item.self_href or item.id, "read error that no single asset reproduces"
+def _quantise(values: np.ndarray, enc: dict) -> np.ndarray:
+    """Values as their uint16 encoding will store them, kept in 1..65535 (0 is the fill value)."""
+    if enc.get("dtype") != "uint16":
+        return values
+    off, scale = enc.get("add_offset", 0.0), enc["scale_factor"]
+    # half-up, as GDAL rounds a warp into integer digital numbers (the reads before the source registry); the
+    # 1e-3 DN absorbs the float32 error of decoding before resampling, so x.5 DN stays x.5
+    dn = np.clip(np.floor((values.astype(np.float64) - off) / scale + 0.5 + 1e-3), 1, 65535)
+    return np.where(np.isfinite(values), dn * scale + off, np.nan).astype(np.float32)
 
 
 def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: str) -> tuple[xr.Dataset, dict]:
+    """Every candidate scene of the imagery source over one glacier's cube grid: bands by common name as physical
+    values, and the source's masks (fill, cloud, shadow, snow) when it has a per-pixel mask."""
+    from .sources import SourceConfigError
+
     row = read_glacier(inventory_gpkg, glacier_id).iloc[0]
     if row["qc_status"] != "ok":
         raise GlacierInputError(glacier_id, inventory_gpkg, f"not mapped: {row['qc_reason']}")
-    scfg = cfg["stac"]
+    src = imagery_source(cfg)
     grid, bbox_ll, start, end = search_extent(row, cfg, epoch)
     try:
-        items = stac.search_scenes(scfg["source"], scfg["collection"], bbox_ll, start, end, scfg["max_scene_cloud_cover"],
-                                   scfg.get("missing_cloud_cover", "keep"))
-    except (FileNotFoundError, stac.StacSourceError) as e:
-        raise GlacierInputError(glacier_id, scfg["source"], str(e)) from e
+        items = src.search(bbox_ll, start, end)
+    except (FileNotFoundError, stac.StacSourceError, SourceConfigError) as e:
+        raise GlacierInputError(glacier_id, src.stac_source, f"source '{src.name}': {e}") from e
     if not items:
-        raise GlacierInputError(glacier_id, scfg["source"],
-                                f"no scene of collection '{scfg['collection']}' intersects the cube extent between {start} and {end} "
-                                f"with cloud cover < {scfg['max_scene_cloud_cover']} %")
-    assets = scfg["bands"]
+        cc = f" with cloud cover < {src.max_cloud_cover} %" if src.max_cloud_cover is not None else ""
+        raise GlacierInputError(glacier_id, src.stac_source,
+                                f"source '{src.name}': no scene of collection '{src.collection}' intersects the cube "
+                                f"extent between {start} and {end}{cc}")
     dropped, layers = [], []
     for item in items:
-        keys = list(assets.values()) + [scfg["scl_asset"]]
-        missing = [k for k in keys if k not in item.assets]
-        if missing:
-            why = f"item {item.id} lacks asset(s) {', '.join(missing)}"
-            log.error("glacier %s: %s (file: %s)", glacier_id, why, item.self_href)
+        try:
+            names = _layer_names(src, item)
+            res = src.read(grid, names, item=item, glacier_id=glacier_id)
+        except KeyError as e:  # a band the item's platform does not have
+            why = f"item {item.id}: {e.args[0] if e.args else e}"
+            log.error("glacier %s: source '%s': %s (file: %s)", glacier_id, src.name, why, item.self_href)
             dropped.append({"item_id": item.id, "file": item.self_href or "", "reason": why})
             continue
-        try:
-            ds = _load_item(item, keys, grid, nearest=(scfg["scl_asset"],))
-        except Exception:  # noqa: BLE001 - find and name the unreadable file, keep the other candidates
-            href, err = _culprit(item, keys, grid)
-            why = f"item {item.id}: cannot read {href}: {err}"
-            log.error("glacier %s: %s", glacier_id, why)
-            dropped.append({"item_id": item.id, "file": href, "reason": why})
+        except GlacierInputError as e:  # names the file: missing asset, unreadable file, every pixel fill
+            log.error("%s", e)
+            where = e.path or item.self_href or ""
+            dropped.append({"item_id": item.id, "file": where, "reason": f"{e.problem} (file: {where})"})
             continue
-        offset = reflectance_offset(item, scfg["reflectance_offset"])
-        scl = ds[scfg["scl_asset"]].values.astype(np.uint8)
-        bands = {}
-        for band, key in assets.items():
-            dn = ds[key].values.astype(np.float32)
-            refl = (dn + offset) * REFLECTANCE_SCALE
-            refl[dn == 0] = np.nan
-            bands[band] = np.where(np.isnan(refl), np.nan, np.clip(refl, REFLECTANCE_SCALE, 6.5)).astype(np.float32)
-        if all(np.isnan(v).all() for v in bands.values()):
-            dropped.append({"item_id": item.id, "file": item.self_href or "", "reason": "no data over the cube extent"})
-            continue
-        layers.append((item, bands, scl))
+        specs = {n: src.band(n, item) for n in names}
+        layers.append((item, res, specs))
     if not layers:
-        raise GlacierInputError(glacier_id, scfg["source"],
-                                f"none of {len(items)} candidate scenes between {start} and {end} is usable: "
-                                + "; ".join(d["reason"] for d in dropped))
+        raise GlacierInputError(glacier_id, src.stac_source,
+                                f"source '{src.name}': none of {len(items)} candidate scenes between {start} and {end} "
+                                "is usable: " + "; ".join(d["reason"] for d in dropped))
+    names = []  # every band stored, in the order of the first scene that has it
+    for _, r, _ in layers:
+        names += [n for n in r.bands if n not in names]
+    first_spec = {n: next(sp[n] for _, _, sp in layers if n in sp) for n in names}
+    enc = {n: band_encoding(first_spec[n]) for n in names}
     x, y = grid.coords()
     times = pd.DatetimeIndex([it.datetime.replace(tzinfo=None) for it, _, _ in layers])
-    data = {band: (("time", "y", "x"), np.stack([b[band] for _, b, _ in layers])) for band in assets}
-    data["SCL"] = (("time", "y", "x"), np.stack([s for _, _, s in layers]))
-    out = xr.Dataset(data, coords={"time": times, "y": y, "x": x,
-                                   "item_id": ("time", [it.id for it, _, _ in layers]),
-                                   "scene_cloud_cover": ("time", [float(it.properties.get("eo:cloud_cover", np.nan)) for it, _, _ in layers])})
+    nan = np.full(grid.shape, np.nan, np.float32)
+    data = {n: (("time", "y", "x"), np.stack([_quantise(r.bands.get(n, nan), enc[n]) for _, r, _ in layers]))
+            for n in names}
+    has_mask = bool(layers[0][1].has_cloud_mask)
+    for m in ("fill", "cloud", "shadow", "snow"):
+        data[f"mask_{m}"] = (("time", "y", "x"), np.stack([getattr(r.masks, m) for _, r, _ in layers]).astype(np.uint8))
+    out = xr.Dataset(data, coords={
+        "time": times, "y": y, "x": x,
+        "item_id": ("time", [it.id for it, _, _ in layers]),
+        "scene_cloud_cover": ("time", [np.nan if src.cloud_cover(it) is None else float(src.cloud_cover(it))
+                                       for it, _, _ in layers]),
+        "sun_azimuth": ("time", [np.nan if r.attrs.get("sun_azimuth") is None else r.attrs["sun_azimuth"]
+                                 for _, r, _ in layers]),
+        "sun_elevation": ("time", [np.nan if r.attrs.get("sun_elevation") is None else r.attrs["sun_elevation"]
+                                   for _, r, _ in layers]),
+        "platform": ("time", [str(it.properties.get("platform", "")) for it, _, _ in layers])})
     out = out.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    for band in assets:
-        out[band].attrs = {"long_name": f"Sentinel-2 {band} surface reflectance", "units": "1"}
-    out["SCL"].attrs = {"long_name": "Sentinel-2 scene classification", "units": "1"}
-    out.attrs.update({"window_start": start, "window_end": end, "stac_source": str(scfg["source"]),
-                      "n_candidates": len(items), "dropped_items": json.dumps(dropped)})
-    # An explicit encoding replaces rioxarray's, so the CRS link (grid_mapping) is restated here.
-    enc = {band: {"dtype": "uint16", "scale_factor": REFLECTANCE_SCALE, "_FillValue": 0, "zlib": True, "complevel": 4,
-                  "grid_mapping": "spatial_ref"} for band in assets}
-    enc["SCL"] = {"dtype": "uint8", "zlib": True, "complevel": 4, "grid_mapping": "spatial_ref"}
+    for n in names:
+        sp = first_spec[n]
+        out[n].attrs = {"long_name": f"{src.kind} {n} ({sp.name})", "units": sp.units or "1",
+                        "sensor_band": sp.name, "common_name": sp.common_name or ""}
+    masks_doc = {"fill": "no data (mask layer or every band)", "cloud": "cloud", "shadow": "cloud shadow",
+                 "snow": "snow (the mask layer's snow classes or bits)"}
+    for m, what in masks_doc.items():
+        out[f"mask_{m}"].attrs = {"long_name": f"{what} mask", "units": "1", "flag_values": np.array([0, 1], np.uint8),
+                                  "flag_meanings": f"no {m}"}
+        enc[f"mask_{m}"] = {"dtype": "uint8", "zlib": True, "complevel": 4, "grid_mapping": "spatial_ref"}
+    out.attrs.update({"window_start": start, "window_end": end, "stac_source": str(src.stac_source),
+                      "source": src.name, "source_kind": src.kind, "has_cloud_mask": int(has_mask),
+                      "bands": " ".join(names), "n_candidates": len(items), "dropped_items": json.dumps(dropped)})
     return out, enc
 
 

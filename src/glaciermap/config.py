@@ -101,21 +101,54 @@ def _describe(schema: dict, key: str) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-#: Model channels computed from the DEM (they need ``dem``).
-TERRAIN_CHANNELS = ("dem", "slope", "aspect_sin", "aspect_cos", "tri", "curv_planform", "curv_profile")
-
-
 def model_channels(cfg: dict) -> list[str]:
     """The main model's input channels (``model.channels``, null = the 16 DL4GAM channels)."""
-    from .features import DL4GAM_CHANNELS
+    from .channels import CHANNEL_SETS
 
-    return list(cfg.get("model", {}).get("channels") or DL4GAM_CHANNELS)
+    return list(cfg.get("model", {}).get("channels") or CHANNEL_SETS["dl4gam"])
+
+
+def stac_source_config(cfg: dict) -> dict:
+    """The Sentinel-2 L2A source that the ``stac`` section describes (the source ``s2`` unless declared)."""
+    scfg = cfg["stac"]
+    offset = scfg.get("reflectance_offset", "auto")
+    return {
+        "kind": "sentinel2_l2a",
+        "stac": {"source": scfg["source"], "collection": scfg["collection"],
+                 "max_cloud_cover": scfg["max_scene_cloud_cover"],
+                 "missing_cloud_cover": scfg.get("missing_cloud_cover", "keep")},
+        "assets": dict(scfg["bands"]),
+        "offset": "auto" if offset == "auto" else float(offset) * 1e-4,  # the stac section gives it in DN
+        "mask": {"asset": scfg["scl_asset"], "fill": list(scfg["nodata_classes"]),
+                 "cloud": list(scfg["cloud_classes"]), "shadow": list(scfg["shadow_classes"])},
+    }
+
+
+def source_configs(cfg: dict) -> dict:
+    """Every source by name: ``sources`` plus ``s2`` from the ``stac`` section when not declared there."""
+    out = dict(cfg.get("sources") or {})
+    if "s2" not in out and cfg.get("stac", {}).get("source"):
+        out["s2"] = stac_source_config(cfg)
+    return out
 
 
 def _check_semantics(cfg: dict) -> None:
     problems = []
+    from .sources import check_sources
+
+    sources = source_configs(cfg)
+    problems += check_sources({"sources": sources})
+    if cfg.get("imagery") not in sources:
+        problems.append(f"imagery: '{cfg.get('imagery')}' is not a source (sources: {', '.join(sources) or 'none'})")
+    from .channels import ChannelError, cube_layers
+
     channels = model_channels(cfg)
-    uses_dhdt = "dhdt" in channels
+    try:
+        layers, needs = cube_layers(channels)
+    except ChannelError as e:
+        problems.append(f"model.channels: {e}")
+        layers, needs = [], []
+    uses_dhdt = "dhdt" in needs
     for name, ep in cfg["epochs"].items():
         if not _safe_name(name):
             problems.append(f"epochs.{name}: epoch names may only use letters, digits, '.', '_' and '-'")
@@ -125,7 +158,9 @@ def _check_semantics(cfg: dict) -> None:
         elif uses_dhdt and not ep.get("dhdt"):
             problems.append(f"epochs.{name}.dhdt: missing, but the model channels (model.channels) include dhdt; "
                             "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
-    terrain = [c for c in channels if c in TERRAIN_CHANNELS]
+    from .channels import get_channel
+
+    terrain = [c for c in layers if "dem" in get_channel(c).sources]
     if terrain and not cfg.get("dem"):
         problems.append(f"dem: missing, but the model channels (model.channels) include {', '.join(terrain)}; "
                         "give dem: {path: ...} (or stac_item + asset) or leave the terrain channels out")

@@ -1,25 +1,35 @@
 """Features: one model-ready cube per (glacier, epoch) on the 10 m cube grid.
 
-The cube holds the chosen Sentinel-2 scene (all 12 bands), NDSI/NDWI/NDVI, the DEM and its terrain
-attributes (smoothed first, as DL4GAM), the dh/dt map and the masks (glacier labels, the glacier itself,
-its buffers, cloud and no data). Inputs that cannot be used raise :class:`GlacierInputError` (the
-glacier is skipped with the glacier and file named); an acquisition skip record raises
-:class:`UpstreamSkipped`. :func:`write_cube` turns both into a skip record and writes atomically.
+The cube is one layer stack, ``layers`` (band, y, x) float32 with a ``band`` coordinate of layer names
+(per-layer ``band_long_name``, ``band_units``, ``band_description``, ``band_dn_scale``), one layer per chunk,
+and the masks beside it (glacier labels, the glacier itself, its buffers, cloud and no data), CF grid mapping
+``spatial_ref``. ``xr.open_dataset(path)["layers"].sel(band=["B04", "ndsi"])`` is all a user needs. Which
+layers, and how each is computed, filled and normalised, is the channel registry (:mod:`glaciermap.channels`);
+by default the cube holds today's layers (all 12 bands, NDSI/NDWI/NDVI, the DEM and its terrain attributes
+(smoothed first, as DL4GAM), dh/dt), and only the sources the layers need are read. Reflectance layers hold
+the value of their uint16 digital number (DN x 1e-4), exactly what the former uint16 variables gave back.
+
+Inputs that cannot be used raise :class:`GlacierInputError` (the glacier is skipped with the glacier and file
+named); an acquisition skip record raises :class:`UpstreamSkipped`. :func:`write_cube` turns both into a skip
+record and writes atomically.
 
 DEM: reprojected bilinearly onto the cube grid; NaN (nodata or outside the file) is tolerated up to
 ``max_dem_nan_fraction`` of the glacier + 50 m buffer and filled with the nearest valid value everywhere
-(count in ``dem_nan_filled``), more skips the glacier. dh/dt: reprojected the same way, NaN kept.
+(count in ``dem_nan_filled``), more skips the glacier. dh/dt: reprojected the same way, NaN kept; optional
+(``dhdt_href=None``: no dhdt layer, ``dhdt_file`` = "none").
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import indices, terrain
+from . import channels, indices, terrain  # noqa: F401  (indices: kept for callers)
+from .channels import CHANNEL_SETS
 from .georef import write_georef
 from .grid import CubeGrid
 from .io import GlacierInputError, UpstreamSkipped, check_upstream, run_glacier_step
@@ -27,13 +37,16 @@ from .masks import buffer_mask, glacier_masks
 
 log = logging.getLogger("glaciermap.features")
 
-#: The 16 DL4GAM input channels, in model order.
-DL4GAM_CHANNELS = ["B04", "B03", "B02", "B08", "B11", "ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin",
-                   "aspect_cos", "tri", "curv_planform", "curv_profile", "dhdt"]
+#: The 16 DL4GAM input channels, in model order (``channels.CHANNEL_SETS["dl4gam"]``).
+DL4GAM_CHANNELS = list(CHANNEL_SETS["dl4gam"])
 #: The optical bands DL4GAM uses (no data in any of them sets ``mask_nodata``).
 DL4GAM_BANDS = ["B04", "B03", "B02", "B08", "B11"]
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
-REFLECTANCE_SCALE = 1e-4
+S2_BANDS = list(channels.S2_BANDS)
+REFLECTANCE_SCALE = channels.REFLECTANCE_SCALE
+#: The layers a cube holds unless told otherwise: today's cube (12 bands, 3 indices, DEM, terrain, dh/dt).
+DEFAULT_LAYERS = list(channels.DEFAULT_LAYERS)
+#: Name of the layer-stack variable and of its layer dimension.
+LAYERS_VAR, BAND_DIM = "layers", "band"
 #: Region over which DEM gaps are counted (DL4GAM's glacier + 50 m buffer).
 DEM_CHECK_BUFFER_M = 50.0
 
@@ -47,56 +60,14 @@ DEFAULT_PARAMS = {
     "shadow_classes": [3],
     "nodata_classes": [0],
     "id_column": "glac_id",
+    "sun_azimuth_deg": None,         # None: the sun position at the scene's time over the cube centre
+    "sun_elevation_deg": None,
 }
 
-_BAND_INFO = {
-    "B01": ("coastal aerosol", 443, 60), "B02": ("blue", 490, 10), "B03": ("green", 560, 10),
-    "B04": ("red", 665, 10), "B05": ("red edge 1", 705, 20), "B06": ("red edge 2", 740, 20),
-    "B07": ("red edge 3", 783, 20), "B08": ("near infrared", 842, 10), "B8A": ("narrow near infrared", 865, 20),
-    "B09": ("water vapour", 945, 60), "B11": ("shortwave infrared 1", 1610, 20), "B12": ("shortwave infrared 2", 2190, 20),
-}
-_CURV_UNITS = "hm-1"  # 1/(100 m): xdem's "m-1 x 100"
 
-
-def _variables(buffers=(20, 50)) -> dict:
-    """name -> attributes (long_name, units, description, optional CF extras), in cube order."""
+def _mask_variables(buffers=(20, 50)) -> dict:
+    """Mask name -> attributes, in cube order."""
     v = {}
-    for b in S2_BANDS:
-        name, wl, res = _BAND_INFO[b]
-        v[b] = {"long_name": f"Sentinel-2 {b} ({name}) surface reflectance", "units": "1",
-                "standard_name": "surface_bidirectional_reflectance",
-                "description": f"L2A bottom-of-atmosphere reflectance of the chosen scene, {wl} nm, native {res} m, "
-                               "bilinear onto the 10 m grid; stored as uint16 x 1e-4, 0 = no data"}
-    v["ndsi"] = {"long_name": "normalised difference snow index", "units": "1",
-                 "description": "(B03 - B11) / (B03 + B11), NaN where the sum is 0 or a band has no data, clipped to [-1, 1]"}
-    v["ndwi"] = {"long_name": "normalised difference water index (McFeeters)", "units": "1",
-                 "description": "(B03 - B08) / (B03 + B08), NaN where the sum is 0 or a band has no data, clipped to [-1, 1]"}
-    v["ndvi"] = {"long_name": "normalised difference vegetation index", "units": "1",
-                 "description": "(B08 - B04) / (B08 + B04), NaN where the sum is 0 or a band has no data, clipped to [-1, 1]"}
-    v["dem"] = {"long_name": "surface elevation", "units": "m", "standard_name": "surface_altitude",
-                "description": "DEM bilinearly reprojected onto the cube grid (not smoothed); gaps filled with the "
-                               "nearest valid value (count in the dem_nan_filled attribute)"}
-    v["slope"] = {"long_name": "terrain slope", "units": "degree",
-                  "description": "Horn (1981) slope of the DEM smoothed with a 3x3 Gaussian (sigma dem_smoothing_sigma px); "
-                                 "DL4GAM divides it by 90 instead of standardising"}
-    v["aspect_sin"] = {"long_name": "sine of terrain aspect", "units": "1",
-                       "description": "sin(aspect), aspect = downslope direction clockwise from north (Horn 1981, "
-                                      "smoothed DEM; flat cells have aspect 180 deg); +1 = facing east"}
-    v["aspect_cos"] = {"long_name": "cosine of terrain aspect", "units": "1",
-                       "description": "cos(aspect), as aspect_sin; +1 = facing north"}
-    v["tri"] = {"long_name": "terrain ruggedness index", "units": "m",
-                "description": "Riley et al. (1999): sqrt of the summed squared elevation differences to the 8 "
-                               "neighbours, smoothed DEM"}
-    v["curv_planform"] = {"long_name": "planform curvature", "units": _CURV_UNITS,
-                          "description": "contour curvature (Zevenbergen & Thorne 1987 fit, xdem 0.2.3 formula, "
-                                         "1/(100 m), positive convex) of the smoothed DEM; set to 0 where slope < "
-                                         "planform_flat_slope_deg and clipped to +-curvature_clip (dataset attributes)"}
-    v["curv_profile"] = {"long_name": "profile curvature", "units": _CURV_UNITS,
-                         "description": "geometric slope-line curvature (Zevenbergen & Thorne 1987 fit, xdem 0.2.3 "
-                                        "formula, 1/(100 m), positive convex) of the smoothed DEM; clipped to +-curvature_clip"}
-    v["dhdt"] = {"long_name": "surface elevation change rate", "units": "m year-1",
-                 "description": "dh/dt map of the epoch bilinearly reprojected onto the cube grid; NaN where the map "
-                                "has no data (training fills it with 0)"}
     v["mask_glacier_id"] = {"long_name": "glacier label", "units": "1",
                             "description": "index into the glacier_ids coordinate of the glacier covering the pixel "
                                            "(all inventory glaciers intersecting the cube), -1 = no glacier"}
@@ -117,9 +88,26 @@ def _variables(buffers=(20, 50)) -> dict:
     return v
 
 
+_LAYERS_ATTRS = {"long_name": "feature layers",
+                 "description": "input layers on the cube grid, one per band coordinate (float32, NaN = missing); "
+                                "per-layer long name, units and description in band_long_name, band_units and "
+                                "band_description; select with ds['layers'].sel(band=[...])"}
+
+
+def _variables(buffers=(20, 50)) -> dict:
+    """name -> attributes (long_name, units, description, optional CF extras) of the data variables, in cube order."""
+    return {LAYERS_VAR: {**_LAYERS_ATTRS, "units": "see band_units"}, **_mask_variables(buffers)}
+
+
 _COORDS = {
     "x": ("m", "easting of the pixel centre in the cube CRS (10 m grid, north-up)"),
     "y": ("m", "northing of the pixel centre in the cube CRS"),
+    "band": ("1", "coordinate (dim band), str: layer names (channel registry names, glaciermap.channels), in cube order"),
+    "band_long_name": ("1", "coordinate (dim band), str: long name of each layer"),
+    "band_units": ("1", "coordinate (dim band), str: units of each layer (UDUNITS)"),
+    "band_description": ("1", "coordinate (dim band), str: how each layer was computed"),
+    "band_dn_scale": ("1", "coordinate (dim band), float64: > 0 where the layer is a digital number times this "
+                           "step exactly (reflectance: uint16 DN x 1e-4, DN = round(value / step)); 0 for the other layers"),
     "glacier_ids": ("1", "coordinate (dim glacier), str: ids of every usable inventory glacier intersecting the cube, "
                          "sorted; mask_glacier_id indexes it"),
     "spatial_ref": ("1", "CF grid mapping holding the CRS (rioxarray); every data variable points to it"),
@@ -134,10 +122,18 @@ def describe_variables(buffers=(20, 50), coords: bool = True) -> list[tuple[str,
     return rows
 
 
+def describe_layers(layers=None) -> list[tuple[str, str, str]]:
+    """``(name, units, description)`` of the layers (default: DEFAULT_LAYERS), from the channel registry."""
+    return [(n, a["units"], f"{a['long_name']}: {a['description']}")
+            for n in (DEFAULT_LAYERS if layers is None else layers) for a in [channels.layer_attrs(n)]]
+
+
 def variables_markdown(buffers=(20, 50)) -> str:
-    """:func:`describe_variables` as a Markdown table."""
+    """:func:`describe_variables` as a Markdown table, then the default layers (:func:`describe_layers`)."""
     rows = ["| variable | units | description |", "| --- | --- | --- |"]
     rows += [f"| `{n}` | {u} | {d} |" for n, u, d in describe_variables(buffers)]
+    rows += ["", "| layer (`band`) | units | description |", "| --- | --- | --- |"]
+    rows += [f"| `{n}` | {u} | {d} |" for n, u, d in describe_layers()]
     return "\n".join(rows)
 
 
@@ -207,8 +203,8 @@ def read_glaciers(inventory_gpkg, grid: CubeGrid, glacier_id: str, id_column: st
     return gdf
 
 
-def warp_to_grid(href, grid: CubeGrid, glacier_id: str, what: str) -> np.ndarray:
-    """Band 1 of a raster (path or URL) reprojected bilinearly onto ``grid`` as float32, nodata -> NaN."""
+def warp_to_grid(href, grid: CubeGrid, glacier_id: str, what: str, band: int = 1) -> np.ndarray:
+    """Band ``band`` of a raster (path or URL) reprojected bilinearly onto ``grid`` as float32, nodata -> NaN."""
     import rasterio
     from rasterio._err import CPLE_BaseError
     from rasterio.enums import Resampling
@@ -220,7 +216,9 @@ def warp_to_grid(href, grid: CubeGrid, glacier_id: str, what: str) -> np.ndarray
         with rasterio.open(href) as src:
             if src.crs is None:
                 raise GlacierInputError(glacier_id, href, f"{what} has no CRS")
-            reproject(source=rasterio.band(src, 1), destination=dst, src_transform=src.transform, src_crs=src.crs,
+            if band > src.count:
+                raise GlacierInputError(glacier_id, href, f"{what} has {src.count} band(s), band {band} is needed")
+            reproject(source=rasterio.band(src, band), destination=dst, src_transform=src.transform, src_crs=src.crs,
                       src_nodata=src.nodata, dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
                       resampling=Resampling.bilinear)
     except GlacierInputError:
@@ -247,34 +245,120 @@ def fill_nearest(arr: np.ndarray) -> tuple[np.ndarray, int]:
 # ---------------------------------------------------------------------------------------------------- cube
 
 
-def _load_scene(acquisition_nc, glacier_id: str, item_id: str):
-    """Bands and SCL of the chosen scene, the cube grid and the scene's date (h5py: see glaciermap.scenes)."""
-    from .netcdf import MissingVariablesError
+#: Masks of an acquisition in the source-registry format (bands by common name).
+SCENE_MASKS = ["mask_fill", "mask_cloud", "mask_shadow"]
+_COMMON_OF = {b: c for c, b in channels.COMMON_BANDS.items()}
+
+
+@dataclass
+class SceneLayers:
+    """The chosen scene as the layer computation needs it: bands by common name, masks, grid, date, sun."""
+
+    bands: dict          # common name (``red``, ``swir1`` ...; the sensor name if it has none) -> float32 (y, x)
+    cloud: np.ndarray    # bool: cloud or cloud shadow
+    nodata: np.ndarray   # bool: no data (mask/SCL classes or NaN in a DL4GAM band)
+    x: np.ndarray
+    y: np.ndarray
+    grid: CubeGrid
+    date: str
+    time: object
+    sun: tuple | None    # (azimuth, elevation) deg from the acquisition, None if it has none
+
+
+def _load_scene(acquisition_nc, glacier_id: str, item_id: str, p: dict) -> SceneLayers:
+    """The chosen scene of an acquisition (h5py: see glaciermap.scenes), either format.
+
+    Source-registry acquisitions (attribute ``bands``: variables by common name, ``mask_fill``/``mask_cloud``/
+    ``mask_shadow``, per-scene ``sun_azimuth``/``sun_elevation``) and the former Sentinel-2 ones (``B01`` ...
+    ``B12`` and ``SCL``, classes from ``cloud_classes``/``shadow_classes``/``nodata_classes``).
+    """
+    from .netcdf import MissingVariablesError, read_attrs, read_variables
     from .scenes import read_scenes
 
+    meta = read_attrs(acquisition_nc)
+    new = "bands" in meta
+    names = str(meta["bands"]).split() + SCENE_MASKS if new else S2_BANDS + ["SCL"]
     try:
-        scenes = read_scenes(acquisition_nc, S2_BANDS + ["SCL"], item_id)
+        scenes = read_scenes(acquisition_nc, names, item_id)
     except MissingVariablesError as e:
         raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks variable(s) {', '.join(e.names)}") from e
     except LookupError as e:
         raise GlacierInputError(glacier_id, acquisition_nc, f"chosen {e.args[0]}") from e
     if scenes.crs is None:
         raise GlacierInputError(glacier_id, acquisition_nc, "acquisition has no CRS (spatial_ref)")
-    return scenes, scenes.grid, scenes.times[0].isoformat()
+    v = scenes.bands
+    if new:
+        bands = {n: v[n].astype(np.float32) for n in str(meta["bands"]).split()}
+        cloud = v["mask_cloud"].astype(bool) | v["mask_shadow"].astype(bool)
+        nodata = v["mask_fill"].astype(bool)
+    else:
+        bands = {_COMMON_OF[b]: v[b].astype(np.float32) for b in S2_BANDS}
+        scl = v["SCL"]
+        if np.issubdtype(scl.dtype, np.floating):
+            scl = np.where(np.isfinite(scl), scl, p["nodata_classes"][0] if p["nodata_classes"] else 0)
+        scl = scl.astype(np.int64)
+        cloud = np.isin(scl, list(p["cloud_classes"]) + list(p["shadow_classes"]))
+        nodata = np.isin(scl, list(p["nodata_classes"]))
+    for b in DL4GAM_BANDS:
+        c = _COMMON_OF[b]
+        if c in bands:
+            nodata |= ~np.isfinite(bands[c])
+    sun = None
+    if new:
+        sv, _ = read_variables(acquisition_nc, ["item_id"], optional=["sun_azimuth", "sun_elevation"])
+        items = [str(i) for i in np.atleast_1d(sv["item_id"])]
+        if "sun_azimuth" in sv and "sun_elevation" in sv and item_id in items:
+            t = items.index(item_id)
+            az, el = float(np.atleast_1d(sv["sun_azimuth"])[t]), float(np.atleast_1d(sv["sun_elevation"])[t])
+            sun = (az, el) if np.isfinite(az) and np.isfinite(el) else None
+    return SceneLayers(bands, cloud, nodata, scenes.x, scenes.y, scenes.grid, scenes.times[0].isoformat(),
+                       scenes.times[0], sun)
+
+
+def _sun_from(scene_time, grid: CubeGrid):
+    """The sun position at ``scene_time`` over the centre of ``grid`` (lazy: only hillshade/cast_shadow ask)."""
+    def sun():
+        from pyproj import Transformer
+
+        left, bottom, right, top = grid.bounds
+        lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform((left + right) / 2,
+                                                                                          (bottom + top) / 2)
+        return terrain.sun_position(scene_time, lon, lat)
+
+    return sun
 
 
 def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, epoch: str, dem_href, dhdt_href,
-               params: dict | None = None) -> tuple[xr.Dataset, dict]:
-    """Build the feature cube of one glacier and epoch: ``(dataset, encoding)`` for ``to_netcdf``."""
+               params: dict | None = None, layers=None, sources: dict | None = None) -> tuple[xr.Dataset, dict]:
+    """Build the feature cube of one glacier and epoch: ``(dataset, encoding)`` for ``to_netcdf``.
+
+    ``layers``: the layers to build (channel registry names, in stack order); default :data:`DEFAULT_LAYERS`
+    (without ``dhdt`` when ``dhdt_href`` is None or "", and without the band layers a non-Sentinel-2 scene cannot
+    give; named layers it cannot give skip the glacier). Only the sources those layers need are read: no DEM
+    without a DEM layer, no dh/dt map without ``dhdt``. ``sources``: hrefs of further raster sources
+    (``velocity``, ``coherence``, ``temperature``) for layers that need them. A layer list naming an unknown
+    channel, or a layer whose source is not given, raises :class:`glaciermap.channels.ChannelError` /
+    ValueError (a configuration error, not a glacier problem).
+    """
     p = {**DEFAULT_PARAMS, **(params or {})}
     glacier_id = str(glacier_id)
+    default = layers is None
+    if layers is None:
+        layers = [c for c in DEFAULT_LAYERS if c != "dhdt" or dhdt_href]
+    layers, need = channels.cube_layers(layers)
+    sources = {**(sources or {}), "dem": dem_href, "dhdt": dhdt_href}
+    lacking = [s for s in need if s not in ("sentinel2", "sun") and not sources.get(s)]
+    if lacking:
+        users = [c for c in layers if set(channels.get_channel(c).sources) & set(lacking)]
+        raise ValueError(f"layer(s) {', '.join(users)} need the source(s) {', '.join(lacking)}, which are not given")
     check_upstream(acquisition_nc, glacier_id)
     item_id = chosen_item(selection_csv, glacier_id)
-    scene, grid, date = _load_scene(acquisition_nc, glacier_id, item_id)
+    scene = _load_scene(acquisition_nc, glacier_id, item_id, p)
+    grid, date = scene.grid, scene.date
     shape = grid.shape
-    if scene.bands["B02"].shape != shape:
-        raise GlacierInputError(glacier_id, acquisition_nc,
-                                f"band shape {scene.bands['B02'].shape} does not match its grid {shape}")
+    for b in list(scene.bands.values())[:1] + [scene.nodata]:
+        if b.shape != shape:
+            raise GlacierInputError(glacier_id, acquisition_nc, f"band shape {b.shape} does not match its grid {shape}")
 
     # masks
     idc = p["id_column"]
@@ -284,80 +368,81 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     check_key = f"buffer_{int(DEM_CHECK_BUFFER_M)}m"
     check = m[check_key] if check_key in m else buffer_mask(glaciers, glacier_id, grid, DEM_CHECK_BUFFER_M,
                                                              m["labels"], m["ids"], idc)
-
-    # DEM: reproject, check gaps over glacier + 50 m, fill
-    dem = warp_to_grid(dem_href, grid, glacier_id, "DEM")
-    valid = np.isfinite(dem)
     n_check = int(check.sum())
-    nan_frac = float((~valid[check]).sum() / n_check) if n_check else 0.0
-    if not valid.any():
-        raise GlacierInputError(glacier_id, dem_href, "DEM has no valid value on the cube grid (does it cover the glacier?)")
-    if nan_frac > p["max_dem_nan_fraction"]:
-        raise GlacierInputError(glacier_id, dem_href,
-                                f"DEM has {100 * nan_frac:.1f} % NaN over the glacier + {DEM_CHECK_BUFFER_M:g} m buffer "
-                                f"(at most {100 * p['max_dem_nan_fraction']:.1f} % allowed)")
-    dem, n_filled = fill_nearest(dem)
-    if n_filled:
-        log.warning("glacier %s: filled %d DEM NaN pixels (%.2f %% of the cube, %.2f %% of glacier + %g m) with the "
-                    "nearest valid value (file: %s)", glacier_id, n_filled, 100 * n_filled / dem.size, 100 * nan_frac,
-                    DEM_CHECK_BUFFER_M, dem_href)
 
-    # dh/dt: NaN stays NaN
-    dhdt = warp_to_grid(dhdt_href, grid, glacier_id, "dh/dt map")
-    dh_bad = ~np.isfinite(dhdt)
-    dh_frac = float(dh_bad[check].sum() / n_check) if n_check else 0.0
-    dh_frac_cube = float(dh_bad.mean())
-    if dh_frac > 0:
-        log.warning("glacier %s: dh/dt has %.1f %% NaN over glacier + %g m (%.1f %% of the cube), kept as NaN (file: %s)",
-                    glacier_id, 100 * dh_frac, DEM_CHECK_BUFFER_M, 100 * dh_frac_cube, dhdt_href)
+    dem, n_filled, nan_frac = None, "none", "none"
+    if "dem" in need:
+        # DEM: reproject, check gaps over glacier + 50 m, fill (the dem layer's fill rule: nearest)
+        dem = warp_to_grid(dem_href, grid, glacier_id, "DEM")
+        valid = np.isfinite(dem)
+        nan_frac = float((~valid[check]).sum() / n_check) if n_check else 0.0
+        if not valid.any():
+            raise GlacierInputError(glacier_id, dem_href, "DEM has no valid value on the cube grid (does it cover the glacier?)")
+        if nan_frac > p["max_dem_nan_fraction"]:
+            raise GlacierInputError(glacier_id, dem_href,
+                                    f"DEM has {100 * nan_frac:.1f} % NaN over the glacier + {DEM_CHECK_BUFFER_M:g} m buffer "
+                                    f"(at most {100 * p['max_dem_nan_fraction']:.1f} % allowed)")
+        dem, n_filled = fill_nearest(dem)
+        if n_filled:
+            log.warning("glacier %s: filled %d DEM NaN pixels (%.2f %% of the cube, %.2f %% of glacier + %g m) with the "
+                        "nearest valid value (file: %s)", glacier_id, n_filled, 100 * n_filled / dem.size, 100 * nan_frac,
+                        DEM_CHECK_BUFFER_M, dem_href)
 
-    # terrain
+    dhdt, dh_frac, dh_frac_cube = None, "none", "none"
+    if "dhdt" in need:
+        # dh/dt: NaN stays NaN
+        dhdt = warp_to_grid(dhdt_href, grid, glacier_id, "dh/dt map")
+        dh_bad = ~np.isfinite(dhdt)
+        dh_frac = float(dh_bad[check].sum() / n_check) if n_check else 0.0
+        dh_frac_cube = float(dh_bad.mean())
+        if dh_frac > 0:
+            log.warning("glacier %s: dh/dt has %.1f %% NaN over glacier + %g m (%.1f %% of the cube), kept as NaN (file: %s)",
+                        glacier_id, 100 * dh_frac, DEM_CHECK_BUFFER_M, 100 * dh_frac_cube, dhdt_href)
+
+    bands, cloud, nodata = scene.bands, scene.cloud, scene.nodata
+
+    # layers, from the channel registry (indices.py and terrain.py do the work)
     clip = p.get("curvature_clip")
     flat = p.get("planform_flat_slope_deg")
-    ter = terrain.terrain_attributes(dem, grid.resolution, sigma=p["dem_smoothing_sigma"], curvature_clip=clip,
-                                     flat_slope_deg=flat)
+    if p.get("sun_azimuth_deg") is not None and p.get("sun_elevation_deg") is not None:
+        sun = (p["sun_azimuth_deg"], p["sun_elevation_deg"])
+    elif scene.sun is not None:
+        sun = scene.sun
+    else:
+        sun = _sun_from(scene.time, grid)
+    rasters = {}
+    for src, nb, what in (("velocity", 2, "velocity raster"), ("coherence", 1, "coherence raster"),
+                          ("temperature", 1, "surface temperature raster")):
+        if src in need:
+            rasters[src] = (lambda h=sources[src], n=nb, w=what:
+                            np.stack([warp_to_grid(h, grid, glacier_id, w, band=k + 1) for k in range(n)]))
+    ctx = channels.LayerContext(grid.resolution, bands=bands, dem=dem, dhdt=dhdt, rasters=rasters, sun=sun,
+                                params={"dem_smoothing_sigma": p["dem_smoothing_sigma"], "curvature_clip": clip,
+                                        "planform_flat_slope_deg": flat})
+    stack = {}
+    for name in layers:
+        ch = channels.get_channel(name)
+        try:
+            v = channels.compute_layer(name, ctx)
+        except channels.MissingInputError as e:
+            if default and "sentinel2" in ch.sources:   # default layers: those the source's bands allow
+                log.info("glacier %s: no layer %s (%s)", glacier_id, name, e)
+                continue
+            raise GlacierInputError(glacier_id, acquisition_nc, f"layer {name}: {e}") from e
+        try:
+            v, _ = channels.apply_fill(name, v)
+        except ValueError as e:
+            src = next((s for s in ch.sources if s not in ("sentinel2", "sun")), None)
+            raise GlacierInputError(glacier_id, sources.get(src) if src else acquisition_nc, str(e)) from e
+        stack[name] = v  # reflectance is quantised to its uint16 DN by cube_dataset
 
-    # optical bands, indices, scene masks
-    bands = {b: scene.bands[b].astype(np.float32) for b in S2_BANDS}
-    scl = scene.bands["SCL"]
-    if np.issubdtype(scl.dtype, np.floating):
-        scl = np.where(np.isfinite(scl), scl, p["nodata_classes"][0] if p["nodata_classes"] else 0)
-    scl = scl.astype(np.int64)
-    cloud = np.isin(scl, list(p["cloud_classes"]) + list(p["shadow_classes"]))
-    nodata = np.isin(scl, list(p["nodata_classes"]))
-    for b in DL4GAM_BANDS:
-        nodata |= ~np.isfinite(bands[b])
-
-    g, r, nir, swir = bands["B03"], bands["B04"], bands["B08"], bands["B11"]
-    data = dict(bands)
-    data["ndsi"] = indices.ndsi(g, swir)
-    data["ndwi"] = indices.ndwi(g, nir)
-    data["ndvi"] = indices.ndvi(nir, r)
-    data["dem"] = dem
-    for k in ("slope", "aspect_sin", "aspect_cos", "tri", "curv_planform", "curv_profile"):
-        data[k] = ter[k]
-    data["dhdt"] = dhdt
-    data = {k: v.astype(np.float32, copy=False) for k, v in data.items()}
-    data["mask_glacier_id"] = m["labels"].astype(np.int32)
-    data["mask_glacier"] = m["glacier"].astype(np.uint8)
+    masks = {"mask_glacier_id": m["labels"].astype(np.int32), "mask_glacier": m["glacier"].astype(np.uint8)}
     for b in buffers:
-        data[f"mask_buffer_{int(b)}m"] = m[f"buffer_{int(b)}m"].astype(np.uint8)
-    data["mask_cloud"] = cloud.astype(np.uint8)
-    data["mask_nodata"] = nodata.astype(np.uint8)
+        masks[f"mask_buffer_{int(b)}m"] = m[f"buffer_{int(b)}m"].astype(np.uint8)
+    masks["mask_cloud"] = cloud.astype(np.uint8)
+    masks["mask_nodata"] = nodata.astype(np.uint8)
 
-    attrs = _variables(buffers)
-    coords = {"y": ("y", scene.y), "x": ("x", scene.x),
-              "glacier_ids": ("glacier", np.array(m["ids"], dtype=object))}
-    ds = xr.Dataset({k: (("y", "x"), v, attrs[k]) for k, v in data.items()}, coords=coords)
-    ds["glacier_ids"].attrs = {"long_name": "glacier identifiers", "units": "1",
-                               "description": f"ids ({idc}) of every usable inventory glacier (qc_status ok or small) "
-                                              "intersecting the cube, sorted; mask_glacier_id indexes this list"}
-    ds = write_georef(ds, grid.crs, grid.transform)
-    ds["x"].attrs.update(units="m", description="easting of the pixel centre")
-    ds["y"].attrs.update(units="m", description="northing of the pixel centre")
-    ds["spatial_ref"].attrs.update(units="1", description="coordinate reference system (CF grid mapping)")
-    ds["spatial_ref"].attrs.setdefault("long_name", "coordinate reference system")
-    ds.attrs = {
+    attrs = {
         "title": f"glaciermap feature cube, glacier {glacier_id}, epoch {epoch}",
         "Conventions": "CF-1.8",
         "conventions": "CF-1.8",
@@ -367,9 +452,9 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
         "item_id": item_id,
         "crs": grid.crs,
         "resolution_m": grid.resolution,
-        "dem_file": str(dem_href),
-        "dhdt_file": str(dhdt_href),
-        "dem_nan_filled": int(n_filled),
+        "dem_file": str(dem_href) if dem is not None else "none",
+        "dhdt_file": str(dhdt_href) if dhdt is not None else "none",
+        "dem_nan_filled": int(n_filled) if dem is not None else "none",
         "dem_nan_fraction": nan_frac,
         "dhdt_nan_fraction": dh_frac,
         "dhdt_nan_fraction_cube": dh_frac_cube,
@@ -382,16 +467,77 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
         "source_selection": str(selection_csv),
         "source_inventory": str(inventory_gpkg),
     }
+    if "sun" in need:
+        attrs["sun_azimuth_deg"], attrs["sun_elevation_deg"] = ctx.sun
+    for s in need:
+        if s not in ("sentinel2", "sun", "dem", "dhdt"):
+            attrs[f"{s}_file"] = str(sources[s])
+    ds = cube_dataset(stack, masks, scene.x, scene.y, m["ids"], grid.crs, grid.transform, attrs=attrs, buffers=buffers,
+                      id_column=idc)
     return ds, cube_encoding(ds)
 
 
+def cube_dataset(layers: dict, masks: dict, x, y, glacier_ids, crs, transform, attrs: dict | None = None,
+                 buffers=(20, 50), id_column: str = "glac_id") -> xr.Dataset:
+    """The cube as a Dataset: ``layers`` (band, y, x) float32 with per-band coordinates, the masks beside it.
+
+    ``layers``: name -> 2-D array (stack order = dict order); ``masks``: name -> 2-D array (mask_glacier_id
+    int32, the others uint8). Masks and layers get the attributes of :func:`describe_variables` and the
+    channel registry. Reflectance layers (registry ``quantise``) are stored as the value of their uint16
+    digital number (:func:`glaciermap.channels.quantise_reflectance`, the numbers the former uint16 x 1e-4
+    variables gave back), and ``band_dn_scale`` says so (1e-4; 0 for the other layers). Used by
+    :func:`build_cube` and by tests that write cubes by hand.
+    """
+    names = list(layers)
+    h, w = len(y), len(x)
+    stack = np.empty((len(names), h, w), np.float32)
+    dn_scale = np.zeros(len(names), np.float64)
+    for i, n in enumerate(names):
+        if channels.get_channel(n).quantise:
+            stack[i] = channels.quantise_reflectance(layers[n])
+            dn_scale[i] = REFLECTANCE_SCALE
+        else:
+            stack[i] = layers[n]
+    meta = [channels.layer_attrs(n) for n in names]
+    mattrs = _mask_variables(buffers)
+    coords = {"band": (BAND_DIM, np.array(names, dtype=object),
+                       {"long_name": "layer name", "description": _COORDS["band"][1]}),
+              "band_long_name": (BAND_DIM, np.array([a["long_name"] for a in meta], dtype=object),
+                                 {"long_name": "long name of each layer"}),
+              "band_units": (BAND_DIM, np.array([a["units"] for a in meta], dtype=object),
+                             {"long_name": "units of each layer"}),
+              "band_description": (BAND_DIM, np.array([a["description"] for a in meta], dtype=object),
+                                   {"long_name": "description of each layer"}),
+              "band_dn_scale": (BAND_DIM, dn_scale,
+                                {"long_name": "digital-number step of each layer", "units": "1",
+                                 "description": _COORDS["band_dn_scale"][1]}),
+              "y": ("y", np.asarray(y)), "x": ("x", np.asarray(x)),
+              "glacier_ids": ("glacier", np.array([str(g) for g in glacier_ids], dtype=object))}
+    data = {LAYERS_VAR: ((BAND_DIM, "y", "x"), stack, {**_LAYERS_ATTRS})}
+    for k, v in masks.items():
+        a = mattrs.get(k) or {"long_name": k.replace("_", " "), "units": "1", "description": k}
+        data[k] = (("y", "x"), np.asarray(v), dict(a))
+    ds = xr.Dataset(data, coords=coords)
+    ds["glacier_ids"].attrs = {"long_name": "glacier identifiers", "units": "1",
+                               "description": f"ids ({id_column}) of every usable inventory glacier (qc_status ok or "
+                                              "small) intersecting the cube, sorted; mask_glacier_id indexes this list"}
+    ds = write_georef(ds, crs, transform)
+    ds["x"].attrs.update(units="m", description="easting of the pixel centre")
+    ds["y"].attrs.update(units="m", description="northing of the pixel centre")
+    ds["spatial_ref"].attrs.update(units="1", description="coordinate reference system (CF grid mapping)")
+    ds["spatial_ref"].attrs.setdefault("long_name", "coordinate reference system")
+    ds.attrs = dict(attrs or {})
+    return ds
+
+
 def cube_encoding(ds: xr.Dataset, complevel: int = 4) -> dict:
-    """NetCDF encoding: bands uint16 x 1e-4 (fill 0), masks uint8/int32, the rest float32; zlib everywhere."""
+    """NetCDF encoding: layers float32 (NaN fill), one layer per chunk; masks uint8/int32; zlib + shuffle everywhere."""
     z = {"zlib": True, "complevel": complevel, "shuffle": True}
     enc = {}
     for name, var in ds.data_vars.items():
-        if name in S2_BANDS:
-            enc[name] = {"dtype": "uint16", "scale_factor": REFLECTANCE_SCALE, "_FillValue": 0, **z}
+        if name == LAYERS_VAR:
+            enc[name] = {"dtype": "float32", "_FillValue": np.float32(np.nan),
+                         "chunksizes": (1,) + tuple(var.shape[1:]), **z}
         elif name == "mask_glacier_id":
             enc[name] = {"dtype": "int32", "_FillValue": None, **z}
         elif name.startswith("mask_"):
@@ -407,8 +553,8 @@ def cube_encoding(ds: xr.Dataset, complevel: int = 4) -> dict:
 
 
 def write_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, epoch: str, dem_href, dhdt_href,
-               params: dict | None, out_nc) -> dict:
+               params: dict | None, out_nc, layers=None, sources: dict | None = None) -> dict:
     """Build and write one cube atomically; a bad input becomes a skip record naming glacier and file."""
     return run_glacier_step("features", glacier_id, epoch, out_nc,
                             lambda: build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id, epoch,
-                                               dem_href, dhdt_href, params))
+                                               dem_href, dhdt_href, params, layers, sources))

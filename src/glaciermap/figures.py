@@ -172,11 +172,14 @@ def _read_panel_epoch(glacier: str, cube_path, pred_path, temperatures):
     with xr.open_dataset(cube_path, engine="h5netcdf", decode_coords="all") as ds:
         if ds.attrs.get("status") == STATUS_SKIPPED:
             return {"skipped": str(ds.attrs.get("reason", "skipped"))}
-        need = ["B04", "B03", "B02", "B11", "B08", "mask_glacier"]
-        missing = [v for v in need if v not in ds]
+        bands = ["B04", "B03", "B02", "B11", "B08"]
+        have = [str(b) for b in ds["band"].values] if "layers" in ds and "band" in ds.coords else []
+        missing = [b for b in bands if b not in have] + [v for v in ["mask_glacier"] if v not in ds]
         if missing:
-            raise GlacierInputError(glacier, cube_path, f"cube lacks variable(s) {missing} needed for the panel")
-        d = {v: ds[v].values.astype(np.float64) for v in need}
+            raise GlacierInputError(glacier, cube_path, f"cube lacks layer(s)/variable(s) {missing} needed for the panel")
+        stack = ds["layers"].sel(band=bands).values.astype(np.float64)
+        d = dict(zip(bands, stack))
+        d["mask_glacier"] = ds["mask_glacier"].values.astype(np.float64)
         d["x"], d["y"] = ds["x"].values, ds["y"].values
         d["crs"] = ds.rio.crs
         d["date"] = str(ds.attrs.get("date", ""))[:10]

@@ -213,3 +213,81 @@ def terrain_attributes(dem, res: float, sigma: float | None = 1.0, curvature_cli
         "curv_planform": plan,
         "curv_profile": prof,
     }
+
+
+def sun_position(when, lon: float, lat: float) -> tuple[float, float]:
+    """Sun (azimuth clockwise from north, elevation above the horizon) in degrees at UTC time ``when``.
+
+    The low-precision solar coordinates of the Astronomical Almanac (about 0.01 deg in declination, 1900-2100)
+    with the sidereal time of the epoch J2000; no refraction. Enough for a hillshade at 10 m.
+    """
+    import pandas as pd
+
+    t = pd.Timestamp(when)
+    t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
+    n = t.to_julian_date() - 2451545.0
+    L = (280.460 + 0.9856474 * n) % 360.0
+    g = np.radians((357.528 + 0.9856003 * n) % 360.0)
+    lam = np.radians(L + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g))
+    eps = np.radians(23.439 - 0.0000004 * n)
+    ra = np.arctan2(np.cos(eps) * np.sin(lam), np.cos(lam))
+    dec = np.arcsin(np.sin(eps) * np.sin(lam))
+    gmst_deg = (280.46061837 + 360.98564736629 * n) % 360.0
+    ha = np.radians(gmst_deg + lon) - ra
+    phi = np.radians(lat)
+    el = np.arcsin(np.sin(phi) * np.sin(dec) + np.cos(phi) * np.cos(dec) * np.cos(ha))
+    az = np.arctan2(-np.sin(ha), np.tan(dec) * np.cos(phi) - np.sin(phi) * np.cos(ha))
+    return float(np.degrees(az) % 360.0), float(np.degrees(el))
+
+
+def hillshade(dem, res: float, azimuth_deg: float, elevation_deg: float, edge: str = "extrapolate") -> np.ndarray:
+    """Cosine of the angle between the sun and the surface normal (Horn 1981 gradient), clipped to [0, 1].
+
+    ``azimuth_deg`` clockwise from north, ``elevation_deg`` above the horizon. Self-shadow only (slopes facing
+    away from the sun are 0); :func:`cast_shadow` adds the shadows other terrain casts.
+    """
+    p, q = horn_gradient(dem, res, edge)
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    sx, sy, sz = np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)
+    hs = (-p * sx - q * sy + sz) / np.sqrt(1.0 + p * p + q * q)
+    return _nan_spread(dem, np.clip(hs, 0.0, 1.0))
+
+
+def cast_shadow(dem, res: float, azimuth_deg: float, elevation_deg: float, step_px: float = 0.5) -> np.ndarray:
+    """Bool: the pixel lies in the shadow terrain casts (a ray toward the sun passes below the DEM).
+
+    Ray marching: from every pixel, steps of ``step_px`` pixels toward the sun's azimuth; the DEM is sampled
+    bilinearly and the pixel is shadowed as soon as it rises above ``z0 + distance tan(elevation)``. A ray
+    stops when it leaves the grid (terrain outside the cube casts no shadow) or when it is higher than the
+    highest DEM value. Vectorised over the pixels still in play, O(pixels x steps); the sun below the horizon
+    shadows everything. Justification: exact for the gridded DEM up to the bilinear sampling, no extra
+    dependency, and at cube sizes (~300 x 300 px, relief of ~1 km) a fraction of a second.
+    """
+    from scipy.ndimage import map_coordinates
+
+    z = np.asarray(dem, dtype=np.float64)
+    h, w = z.shape
+    if elevation_deg <= 0:
+        return np.ones((h, w), bool)
+    tan_el = np.tan(np.radians(elevation_deg))
+    az = np.radians(azimuth_deg)
+    dcol, drow = np.sin(az) * step_px, -np.cos(az) * step_px
+    zmax = np.nanmax(z)
+    rr, cc = np.mgrid[0:h, 0:w]
+    rows, cols, z0 = rr.ravel().astype(np.float64), cc.ravel().astype(np.float64), z.ravel()
+    idx = np.flatnonzero(np.isfinite(z0))
+    shadow = np.zeros(h * w, bool)
+    k = 0
+    while idx.size:
+        k += 1
+        r = rows[idx] + k * drow
+        c = cols[idx] + k * dcol
+        inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
+        ray = z0[idx] + k * step_px * res * tan_el
+        idx, r, c, ray = idx[inside], r[inside], c[inside], ray[inside]
+        zs = map_coordinates(z, [r, c], order=1, mode="nearest")
+        hit = zs > ray
+        shadow[idx[hit]] = True
+        keep = ~hit & (ray < zmax)
+        idx = idx[keep]
+    return shadow.reshape(h, w)

@@ -8,6 +8,11 @@ rule acquire:
     params:
         fingerprint=fingerprint,
         scenes=scene_ids,
+        # every setting the acquisition uses, so that changing one re-runs it (and nothing else does)
+        imagery=config["imagery"],
+        source=IMAGERY_SOURCE,
+        grid=config["grid"],
+        epoch=lambda w: config["epochs"][w.epoch],
     resources:
         mem_mb=glacier_resources("acquire", "mem_mb"),
         runtime=glacier_resources("acquire", "runtime"),

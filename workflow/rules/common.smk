@@ -4,7 +4,7 @@ import hashlib
 import re
 
 from glaciermap.acquire import candidate_ids
-from glaciermap.config import validate_config
+from glaciermap.config import source_configs, validate_config
 from glaciermap.grid import cube_margin_m
 from glaciermap.inventory import glacier_list
 from glaciermap.resources import cube_megapixels, glacier_job, region_job
@@ -13,6 +13,9 @@ from glaciermap.stac import is_api, resolve_raster
 config.update(validate_config(config))
 
 R = f"{config['results_dir']}/{config['region']}"
+# the imagery source's settings (a param of the acquisition); a STAC API is not searched while the DAG is built
+IMAGERY_SOURCE = source_configs(config)[config["imagery"]]
+IMAGERY_STAC = (IMAGERY_SOURCE.get("stac") or {}).get("source") or ""
 EPOCHS = list(config["epochs"])
 CONDA_ENV = "../../envs/glaciermap.yaml"
 
@@ -49,7 +52,7 @@ def scene_ids(wildcards):
     A STAC API is not searched at DAG-build time (thousands of queries); there a new scene needs
     `--forcerun acquire` for the glaciers concerned (see README, incremental runs).
     """
-    if is_api(config["stac"]["source"]):
+    if is_api(IMAGERY_STAC):
         return "api"
     return _scene_ids(wildcards.glacier, wildcards.epoch)
 
@@ -67,7 +70,7 @@ def _glacier_size(glacier, epoch):
     """(cube megapixels, candidate scenes) of one glacier and epoch: computed once for all its jobs' resources."""
     g = MAPPED.loc[glacier]
     mpx = cube_megapixels(g["xmin"], g["ymin"], g["xmax"], g["ymax"], _MARGIN_M, config["grid"]["resolution"])
-    if is_api(config["stac"]["source"]):
+    if is_api(IMAGERY_STAC):
         return mpx, API_SCENES_ASSUMED
     return mpx, len([i for i in _scene_ids(glacier, epoch).split(",") if i])
 
@@ -109,7 +112,8 @@ def raster_href(kind):
 import os
 import sys
 
-from glaciermap.features import DL4GAM_CHANNELS
+from glaciermap.channels import READER_LAYERS, cube_layers
+from glaciermap.config import model_channels
 from glaciermap.split import SplitError, make_split, split_for
 from glaciermap.steps import split_hash
 
@@ -132,7 +136,7 @@ VAL_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "val"] for k, r in ROLE_OF.i
 FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glacier
 MEMBERS = list(range(config["train"]["members"]))
 T0, T1 = config["change"]["from"], config["change"]["to"]
-CHANNELS = list(config["model"]["channels"] or DL4GAM_CHANNELS)
+CHANNELS = model_channels(config)
 # pack_members (picks train or train_fold) and checkpoint_every_s (how often last.pt is written) change no
 # result: they are kept out of the training jobs' params, so switching them re-runs nothing
 RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s")
@@ -208,6 +212,9 @@ MODEL_TARGETS += [f"{R}/evaluation/method_comparison.csv"] if FOLDS else []
 ABLATION = config["ablation"]["no_dhdt"]
 ABL = f"{R}/ablation/no_dhdt"
 ABL_CHANNELS = [c for c in CHANNELS if c != "dhdt"]
+# The layers every cube holds: the models' channels plus the bands the baseline, comparison and figures read
+# (glaciermap.channels.READER_LAYERS); nothing else is computed.
+CUBE_LAYERS = cube_layers(CHANNELS, extra=READER_LAYERS)[0]
 ABL_MEMBERS = list(range(ABLATION["members"]))
 ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
 DEBRIS_MAP = config["evaluation"]["debris_map"]

@@ -1,5 +1,5 @@
 rule features:
-    """Build the feature cube of one glacier and epoch: bands, indices, terrain, dh/dt and masks."""
+    """Build the feature cube of one glacier and epoch: the layers the configured models need (channel registry), masks."""
     input:
         scenes=f"{R}/scenes/{{glacier}}/{{epoch}}.nc",
         selection=f"{R}/selection/{{glacier}}/{{epoch}}.csv",
@@ -10,6 +10,8 @@ rule features:
         fingerprint=fingerprint,
         dem=raster_href("dem"),
         dhdt=raster_href("dhdt"),
+        settings=config["features"],
+        layers=CUBE_LAYERS,
     resources:
         mem_mb=glacier_resources("features", "mem_mb"),
         runtime=glacier_resources("features", "runtime"),
