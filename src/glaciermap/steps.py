@@ -124,24 +124,36 @@ def run_normalisation_subset(norm_json, channels, out_json) -> None:
 
 def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
               done_json, threads: int = 1, cube_cache=None) -> dict:
-    """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it."""
+    """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it.
+
+    Holds ``models/fold<k>/.member<m>.train.lock`` while it runs (glaciermap.joblock, docs/concurrency.md): a
+    twin of this job (a second Snakemake invocation) waits for it, then returns its done.json without training.
+    """
     import torch
 
+    from .joblock import job_lock
     from .patches import load_normalisation
     from .split import read_split
     from .train import run_member
 
-    keep_freed_memory()
-    torch.set_num_threads(max(int(threads), 1))
-    read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
-    cfg = dict(cfg)
-    device = cfg.pop("device", None)
-    summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
-                         load_normalisation(norm_json), cfg, Path(done_json).parent, device,
-                         restart_on_mismatch=True, cube_cache=cube_cache)
-    if not Path(done_json).exists():
-        raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
-    return summary
+    done_json = Path(done_json)
+    with job_lock(done_json.parent.parent / f".{done_json.parent.name}.train.lock",
+                  f"train fold {fold} member {member}") as lock:
+        if lock.waited and done_json.exists():
+            log.info("fold %d member %d: trained by the concurrent job, done.json is there: nothing to do",
+                     fold, member)
+            return json.loads(done_json.read_text())
+        keep_freed_memory()
+        torch.set_num_threads(max(int(threads), 1))
+        read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
+        cfg = dict(cfg)
+        device = cfg.pop("device", None)
+        summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
+                             load_normalisation(norm_json), cfg, done_json.parent, device,
+                             restart_on_mismatch=True, cube_cache=cube_cache)
+        if not done_json.exists():
+            raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
+        return summary
 
 
 def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, members, cfg: dict,
@@ -174,23 +186,64 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
 
 
 def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
-    """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers)."""
+    """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers).
+
+    Holds a lock per (fold, epoch) in the fold's model folder and writes every prediction under a hidden
+    staging name first, moving all into place only at the very end (docs/concurrency.md): a twin of this job
+    waits, then returns without redoing complete outputs, and while it runs no final output exists that a
+    failing twin's Snakemake could delete.
+    """
+    import os
+
     import torch
 
+    from .joblock import job_lock, outputs_complete
     from .patches import load_normalisation
     from .train import load_member, resolve_device
 
-    keep_freed_memory()
-    torch.set_num_threads(max(int(threads), 1))
-    device = resolve_device(cfg.get("device"))
-    models, members = [], []
-    for done in done_jsons:
-        model, meta = load_member(Path(done).parent / "best.pt", device)
-        models.append(model)
-        members.append(int(Path(done).parent.name.replace("member", "")))
-    timings = predict_files(models, cube_paths, out_paths, load_normalisation(norm_json), members, cfg, patch_size, device)
-    log.info("inference: %s", timings)
-    return timings
+    out_paths = [Path(p) for p in out_paths]
+    inputs = [*map(Path, done_jsons), Path(norm_json), *map(Path, cube_paths)]
+    with job_lock(_infer_lock_path(done_jsons, out_paths), f"infer {_infer_job_name(done_jsons, out_paths)}") as lock:
+        if lock.waited and outputs_complete(out_paths, inputs):
+            log.info("inference: all %d outputs were written by the concurrent job: nothing to do", len(out_paths))
+            return {"skipped": "outputs written by a concurrent job"}
+        keep_freed_memory()
+        torch.set_num_threads(max(int(threads), 1))
+        device = resolve_device(cfg.get("device"))
+        models, members = [], []
+        for done in done_jsons:
+            model, meta = load_member(Path(done).parent / "best.pt", device)
+            models.append(model)
+            members.append(int(Path(done).parent.name.replace("member", "")))
+        staged = [p.with_name(f".{p.name}.staged{p.suffix}") for p in out_paths]
+        try:
+            timings = predict_files(models, cube_paths, staged, load_normalisation(norm_json), members, cfg,
+                                    patch_size, device)
+            for tmp, final in zip(staged, out_paths):
+                os.replace(tmp, final)
+        finally:
+            for tmp in staged:
+                tmp.unlink(missing_ok=True)
+        log.info("inference: %s", timings)
+        return timings
+
+
+def _infer_lock_path(done_jsons, out_paths) -> Path:
+    """``models/fold<k>/.infer_<epoch>.lock`` (epoch: the common stem of the outputs; else a hash of them)."""
+    import hashlib
+
+    fold_dir = Path(done_jsons[0]).parent.parent if len(done_jsons) else Path(out_paths[0] if out_paths else ".").parent
+    stems = {Path(p).stem for p in out_paths}
+    if len(stems) == 1:
+        return fold_dir / f".infer_{stems.pop()}.lock"
+    key = hashlib.sha1("\n".join(sorted(map(str, out_paths))).encode()).hexdigest()[:12]
+    return fold_dir / f".infer_{key}.lock"
+
+
+def _infer_job_name(done_jsons, out_paths) -> str:
+    fold = Path(done_jsons[0]).parent.parent.name if len(done_jsons) else "?"
+    stems = sorted({Path(p).stem for p in out_paths})
+    return f"{fold} epoch {stems[0]}" if len(stems) == 1 else f"{fold} ({len(out_paths)} outputs)"
 
 
 def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device):
