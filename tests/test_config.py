@@ -154,3 +154,11 @@ def test_unknown_channel_source_or_kind_is_named_before_any_job():
                                 imagery="landsat", model={"channels": ["red", "green", "nir", "swir1", "ndsi", "dem"]},
                                 ablation={"no_dhdt": {"enabled": False}}))
     assert cfg["imagery"] == "landsat"
+
+
+def test_landsat_only_example_is_valid_and_needs_neither_sentinel2_nor_dhdt():
+    cfg = load_config("docs/examples/landsat-only.yaml")
+    assert cfg["imagery"] == "landsat" and cfg["sources"]["landsat"]["kind"] == "landsat_c2l2"
+    assert cfg["stac"]["source"] is None and cfg["dhdt"] == {}
+    assert all(e["dhdt"] is None for e in cfg["epochs"].values())
+    assert "dhdt" not in cfg["model"]["channels"] and cfg["ablation"]["no_dhdt"]["enabled"] is False

@@ -8,10 +8,13 @@ step and reasons named), instead of "completing" with nothing mapped.
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 
 from .io import STATUS_SKIPPED, read_status, write_csv_atomic, write_json_atomic
+
+log = logging.getLogger("glaciermap.qc")
 
 DROPPED_COLUMNS = ["glacier_id", "epoch", "item_id", "file", "reason"]
 
@@ -79,7 +82,9 @@ def collect_qc(manifest_csv: str, cubes: dict, selections: dict, out_skipped: st
     skipped_glaciers = set(skipped["glacier_id"])
     mapped_ids = set(manifest.loc[manifest["qc_status"] == "ok", "glac_id"])
     if mapped_ids and mapped_ids <= skipped_glaciers:
-        raise AllSkippedError(_all_skipped_message(skipped[skipped["glacier_id"].isin(mapped_ids)], n_mapped))
+        message = _all_skipped_message(skipped[skipped["glacier_id"].isin(mapped_ids)], n_mapped)
+        log.error("%s", message)  # in the job's log too, not only in the traceback
+        raise AllSkippedError(message)
     dropped = dropped_candidates(scenes or {})
     write_csv_atomic(out_skipped, skipped)
     write_csv_atomic(out_selected, selected)
