@@ -205,7 +205,8 @@ def _band_channel(b: str) -> Channel:
     name, wl, res = _BAND_INFO[b]
     return Channel(b, "band", (b,), ("sentinel2",), "1", f"Sentinel-2 {b} ({name}) surface reflectance",
                    f"L2A bottom-of-atmosphere reflectance of the chosen scene, {wl} nm, native {res} m, bilinear onto "
-                   "the 10 m grid; the value of its uint16 digital number x 1e-4 (as the scene file stores it), NaN = no data",
+                   "the 10 m grid; the value of its uint16 digital number x 1e-4 (as the scene file stores it), NaN = no data; "
+                   f"from another optical source (imagery: landsat, ...) its {_COMMON_OF[b]} band",
                    quantise=True, compute=lambda ctx, b=b: ctx.band(b))
 
 

@@ -81,10 +81,12 @@ def _mask_variables(buffers=(20, 50)) -> dict:
             "description": f"1 = this glacier or within {int(b)} m of it, excluding pixels of other glaciers"}
     v["mask_cloud"] = {"long_name": "cloud or cloud shadow mask", "units": "1", "flag_values": np.array([0, 1], np.uint8),
                        "flag_meanings": "clear cloud_or_shadow",
-                       "description": "1 = scene classification (SCL) is cloud (cloud_classes) or cloud shadow (shadow_classes)"}
+                       "description": "1 = the imagery source's mask marks cloud or cloud shadow (Sentinel-2 SCL classes, "
+                                      "Landsat QA_PIXEL bits; all 0 for a source without a per-pixel cloud mask)"}
     v["mask_nodata"] = {"long_name": "no-data mask", "units": "1", "flag_values": np.array([0, 1], np.uint8),
                         "flag_meanings": "valid nodata",
-                        "description": "1 = no data in any of B02 B03 B04 B08 B11, or SCL in nodata_classes"}
+                        "description": "1 = fill in the imagery source's mask, or no data in any of the blue, green, "
+                                       "red, nir and swir1 bands (B02 B03 B04 B08 B11)"}
     return v
 
 
