@@ -107,16 +107,30 @@ def _pool_map(fn, jobs, workers: int):
 # ---------------------------------------------------------------------------------------------------- Landsat
 
 
+def _write_scene(out_dir, arrays: dict, res: float, mask_key: str, mask_nodata, nodata, threads: int) -> None:
+    """One rendered scene's arrays as COGs: its mask/QA layer ``mask_key`` nearest-resampled, the rest averaged."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, arr in arrays.items():
+        is_mask = key == mask_key
+        write_cog(out_dir / f"{key}.tif", arr, _transform(_W, res), mask_nodata if is_mask else nodata,
+                  resampling="nearest" if is_mask else "average", threads=threads)
+
+
+def _render_all(job, sched: list, root: Path, subdir: str, workers: int) -> list:
+    """Render every scheduled scene with ``job`` (in the worker pool) into ``inputs/<subdir>/<item_id>``."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [(sc, str(root / "inputs" / subdir / sc["item_id"]), threads) for sc in sched]
+    metas = _pool_map(job, jobs, workers)
+    return [{**sc, **m} for sc, m in zip(sched, metas)]
+
+
 def _landsat_job(args):
     from .landsat import render_landsat
 
     scene, out_dir, threads = args
     arrays, meta = render_landsat(_W, scene)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for key, arr in arrays.items():
-        write_cog(out_dir / f"{key}.tif", arr, _transform(_W, RES_DEM), None if key == "QA_PIXEL" else 0,
-                  resampling="nearest" if key == "QA_PIXEL" else "average", threads=threads)
+    _write_scene(out_dir, arrays, RES_DEM, "QA_PIXEL", None, 0, threads)
     return meta
 
 
@@ -126,11 +140,7 @@ def _landsat(root: Path, W, cfg: dict, workers: int):
     from . import landsat as L
     from .history import labels_at
 
-    sched = L.make_landsat_schedule(W, cfg)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [(sc, str(root / "inputs" / "landsat" / sc["item_id"]), threads) for sc in sched]
-    metas = _pool_map(_landsat_job, jobs, workers)
-    scenes = [{**sc, **m} for sc, m in zip(sched, metas)]
+    scenes = _render_all(_landsat_job, L.make_landsat_schedule(W, cfg), root, "landsat", workers)
     coll = _collection("landsat-c2-l2", "Synthetic Landsat Collection 2 Level-2 scenes (TM, ETM+, OLI/TIRS): "
                        "SR_B* reflectance = DN x 2.75e-5 - 0.2, ST_B6/ST_B10 K = DN x 0.00341802 + 149, QA_PIXEL bits; "
                        "uint16, fill 0, 30 m", "Landsat C2 L2 (synthetic)", W, [_dt(s["datetime"]) for s in scenes])
@@ -196,11 +206,7 @@ def _s1_job(args):
 
     scene, out_dir, threads = args
     arrays, meta = render_s1(_W, scene)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for key, arr in arrays.items():
-        write_cog(out_dir / f"{key}.tif", arr, _transform(_W, 20.0), 0 if key == "ls_mask" else np.nan,
-                  resampling="nearest" if key == "ls_mask" else "average", threads=threads)
+    _write_scene(out_dir, arrays, 20.0, "ls_mask", 0, np.nan, threads)
     return meta
 
 
@@ -209,11 +215,7 @@ def _sentinel1(root: Path, W, cfg: dict, workers: int):
 
     from . import sentinel1 as S
 
-    sched = S.make_s1_schedule(W, cfg)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [(sc, str(root / "inputs" / "sentinel1" / sc["item_id"]), threads) for sc in sched]
-    metas = _pool_map(_s1_job, jobs, workers)
-    scenes = [{**sc, **m} for sc, m in zip(sched, metas)]
+    scenes = _render_all(_s1_job, S.make_s1_schedule(W, cfg), root, "sentinel1", workers)
     coll = _collection("sentinel-1-grd", "Synthetic Sentinel-1 IW GRD backscatter (VV, VH in dB, float32, 20 m, "
                        "nodata NaN; ls_mask: 1 layover, 2 radar shadow)", "Sentinel-1 GRD (synthetic)", W,
                        [_dt(s["datetime"]) for s in scenes])
