@@ -162,3 +162,8 @@ def test_landsat_only_example_is_valid_and_needs_neither_sentinel2_nor_dhdt():
     assert cfg["stac"]["source"] is None and cfg["dhdt"] == {}
     assert all(e["dhdt"] is None for e in cfg["epochs"].values())
     assert "dhdt" not in cfg["model"]["channels"] and cfg["ablation"]["no_dhdt"]["enabled"] is False
+
+
+def test_channels_whose_rasters_are_not_wired_yet_stop_before_any_job():
+    with pytest.raises(ConfigError, match=r"model.channels: velocity, coherence need a velocity, coherence or temperature"):
+        validate_config(_with(model={"channels": ["B04", "velocity", "coherence"]}, ablation={"no_dhdt": {"enabled": False}}))

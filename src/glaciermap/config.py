@@ -160,6 +160,11 @@ def _check_semantics(cfg: dict) -> None:
                             "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
     from .channels import get_channel
 
+    unwired = [c for c in layers if set(get_channel(c).sources) & {"velocity", "coherence", "temperature"}]
+    if unwired:
+        problems.append(f"model.channels: {', '.join(unwired)} need a velocity, coherence or temperature raster, "
+                        "which the workflow does not pass to the cubes yet (the sources exist: docs/sources.md); "
+                        "leave them out for now")
     terrain = [c for c in layers if "dem" in get_channel(c).sources]
     if terrain and not cfg.get("dem"):
         problems.append(f"dem: missing, but the model channels (model.channels) include {', '.join(terrain)}; "
