@@ -164,6 +164,14 @@ def test_landsat_only_example_is_valid_and_needs_neither_sentinel2_nor_dhdt():
     assert "dhdt" not in cfg["model"]["channels"] and cfg["ablation"]["no_dhdt"]["enabled"] is False
 
 
-def test_channels_whose_rasters_are_not_wired_yet_stop_before_any_job():
-    with pytest.raises(ConfigError, match=r"model.channels: velocity, coherence need a velocity, coherence or temperature"):
-        validate_config(_with(model={"channels": ["B04", "velocity", "coherence"]}, ablation={"no_dhdt": {"enabled": False}}))
+def test_raster_channels_need_a_raster_source_named_in_channel_sources():
+    chans = {"model": {"channels": ["B04", "velocity", "coherence"]}, "ablation": {"no_dhdt": {"enabled": False}}}
+    with pytest.raises(ConfigError, match=r"channel_sources.coherence: missing, but the model channels .* include "
+                                          r"coherence(.|\n)*channel_sources.velocity: missing"):
+        validate_config(_with(**chans))
+    with pytest.raises(ConfigError, match=r"channel_sources.velocity: source 's2' is of kind sentinel2_l2a"):
+        validate_config(_with(**chans, channel_sources={"velocity": "s2", "coherence": "nope"}))
+    ok = validate_config(_with(**chans, channel_sources={"velocity": "vel", "coherence": "coh"},
+                               sources={"vel": {"kind": "raster_per_year", "paths": {"2023": {"vx": "x.tif", "vy": "y.tif"}}},
+                                        "coh": {"kind": "raster", "path": "coh.tif"}}))
+    assert ok["channel_sources"] == {"velocity": "vel", "coherence": "coh", "temperature": None}

@@ -160,11 +160,18 @@ def _check_semantics(cfg: dict) -> None:
                             "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
     from .channels import get_channel
 
-    unwired = [c for c in layers if set(get_channel(c).sources) & {"velocity", "coherence", "temperature"}]
-    if unwired:
-        problems.append(f"model.channels: {', '.join(unwired)} need a velocity, coherence or temperature raster, "
-                        "which the workflow does not pass to the cubes yet (the sources exist: docs/sources.md); "
-                        "leave them out for now")
+    roles = {"velocity", "coherence", "temperature"}
+    for role in sorted(roles & set(needs)):
+        users = [c for c in layers if role in get_channel(c).sources]
+        name = (cfg.get("channel_sources") or {}).get(role)
+        if not name:
+            problems.append(f"channel_sources.{role}: missing, but the model channels (model.channels) include "
+                            f"{', '.join(users)}; name a raster or raster_per_year entry of `sources`")
+        elif name not in sources:
+            problems.append(f"channel_sources.{role}: '{name}' is not a source ({', '.join(sources) or 'none'})")
+        elif sources[name].get("kind") not in ("raster", "raster_per_year"):
+            problems.append(f"channel_sources.{role}: source '{name}' is of kind {sources[name].get('kind')}; "
+                            "a raster or raster_per_year source is needed")
     terrain = [c for c in layers if "dem" in get_channel(c).sources]
     if terrain and not cfg.get("dem"):
         problems.append(f"dem: missing, but the model channels (model.channels) include {', '.join(terrain)}; "

@@ -317,6 +317,22 @@ def _load_scene(acquisition_nc, glacier_id: str, item_id: str, p: dict) -> Scene
                        scenes.times[0], sun)
 
 
+def _read_raster_source(spec: dict, role: str, grid: CubeGrid, when, glacier_id: str) -> np.ndarray:
+    """A raster layer from a source of the registry (``raster`` or ``raster_per_year``, read for the scene's year):
+    velocity as the stack (vx, vy) in the grid's axes when the source has components, else (magnitude, 0); any
+    other role as one band. A read error (no mosaic for the year, no coverage, unreadable file) skips the glacier
+    with the source and file named (GlacierInputError)."""
+    from .sources import build_source
+
+    source = build_source(spec["name"], spec["config"])
+    if role == "velocity" and {"vx", "vy"} <= set(source.bands()):
+        res = source.read(grid, ["vx", "vy"], when=when, glacier_id=glacier_id)
+        return np.stack([res.bands["vx"], res.bands["vy"]]).astype(np.float32)
+    res = source.read(grid, None, when=when, glacier_id=glacier_id)
+    first = next(iter(res.bands.values())).astype(np.float32)
+    return np.stack([first, np.zeros_like(first)]) if role == "velocity" else first[None]
+
+
 def _sun_from(scene_time, grid: CubeGrid):
     """The sun position at ``scene_time`` over the centre of ``grid`` (lazy: only hillshade/cast_shadow ask)."""
     def sun():
@@ -415,7 +431,12 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     rasters = {}
     for src, nb, what in (("velocity", 2, "velocity raster"), ("coherence", 1, "coherence raster"),
                           ("temperature", 1, "surface temperature raster")):
-        if src in need:
+        if src not in need:
+            continue
+        if isinstance(sources[src], dict):  # a source of the registry: {"name": ..., "config": {...}}
+            rasters[src] = (lambda spec=sources[src], role=src:
+                            _read_raster_source(spec, role, grid, scene.time, glacier_id))
+        else:  # a raster file: band 1 (and 2: vy) as they are
             rasters[src] = (lambda h=sources[src], n=nb, w=what:
                             np.stack([warp_to_grid(h, grid, glacier_id, w, band=k + 1) for k in range(n)]))
     ctx = channels.LayerContext(grid.resolution, bands=bands, dem=dem, dhdt=dhdt, rasters=rasters, sun=sun,

@@ -214,7 +214,11 @@ ABL = f"{R}/ablation/no_dhdt"
 ABL_CHANNELS = [c for c in CHANNELS if c != "dhdt"]
 # The layers every cube holds: the models' channels plus the bands the baseline, comparison and figures read
 # (glaciermap.channels.READER_LAYERS); nothing else is computed.
-CUBE_LAYERS = cube_layers(CHANNELS, extra=READER_LAYERS)[0]
+CUBE_LAYERS, CUBE_SOURCES = cube_layers(CHANNELS, extra=READER_LAYERS)
+# the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
+CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
+                          "config": source_configs(config)[config["channel_sources"][role]]}
+                   for role in ("velocity", "coherence", "temperature") if role in CUBE_SOURCES}
 ABL_MEMBERS = list(range(ABLATION["members"]))
 ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
 DEBRIS_MAP = config["evaluation"]["debris_map"]

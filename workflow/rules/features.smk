@@ -12,6 +12,7 @@ rule features:
         dhdt=raster_href("dhdt"),
         settings=config["features"],
         layers=CUBE_LAYERS,
+        sources=CHANNEL_SOURCES,
     resources:
         mem_mb=glacier_resources("features", "mem_mb"),
         runtime=glacier_resources("features", "runtime"),
