@@ -175,3 +175,9 @@ def test_raster_channels_need_a_raster_source_named_in_channel_sources():
                                sources={"vel": {"kind": "raster_per_year", "paths": {"2023": {"vx": "x.tif", "vy": "y.tif"}}},
                                         "coh": {"kind": "raster", "path": "coh.tif"}}))
     assert ok["channel_sources"] == {"velocity": "vel", "coherence": "coh", "temperature": None}
+
+
+def test_a_raster_by_stac_item_needs_the_stac_source():
+    with pytest.raises(ConfigError, match=r"dem.stac_item: needs stac.source \(the catalog holding item 'dem-glo30'\)"):
+        validate_config(_with(stac={}, sources={"ls": {"kind": "landsat_c2l2", "stac": {"source": "c.json"}}},
+                              imagery="ls", dem={"stac_item": "dem-glo30", "asset": "dem"}))

@@ -194,10 +194,12 @@ def _check_semantics(cfg: dict) -> None:
     tp, gp = cfg.get("train", {}).get("patch_size"), cfg["grid"]["patch_size"]
     if tp is not None and tp > gp:
         problems.append(f"train.patch_size: {tp} is larger than grid.patch_size {gp} (the cube margin is grid.patch_size/2)")
-    if cfg.get("dem"):
-        problems += _check_raster("dem", cfg["dem"])
-    for name, spec in cfg["dhdt"].items():
-        problems += _check_raster(f"dhdt.{name}", spec)
+    rasters = ([("dem", cfg["dem"])] if cfg.get("dem") else []) + [(f"dhdt.{n}", sp) for n, sp in cfg["dhdt"].items()]
+    for key, spec in rasters:
+        problems += _check_raster(key, spec)
+        if spec.get("stac_item") and not cfg["stac"].get("source"):
+            problems.append(f"{key}.stac_item: needs stac.source (the catalog holding item '{spec['stac_item']}'); "
+                            "or give the raster by path")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
