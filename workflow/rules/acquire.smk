@@ -10,9 +10,9 @@ rule acquire:
         scenes=scene_ids,
         # every setting the acquisition uses, so that changing one re-runs it (and nothing else does)
         imagery=config["imagery"],
-        source=IMAGERY_SOURCE,
-        grid=config["grid"],
-        epoch=lambda w: config["epochs"][w.epoch],
+        source=canonical(IMAGERY_SOURCE),
+        grid=canonical(config["grid"]),
+        epoch=lambda w: canonical(config["epochs"][w.epoch]),
     resources:
         mem_mb=glacier_resources("acquire", "mem_mb"),
         runtime=glacier_resources("acquire", "runtime"),

@@ -13,7 +13,7 @@ rule change:
         # the scripts read change.from/to from the config: as a param, switching `change.to` re-runs this job
         period=[T0, T1],
         # every change setting (filters, size model, sigma aggregation): changing one re-runs the rates
-        change=config["change"],
+        change=canonical(config["change"]),
         min_area_km2=config["inventory"]["min_area_km2"],
     resources:
         mem_mb=region_resources("change", "mem_mb"),

@@ -31,6 +31,16 @@ INVENTORY_HASH = hashlib.sha1(
 ).hexdigest()[:16]
 
 
+def canonical(obj):
+    """A param value with every mapping's keys sorted: Snakemake compares params by repr(), so the same settings
+    written in another key order (a YAML file dumped with sorted keys) must not re-run anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 wildcard_constraints:
     glacier=r"[A-Za-z0-9_.-]+",
     epoch="|".join(re.escape(e) for e in EPOCHS),

@@ -10,9 +10,9 @@ rule features:
         fingerprint=fingerprint,
         dem=raster_href("dem"),
         dhdt=raster_href("dhdt"),
-        settings=config["features"],
+        settings=canonical(config["features"]),
         layers=CUBE_LAYERS,
-        sources=CHANNEL_SOURCES,
+        sources=canonical(CHANNEL_SOURCES),
     resources:
         mem_mb=glacier_resources("features", "mem_mb"),
         runtime=glacier_resources("features", "runtime"),

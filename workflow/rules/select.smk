@@ -7,7 +7,7 @@ rule select:
         f"{R}/selection/{{glacier}}/{{epoch}}.csv",
     params:
         fingerprint=fingerprint,
-        selection=config["selection"],
+        selection=canonical(config["selection"]),
     resources:
         mem_mb=glacier_resources("select", "mem_mb"),
         runtime=glacier_resources("select", "runtime"),
