@@ -11,11 +11,12 @@ import xarray as xr
 import yaml
 from conftest import REPO
 
-from glaciermap.acquire import acquire, reflectance_offset
+from glaciermap.acquire import acquire
 from glaciermap.config import validate_config
 from glaciermap.inventory import prepare_inventory, write_inventory
 from glaciermap.io import read_status
 from glaciermap.select import select_image
+from glaciermap.sources import s2_offset
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +58,17 @@ def test_acquisition_matches_the_source_scenes(setup):
         with rasterio.open(href) as src:
             dn = next(src.sample([(x, y)]))[0]
         got = float(b02.sel(x=x, y=y))
-        off = reflectance_offset(item, cfg["stac"]["reflectance_offset"])
+        off = s2_offset(item, cfg["stac"]["reflectance_offset"])
         if dn:
-            assert abs(got - (dn + off) * 1e-4) < 0.02  # bilinear onto the cube grid
+            assert abs(got - (dn * 1e-4 + off)) < 0.02  # bilinear onto the cube grid
         assert json.loads(ds.attrs["dropped_items"]) == []
 
 
 def test_reflectance_offset_by_processing_baseline():
     new = pystac.Item("a", None, None, pd.Timestamp("2023-08-01").to_pydatetime(), {"s2:processing_baseline": "05.09"})
     old = pystac.Item("b", None, None, pd.Timestamp("2015-08-01").to_pydatetime(), {"s2:processing_baseline": "02.01"})
-    assert reflectance_offset(new, "auto") == -1000 and reflectance_offset(old, "auto") == 0
-    assert reflectance_offset(new, 0) == 0
+    assert s2_offset(new, "auto") == pytest.approx(-0.1) and s2_offset(old, "auto") == 0
+    assert s2_offset(new, 0) == 0
 
 
 def test_only_fully_clouded_candidates_skip_the_glacier(setup, tmp_path):

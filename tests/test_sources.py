@@ -194,12 +194,13 @@ def test_register_kind_one_class_one_entry(tmp_path):
 # Sentinel-2
 # --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("baseline", [None, "02.14", "03.01", "04.00", "05.09", "N/A", 4.0])
-def test_s2_offset_matches_acquire(baseline):
-    from glaciermap.acquire import reflectance_offset
-
+@pytest.mark.parametrize("baseline, expected", [(None, 0.0), ("02.14", 0.0), ("03.01", 0.0), ("04.00", -0.1),
+                                                ("05.09", -0.1), ("N/A", 0.0), (4.0, -0.1)])
+def test_s2_offset_follows_the_processing_baseline(baseline, expected):
+    """-1000 DN (x 1e-4 = -0.1) from processing baseline 04.00 on (ESA, in operations since 25 January 2022);
+    absent or unparseable baselines get none."""
     item = make_item("i", {}, {} if baseline is None else {"s2:processing_baseline": baseline})
-    assert s2_offset(item, "auto") == pytest.approx(reflectance_offset(item, "auto") * 1e-4)
+    assert s2_offset(item, "auto") == pytest.approx(expected)
     assert s2_offset(item, 0.0) == 0.0 and s2_offset(item, -0.1) == -0.1
 
 

@@ -30,9 +30,6 @@ from .io import GlacierInputError, run_glacier_step
 
 log = logging.getLogger("glaciermap.acquire")
 
-REFLECTANCE_SCALE = 1e-4
-
-
 def epoch_window(epoch_cfg: dict, glacier_date: str) -> tuple[str, str]:
     """Date window of an epoch for one glacier (inventory-year epochs use the glacier's outline year)."""
     if epoch_cfg.get("inventory_year"):
@@ -91,17 +88,6 @@ def candidate_ids(glacier_row, cfg: dict, epoch: str, files: bool = False) -> li
     if not files:
         return [it.id for it in items]
     return [stac.item_token(it, _asset_keys(src, it)) for it in items]
-
-
-def reflectance_offset(item, setting) -> float:
-    """DN offset of an item: since processing baseline 04.00 L2A digital numbers carry +1000."""
-    if setting != "auto":
-        return float(setting)
-    baseline = item.properties.get("s2:processing_baseline")
-    try:
-        return -1000.0 if baseline is not None and float(baseline) >= 4.0 else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _layer_names(src, item) -> list[str]:

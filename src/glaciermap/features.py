@@ -56,9 +56,6 @@ DEFAULT_PARAMS = {
     "curvature_clip": 50.0,          # m-1 x 100 (xdem units); None = no clipping
     "planform_flat_slope_deg": 1.0,  # planform curvature := 0 below this slope; None = xdem's own rule only
     "buffers_m": [20, 50],
-    "cloud_classes": [8, 9, 10],
-    "shadow_classes": [3],
-    "nodata_classes": [0],
     "id_column": "glac_id",
     "sun_azimuth_deg": None,         # None: the sun position at the scene's time over the cube centre
     "sun_elevation_deg": None,
@@ -267,21 +264,16 @@ class SceneLayers:
     sun: tuple | None    # (azimuth, elevation) deg from the acquisition, None if it has none
 
 
-def _load_scene(acquisition_nc, glacier_id: str, item_id: str, p: dict) -> SceneLayers:
-    """The chosen scene of an acquisition (h5py: see glaciermap.scenes), either format.
-
-    Source-registry acquisitions (attribute ``bands``: variables by common name, ``mask_fill``/``mask_cloud``/
-    ``mask_shadow``, per-scene ``sun_azimuth``/``sun_elevation``) and the former Sentinel-2 ones (``B01`` ...
-    ``B12`` and ``SCL``, classes from ``cloud_classes``/``shadow_classes``/``nodata_classes``).
-    """
+def _load_scene(acquisition_nc, glacier_id: str, item_id: str) -> SceneLayers:
+    """The chosen scene of an acquisition (h5py: see glaciermap.scenes): its bands by common name (attribute
+    ``bands``), the source's ``mask_fill``/``mask_cloud``/``mask_shadow`` and the scene's sun angles."""
     from .netcdf import MissingVariablesError, read_attrs, read_variables
     from .scenes import read_scenes
 
     meta = read_attrs(acquisition_nc)
-    new = "bands" in meta
-    names = str(meta["bands"]).split() + SCENE_MASKS if new else S2_BANDS + ["SCL"]
+    band_names = str(meta.get("bands", "")).split()
     try:
-        scenes = read_scenes(acquisition_nc, names, item_id)
+        scenes = read_scenes(acquisition_nc, band_names + SCENE_MASKS, item_id)
     except MissingVariablesError as e:
         raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks variable(s) {', '.join(e.names)}") from e
     except LookupError as e:
@@ -289,30 +281,20 @@ def _load_scene(acquisition_nc, glacier_id: str, item_id: str, p: dict) -> Scene
     if scenes.crs is None:
         raise GlacierInputError(glacier_id, acquisition_nc, "acquisition has no CRS (spatial_ref)")
     v = scenes.bands
-    if new:
-        bands = {n: v[n].astype(np.float32) for n in str(meta["bands"]).split()}
-        cloud = v["mask_cloud"].astype(bool) | v["mask_shadow"].astype(bool)
-        nodata = v["mask_fill"].astype(bool)
-    else:
-        bands = {_COMMON_OF[b]: v[b].astype(np.float32) for b in S2_BANDS}
-        scl = v["SCL"]
-        if np.issubdtype(scl.dtype, np.floating):
-            scl = np.where(np.isfinite(scl), scl, p["nodata_classes"][0] if p["nodata_classes"] else 0)
-        scl = scl.astype(np.int64)
-        cloud = np.isin(scl, list(p["cloud_classes"]) + list(p["shadow_classes"]))
-        nodata = np.isin(scl, list(p["nodata_classes"]))
+    bands = {n: v[n].astype(np.float32) for n in band_names}
+    cloud = v["mask_cloud"].astype(bool) | v["mask_shadow"].astype(bool)
+    nodata = v["mask_fill"].astype(bool)
     for b in DL4GAM_BANDS:
         c = _COMMON_OF[b]
         if c in bands:
             nodata |= ~np.isfinite(bands[c])
     sun = None
-    if new:
-        sv, _ = read_variables(acquisition_nc, ["item_id"], optional=["sun_azimuth", "sun_elevation"])
-        items = [str(i) for i in np.atleast_1d(sv["item_id"])]
-        if "sun_azimuth" in sv and "sun_elevation" in sv and item_id in items:
-            t = items.index(item_id)
-            az, el = float(np.atleast_1d(sv["sun_azimuth"])[t]), float(np.atleast_1d(sv["sun_elevation"])[t])
-            sun = (az, el) if np.isfinite(az) and np.isfinite(el) else None
+    sv, _ = read_variables(acquisition_nc, ["item_id"], optional=["sun_azimuth", "sun_elevation"])
+    items = [str(i) for i in np.atleast_1d(sv["item_id"])]
+    if "sun_azimuth" in sv and "sun_elevation" in sv and item_id in items:
+        t = items.index(item_id)
+        az, el = float(np.atleast_1d(sv["sun_azimuth"])[t]), float(np.atleast_1d(sv["sun_elevation"])[t])
+        sun = (az, el) if np.isfinite(az) and np.isfinite(el) else None
     return SceneLayers(bands, cloud, nodata, scenes.x, scenes.y, scenes.grid, scenes.times[0].isoformat(),
                        scenes.times[0], sun)
 
@@ -371,7 +353,7 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
         raise ValueError(f"layer(s) {', '.join(users)} need the source(s) {', '.join(lacking)}, which are not given")
     check_upstream(acquisition_nc, glacier_id)
     item_id = chosen_item(selection_csv, glacier_id)
-    scene = _load_scene(acquisition_nc, glacier_id, item_id, p)
+    scene = _load_scene(acquisition_nc, glacier_id, item_id)
     grid, date = scene.grid, scene.date
     shape = grid.shape
     for b in list(scene.bands.values())[:1] + [scene.nodata]:

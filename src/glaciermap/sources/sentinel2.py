@@ -3,8 +3,8 @@ reflectance (``sentinel2_l1c``).
 
 Reflectance = (DN + offset_DN) x 1e-4. Since processing baseline 04.00 (products from 25 January 2022) both
 levels carry a radiometric offset of -1000 DN (L2A ``BOA_ADD_OFFSET``, L1C ``RADIO_ADD_OFFSET``);
-``offset: auto`` applies it to items whose ``s2:processing_baseline`` is >= 04.00, exactly like
-:func:`glaciermap.acquire.reflectance_offset` (there in DN; here in reflectance: -1000 x 1e-4 = -0.1).
+``offset: auto`` applies it to items whose ``s2:processing_baseline`` is >= 04.00 (in reflectance: -1000 x 1e-4
+= -0.1), the rule the acquisition applied before the source registry.
 DN 0 is no data. L2A's scene classification (SCL) gives the per-pixel mask; L1C has none unless the user
 names a cloud-mask asset.
 """
