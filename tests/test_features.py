@@ -80,8 +80,9 @@ def make_inputs(tmp_path, height=300, width=260, dem_fn=hilly, dem_nan_box=None,
                             "item_id": ("time", ITEMS)})
     for m, classes in (("fill", [0]), ("cloud", [8, 9, 10]), ("shadow", [3]), ("snow", [11])):
         ds[f"mask_{m}"] = (("time", "y", "x"), np.isin(scl, classes).astype(np.uint8))
-    if sun is not None:
-        ds = ds.assign_coords(sun_azimuth=("time", [140.0, sun[0]]), sun_elevation=("time", [50.0, sun[1]]))
+    # acquire writes the sun angles of every scene, NaN where the catalog has none (then the cube computes them)
+    sun = (np.nan, np.nan) if sun is None else sun
+    ds = ds.assign_coords(sun_azimuth=("time", [140.0, sun[0]]), sun_elevation=("time", [50.0, sun[1]]))
     ds = ds.rio.write_crs(CRS).rio.write_transform(from_origin(LEFT, TOP, RES, RES))
     ds.attrs.update(glacier_id="G1", epoch="2023", status="ok", reason="", source="s2", has_cloud_mask=1,
                     bands=" ".join(common_of[b] for b in features.S2_BANDS))

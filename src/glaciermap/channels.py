@@ -57,6 +57,8 @@ SOURCES = {
     "coherence": "an InSAR coherence raster (band 1, 0..1), bilinear onto the cube grid",
     "temperature": "a surface temperature raster (band 1, K), bilinear onto the cube grid",
 }
+#: The SOURCES that are rasters named in the config's ``channel_sources`` (velocity: band 1 vx, band 2 vy).
+RASTER_SOURCES = ("velocity", "coherence", "temperature")
 FILL_RULES = ("nan", "zero", "nearest", "fail")
 PATCH_FILLS = ("mean", "zero")
 NORMALISATIONS = ("standardise", "divide", "none")

@@ -140,7 +140,7 @@ def _check_semantics(cfg: dict) -> None:
     problems += check_sources({"sources": sources})
     if cfg.get("imagery") not in sources:
         problems.append(f"imagery: '{cfg.get('imagery')}' is not a source (sources: {', '.join(sources) or 'none'})")
-    from .channels import ChannelError, cube_layers
+    from .channels import RASTER_SOURCES, ChannelError, cube_layers, get_channel
 
     channels = model_channels(cfg)
     try:
@@ -158,10 +158,7 @@ def _check_semantics(cfg: dict) -> None:
         elif uses_dhdt and not ep.get("dhdt"):
             problems.append(f"epochs.{name}.dhdt: missing, but the model channels (model.channels) include dhdt; "
                             "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
-    from .channels import get_channel
-
-    roles = {"velocity", "coherence", "temperature"}
-    for role in sorted(roles & set(needs)):
+    for role in sorted(set(RASTER_SOURCES) & set(needs)):
         users = [c for c in layers if role in get_channel(c).sources]
         name = (cfg.get("channel_sources") or {}).get(role)
         if not name:

@@ -267,13 +267,13 @@ class SceneLayers:
 def _load_scene(acquisition_nc, glacier_id: str, item_id: str) -> SceneLayers:
     """The chosen scene of an acquisition (h5py: see glaciermap.scenes): its bands by common name (attribute
     ``bands``), the source's ``mask_fill``/``mask_cloud``/``mask_shadow`` and the scene's sun angles."""
-    from .netcdf import MissingVariablesError, read_attrs, read_variables
+    from .netcdf import MissingVariablesError, read_attrs
     from .scenes import read_scenes
 
     meta = read_attrs(acquisition_nc)
     band_names = str(meta.get("bands", "")).split()
     try:
-        scenes = read_scenes(acquisition_nc, band_names + SCENE_MASKS, item_id)
+        scenes = read_scenes(acquisition_nc, band_names + SCENE_MASKS + ["sun_azimuth", "sun_elevation"], item_id)
     except MissingVariablesError as e:
         raise GlacierInputError(glacier_id, acquisition_nc, f"acquisition lacks variable(s) {', '.join(e.names)}") from e
     except LookupError as e:
@@ -288,13 +288,8 @@ def _load_scene(acquisition_nc, glacier_id: str, item_id: str) -> SceneLayers:
         c = _COMMON_OF[b]
         if c in bands:
             nodata |= ~np.isfinite(bands[c])
-    sun = None
-    sv, _ = read_variables(acquisition_nc, ["item_id"], optional=["sun_azimuth", "sun_elevation"])
-    items = [str(i) for i in np.atleast_1d(sv["item_id"])]
-    if "sun_azimuth" in sv and "sun_elevation" in sv and item_id in items:
-        t = items.index(item_id)
-        az, el = float(np.atleast_1d(sv["sun_azimuth"])[t]), float(np.atleast_1d(sv["sun_elevation"])[t])
-        sun = (az, el) if np.isfinite(az) and np.isfinite(el) else None
+    az, el = float(v["sun_azimuth"]), float(v["sun_elevation"])  # NaN where the catalog had no angles
+    sun = (az, el) if np.isfinite(az) and np.isfinite(el) else None
     return SceneLayers(bands, cloud, nodata, scenes.x, scenes.y, scenes.grid, scenes.times[0].isoformat(),
                        scenes.times[0], sun)
 
@@ -411,10 +406,10 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     else:
         sun = _sun_from(scene.time, grid)
     rasters = {}
-    for src, nb, what in (("velocity", 2, "velocity raster"), ("coherence", 1, "coherence raster"),
-                          ("temperature", 1, "surface temperature raster")):
+    for src in channels.RASTER_SOURCES:
         if src not in need:
             continue
+        nb, what = (2 if src == "velocity" else 1), f"{src} raster"
         if isinstance(sources[src], dict):  # a source of the registry: {"name": ..., "config": {...}}
             rasters[src] = (lambda spec=sources[src], role=src:
                             _read_raster_source(spec, role, grid, scene.time, glacier_id))

@@ -122,7 +122,7 @@ def raster_href(kind):
 import os
 import sys
 
-from glaciermap.channels import READER_LAYERS, cube_layers
+from glaciermap.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
 from glaciermap.config import model_channels
 from glaciermap.split import SplitError, make_split, split_for
 from glaciermap.steps import split_hash
@@ -228,7 +228,7 @@ CUBE_LAYERS, CUBE_SOURCES = cube_layers(CHANNELS, extra=READER_LAYERS)
 # the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
 CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
                           "config": source_configs(config)[config["channel_sources"][role]]}
-                   for role in ("velocity", "coherence", "temperature") if role in CUBE_SOURCES}
+                   for role in RASTER_SOURCES if role in CUBE_SOURCES}
 ABL_MEMBERS = list(range(ABLATION["members"]))
 ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
 DEBRIS_MAP = config["evaluation"]["debris_map"]
