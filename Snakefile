@@ -31,8 +31,7 @@ include: "workflow/rules/areas.smk"
 include: "workflow/rules/change.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/summary.smk"
-# ablation/compare (issue 3, step 8): no-dh/dt ablation and the Table 7 method comparison
-include: "workflow/rules/ablation.smk"
+# the Table 7 method comparison over the models in area_change.compare (DL4GAM, its no-dh/dt ablation, ...)
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/outlines.smk"
 include: "workflow/rules/figures.smk"

@@ -17,20 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-RULE_DIRS = {"ablation/no_dhdt/normalise": "normalise_no_dhdt", "ablation/no_dhdt/train": "train_no_dhdt",
-             "ablation/no_dhdt/infer": "infer_no_dhdt_fold"}
-
-
 def rule_of(bench_dir: Path, tsv: Path) -> str:
-    rel = tsv.relative_to(bench_dir).as_posix()
-    for prefix, rule in RULE_DIRS.items():
-        if rel.startswith(prefix + "/"):
-            return rule
-    parts = rel.split("/")
-    if parts[0] == "train" and parts[-1] == "members.tsv":  # train.pack_members: one job per fold
+    """The rule of a benchmark file: <rule>.tsv or <rule>/<wildcards...>.tsv (train.pack_members: members.tsv)."""
+    parts = tsv.relative_to(bench_dir).as_posix().split("/")
+    if parts[0] == "train" and parts[-1] == "members.tsv":  # train.pack_members: one job per model and fold
         return "train_fold"
-    if parts[0] == "infer":
-        return "infer_fold"
     return parts[0][: -len(".tsv")] if len(parts) == 1 else parts[0]
 
 

@@ -77,7 +77,11 @@ def model_run(tiny_region, tmp_path_factory):
         "model": {"arch": "Unet", "encoder": "resnet18", "encoder_weights": None},
         "train": {"members": 2, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8},
         "infer": {"stride": 16, "batch_size": 32},
-        "ablation": {"no_dhdt": {"enabled": True, "members": 1}},
+        # the DL4GAM ensemble, its no-dh/dt ablation and a third variant given only here (other channels, one
+        # member): every model-level rule runs per model through the {model} wildcard
+        "models": {"dl4gam": {}, "dl4gam_no_dhdt": {"drop_channels": ["dhdt"], "members": 1},
+                   "rgb_dem": {"channels": ["B04", "B03", "B02", "dem"], "members": 1}},
+        "area_change": {"models": ["dl4gam", "rgb_dem"]},
         "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": str(tiny_region / "truth" / "debris_t0.tif")},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))

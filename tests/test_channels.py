@@ -10,8 +10,9 @@ import xarray as xr
 from glaciermap import channels, indices, patches, terrain
 from glaciermap.channels import CHANNEL_SETS, ChannelError, cube_layers, get_channel, validate_channels
 
+# the curvatures with DL4GAM's own definitions (xdem 0.1.0, docs/terrain.md): curv_*_ref, not xdem 0.2.3's curv_*
 DL4GAM_BEFORE = ["B04", "B03", "B02", "B08", "B11", "ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin",
-                 "aspect_cos", "tri", "curv_planform", "curv_profile", "dhdt"]
+                 "aspect_cos", "tri", "curv_planform_ref", "curv_profile_ref", "dhdt"]
 
 
 def test_the_dl4gam_set_is_the_former_channel_list():

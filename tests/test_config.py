@@ -90,7 +90,7 @@ def test_a_region_config_states_its_inputs_and_never_gets_the_demos():
     with pytest.raises(ConfigError, match=r"imagery: 's2' is not a source \(sources: none\)"):
         validate_config(_with(stac={}))
     cfg = validate_config(_with(dem=None, dhdt={}, model={"channels": ["B04", "B03", "B02", "B08"]},
-                                ablation={"no_dhdt": {"enabled": False}},
+                                models={"dl4gam": {}},
                                 epochs={"2023": {"start": "2023-08-01", "end": "2023-10-15"},
                                         "2024": {"start": "2024-08-01", "end": "2024-10-15"}}))
     assert cfg["dem"] is None and cfg["dhdt"] == {} and cfg["epochs"]["2023"]["dhdt"] is None
@@ -109,13 +109,14 @@ def test_change_epochs_default_to_the_inventory_epoch_and_the_last_one():
 def test_optional_layers_are_required_exactly_when_a_channel_needs_them():
     no_dhdt = {"2023": {"start": "2023-08-01", "end": "2023-10-15", "dhdt": None},
                "2024": {"start": "2024-08-01", "end": "2024-10-15", "dhdt": None}}
-    with pytest.raises(ConfigError, match=r"epochs.2023.dhdt: missing, but the model channels .* include dhdt"):
+    with pytest.raises(ConfigError, match=r"epochs.2023.dhdt: missing, but a model's channels .* include dhdt"):
         validate_config(_with(epochs=no_dhdt))
-    with pytest.raises(ConfigError, match=r"dem: missing, but the model channels .* include dem, slope"):
+    with pytest.raises(ConfigError, match=r"dem: missing, but the models' channels .* include dem, slope"):
         validate_config(_with(dem=None))
-    with pytest.raises(ConfigError, match=r"ablation.no_dhdt.enabled: the model channels"):
+    # the default models include the no-dh/dt ablation, which has nothing to drop without dhdt
+    with pytest.raises(ConfigError, match=r"models.dl4gam_no_dhdt.drop_channels: 'dhdt' is not among its channels"):
         validate_config(_with(epochs=no_dhdt, model={"channels": ["B04", "dem"]}))
-    ok = validate_config(_with(epochs=no_dhdt, model={"channels": ["B04", "dem"]}, ablation={"no_dhdt": {"enabled": False}}))
+    ok = validate_config(_with(epochs=no_dhdt, model={"channels": ["B04", "dem"]}, models={"dl4gam": {}}))
     assert ok["epochs"]["2023"]["dhdt"] is None
 
 
@@ -133,7 +134,7 @@ def test_user_configfile_is_not_merged_with_the_demo_config(tmp_path):
                                     "epochs": {"2020": {"start": "2020-08-01", "end": "2020-09-30"},
                                                "2024": {"start": "2024-08-01", "end": "2024-09-30"}},
                                     "model": {"channels": ["B04", "B03", "dem"]},
-                                    "ablation": {"no_dhdt": {"enabled": False}}}))
+                                    "models": {"dl4gam": {}}}))
     r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                         "--configfile", str(user), "--cores", "1"], capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
@@ -144,7 +145,7 @@ def test_user_configfile_is_not_merged_with_the_demo_config(tmp_path):
 
 
 def test_unknown_channel_source_or_kind_is_named_before_any_job():
-    with pytest.raises(ConfigError, match=r"model.channels: unknown channel\(s\) ndsii"):
+    with pytest.raises(ConfigError, match=r"models.dl4gam.channels: unknown channel\(s\) ndsii"):
         validate_config(_with(model={"channels": ["B04", "ndsii"]}))
     with pytest.raises(ConfigError, match=r"sources.ls.kind: unknown kind .landsat_c3.; one of sentinel2_l2a"):
         validate_config(_with(sources={"ls": {"kind": "landsat_c3"}}))
@@ -152,7 +153,7 @@ def test_unknown_channel_source_or_kind_is_named_before_any_job():
         validate_config(_with(imagery="landsat"))
     cfg = validate_config(_with(sources={"landsat": {"kind": "landsat_c2l2", "stac": {"source": "my/catalog.json"}}},
                                 imagery="landsat", model={"channels": ["red", "green", "nir", "swir1", "ndsi", "dem"]},
-                                ablation={"no_dhdt": {"enabled": False}}))
+                                models={"dl4gam": {}}))
     assert cfg["imagery"] == "landsat"
 
 
@@ -161,12 +162,13 @@ def test_landsat_only_example_is_valid_and_needs_neither_sentinel2_nor_dhdt():
     assert cfg["imagery"] == "landsat" and cfg["sources"]["landsat"]["kind"] == "landsat_c2l2"
     assert cfg["stac"]["source"] is None and cfg["dhdt"] == {}
     assert all(e["dhdt"] is None for e in cfg["epochs"].values())
-    assert "dhdt" not in cfg["model"]["channels"] and cfg["ablation"]["no_dhdt"]["enabled"] is False
+    assert "dhdt" not in cfg["model"]["channels"] and list(cfg["models"]) == ["dl4gam"]
+    assert cfg["area_change"] == {"models": ["dl4gam"], "compare": None}
 
 
 def test_raster_channels_need_a_raster_source_named_in_channel_sources():
-    chans = {"model": {"channels": ["B04", "velocity", "coherence"]}, "ablation": {"no_dhdt": {"enabled": False}}}
-    with pytest.raises(ConfigError, match=r"channel_sources.coherence: missing, but the model channels .* include "
+    chans = {"model": {"channels": ["B04", "velocity", "coherence"]}, "models": {"dl4gam": {}}}
+    with pytest.raises(ConfigError, match=r"channel_sources.coherence: missing, but the models' channels .* include "
                                           r"coherence(.|\n)*channel_sources.velocity: missing"):
         validate_config(_with(**chans))
     with pytest.raises(ConfigError, match=r"channel_sources.velocity: source 's2' is of kind sentinel2_l2a"):
@@ -181,3 +183,30 @@ def test_a_raster_by_stac_item_needs_the_stac_source():
     with pytest.raises(ConfigError, match=r"dem.stac_item: needs stac.source \(the catalog holding item 'dem-glo30'\)"):
         validate_config(_with(stac={}, sources={"ls": {"kind": "landsat_c2l2", "stac": {"source": "c.json"}}},
                               imagery="ls", dem={"stac_item": "dem-glo30", "asset": "dem"}))
+
+
+def test_model_variants_are_named_entries_over_the_model_and_train_defaults():
+    from glaciermap.channels import CHANNEL_SETS
+    from glaciermap.config import model_registry
+
+    cfg = validate_config(_with(train={"members": 4, "epochs": 2},
+                                models={"big": {"encoder": "resnet34", "epochs": 9},
+                                        "abl": {"drop_channels": ["dhdt", "tri"], "members": 1},
+                                        "rgb": {"channels": ["B04", "B03", "B02"]}, "set": {"channels": "dl4gam_no_dhdt"}}))
+    m = model_registry(cfg)
+    assert list(m) == ["big", "abl", "rgb", "set"]
+    assert (m["big"]["encoder"], m["big"]["epochs"], m["big"]["members"]) == ("resnet34", 9, 4)
+    assert m["abl"]["channels"] == [c for c in CHANNEL_SETS["dl4gam"] if c not in ("dhdt", "tri")]
+    assert m["abl"]["members"] == 1 and m["abl"]["epochs"] == 2 and m["abl"]["encoder"] == m["rgb"]["encoder"]
+    assert m["rgb"]["channels"] == ["B04", "B03", "B02"] and m["set"]["channels"] == CHANNEL_SETS["dl4gam_no_dhdt"]
+    assert "pack_members" not in m["big"] and "checkpoint_every_s" not in m["big"]  # change no result
+    assert cfg["area_change"]["models"] == ["big"]  # null: the first model
+    for bad, msg in ((dict(models={"a": {"drop_channels": ["B99"]}}), r"models.a.drop_channels: 'B99' is not among"),
+                     (dict(models={"a": {"channels": "nope"}}), r"models.a.channels: 'nope' is not a channel set"),
+                     (dict(models={"a": {"channels": ["B04", "ndsii"]}}), r"models.a.channels: unknown channel"),
+                     (dict(models={"a": {"optimizer": "sgd"}}), r"models.a: Additional properties"),
+                     (dict(models={"a b": {}}), r"models: 'a b' does not match"),
+                     (dict(area_change={"models": ["zz"]}), r"area_change.models: 'zz' is not an entry of `models`"),
+                     (dict(area_change={"compare": ["dl4gam", "zz"]}), r"area_change.compare: 'zz' is not an entry")):
+        with pytest.raises(ConfigError, match=msg):
+            validate_config(_with(**bad))

@@ -93,7 +93,7 @@ def test_workflow_figures_decode_with_expected_size(figure_dir):
 
     work = figure_dir
     cfg = yaml.safe_load((work / "config.yaml").read_text())
-    r = work / "results/tiny/figures"
+    r = work / "results/tiny/area_change/dl4gam/figures"
     for name in ("reliability", "rates_by_size_class", "rate_map"):
         img = mpimg.imread(r / f"{name}.png")
         assert img.shape[:2] == (500, 700), name
@@ -115,7 +115,7 @@ def test_workflow_figures_decode_with_expected_size(figure_dir):
 def test_workflow_rate_map_values(figure_dir):
     import geopandas as gpd
 
-    r = figure_dir / "results/tiny/rates"
+    r = figure_dir / "results/tiny/area_change/dl4gam/rates"
     g = gpd.read_file(r / "glacier_rates.gpkg")
     g = g.to_crs(g.estimate_utm_crs())
     cen = g.geometry.centroid
@@ -138,12 +138,12 @@ def test_panel_of_a_skipped_glacier_says_why(figure_dir, tmp_path):
     from glaciermap.io import skip_dataset, write_netcdf_atomic
 
     r = figure_dir / "results/tiny"
-    g = sorted(p.name for p in (r / "predictions").iterdir() if p.name != "val")[0]
+    g = sorted(p.stem for p in r.glob("predictions/dl4gam/fold*/inventory/*.nc"))[0]
     skip = tmp_path / "skip.nc"
     write_netcdf_atomic(skip, skip_dataset(g, "2023", f"glacier {g}: all candidates clouded", "select"))
-    o = gpd.read_file(r / "outlines/predicted_outlines.gpkg")
+    o = gpd.read_file(r / "area_change/dl4gam/outlines/predicted_outlines.gpkg")
     out = tmp_path / "panel.png"
     figures.glacier_panel(g, ["inventory", "2023"], [r / f"cubes/{g}/inventory.nc", skip],
-                          [r / f"predictions/{g}/inventory.nc", skip], [1.0, 1.0], o, out, dpi=50)
+                          [next(r.glob(f"predictions/dl4gam/fold*/inventory/{g}.nc")), skip], [1.0, 1.0], o, out, dpi=50)
     img = mpimg.imread(out)
     assert img.shape[:2] == (300, 640)

@@ -25,8 +25,21 @@ from shapely.geometry import box, mapping
 from conftest import planned_jobs, run_snakemake
 
 DATA_JOBS = ("acquire", "select", "features")
-# region-wide rules that take every glacier (outlines, figures, the Table 7 comparison included)
-REGION_JOBS = {"qc", "areas", "change", "baseline", "evaluate", "compare", "outlines", "figures", "summary", "all"}
+# the model variants of the tiny run (conftest.model_run) and those with area-change products
+MODELS = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem")
+AREA_MODELS = ("dl4gam", "rgb_dem")
+# region-wide rules that take every glacier: once (qc, the band-ratio baseline, the Table 7 comparison) or once
+# per area-change model (areas, rates, truth comparison, outlines, figures, summary)
+REGION_JOBS = {(r, "") for r in ("qc", "baseline", "compare", "all")} | {
+    (r, f"model={m}") for r in ("areas", "change", "evaluate", "outlines", "figures", "summary") for m in AREA_MODELS}
+
+
+def infer_jobs(folds, epochs, models=MODELS) -> set:
+    return {("infer", f"model={m}, fold={k}, epoch={e}") for m in models for k in folds for e in epochs}
+
+
+def calibrate_jobs(folds, models=MODELS) -> set:
+    return {("calibrate", f"model={m}, fold={k}") for m in models for k in folds}
 
 
 def diff(planned, expected) -> str:
@@ -143,17 +156,14 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
     gid, bb = _lonely_box(_search_boxes(work))
     roles = _roles(split, gid)
     test_fold = next(k for k, r in roles.items() if r == "test")
-    val_folds = [k for k, r in roles.items() if r == "val"]
     with mutable(work, tmp_path):
         template = next(i for i in sorted(_s2_items(work / "inputs/catalog")) if "_2023" in i)
         add_scene(work / "inputs/catalog", template, "S2A_32TMS_20230901_9_L2A", datetime(2023, 9, 1, 10, 30), bb)
         jobs = dry_run(work)
         # a new scene is only a changed param (the glacier's candidate scene ids): invisible to mtime triggers
         assert dry_run(work, "--rerun-triggers", "mtime") == set()
-    infer = {(f"infer_fold{k}", "epoch=2023") for k in [test_fold, *val_folds]}
-    infer |= {(f"infer_no_dhdt_fold{test_fold}", "epoch=2023")}  # the ablation maps test glaciers only
-    # the 2023 predictions of validation glaciers are not calibration inputs (t0 only): no calibrate
-    expected = data_jobs([gid], ["2023"]) | infer | {(r, "") for r in REGION_JOBS}
+    # validation glaciers are mapped at t0 only (calibration): a 2023 cube feeds its test fold's inference alone
+    expected = data_jobs([gid], ["2023"]) | infer_jobs([test_fold], ["2023"]) | REGION_JOBS
     assert jobs == expected, diff(jobs, expected)
 
 
@@ -203,17 +213,17 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     # (In the same invocation as the data jobs Snakemake 9 ignores --forcerun for jobs downstream of a
     # re-running job through ancient() inputs, hence two steps; README "Incremental runs".)
     forced = dry_run(work, "--forcerun", "patches", "normalise", "train")
-    # one inference job per fold and epoch writes the fold's validation predictions too, so every fold whose
-    # t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
-    test_fold = next(k for k, r in roles.items() if r == "test")
-    expected = (data_jobs([gid], ["inventory"]) | {(f"infer_fold{k}", "epoch=inventory") for k in folds}
-                | {(f"infer_no_dhdt_fold{test_fold}", "epoch=inventory")}
-                | {("calibrate", f"fold={k}") for k in folds} | {(r, "") for r in REGION_JOBS})
+    # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
+    # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
+    expected = (data_jobs([gid], ["inventory"]) | infer_jobs(folds, ["inventory"]) | calibrate_jobs(folds)
+                | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
     rules = {r for r, _ in forced}
     assert {"patches", "normalise", "train", "calibrate"} <= rules, sorted(forced)
-    assert {w for r, w in forced if r == "train"} == {f"fold={k}, member={m}" for k in range(2) for m in range(2)}
+    members = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1}
+    assert {w for r, w in forced if r == "train"} == {f"model={n}, fold={k}, member={m}" for n in MODELS
+                                                      for k in range(2) for m in range(members[n])}
     assert {w for r, w in forced if r == "patches"} == {"stride=16", "stride=32"}
     assert not rules & set(DATA_JOBS)
 
@@ -238,11 +248,11 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
         _write_config(work, cfg)
         jobs_to_2024 = dry_run(work)
     folds = sorted({int(c.split("_")[1]) for c in split.columns if c.startswith("role_")})
-    infer = {(f"infer_fold{k}", "epoch=2024") for k in folds}
-    expected = data_jobs(glaciers, ["2024"]) | infer | {(r, "") for r in REGION_JOBS}
+    # the area-change models map every epoch; a model that is only compared maps the change epochs
+    expected = data_jobs(glaciers, ["2024"]) | infer_jobs(folds, ["2024"], AREA_MODELS) | REGION_JOBS
     assert jobs == expected, diff(jobs, expected)
-    # same jobs, plus the ablation's inference at the new change epoch (it maps the change epochs only)
-    assert jobs_to_2024 == jobs | {(f"infer_no_dhdt_fold{k}", "epoch=2024") for k in folds}
+    # same jobs, plus the compared-only model's inference at the new change epoch
+    assert jobs_to_2024 == jobs | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt"])
 
 
 def test_switching_change_period_reruns_the_rates_only(base, tmp_path):
@@ -287,9 +297,8 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         epochs = ["inventory", "2023"]
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
-        expected = (data_jobs([gid], epochs) | {(f"infer_fold{fold}", f"epoch={e}") for e in epochs}
-                    | {(f"infer_no_dhdt_fold{fold}", f"epoch={e}") for e in epochs}
-                    | {("calibrate", f"fold={fold}"), ("inventory", ""), ("split", "")} | {(r, "") for r in REGION_JOBS})
+        expected = (data_jobs([gid], epochs) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
+                    | {("inventory", ""), ("split", "")} | REGION_JOBS)
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
@@ -331,7 +340,8 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
         proc = run_snakemake(work, "results/tiny/split/folds.csv")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         jobs = dry_run(work)
+    members = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1}
     trained = {w for r, w in jobs if r == "train"}
-    assert trained == {f"fold={k}, member={m}" for k in changed for m in range(2)}
-    assert {w for r, w in jobs if r == "normalise"} == {f"fold={k}" for k in changed}
+    assert trained == {f"model={n}, fold={k}, member={m}" for n in MODELS for k in changed for m in range(members[n])}
+    assert {w for r, w in jobs if r == "normalise"} == {f"model={n}, fold={k}" for n in MODELS for k in changed}
     assert "patches" in {r for r, _ in jobs}

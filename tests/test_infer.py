@@ -45,22 +45,124 @@ def cubes(tmp_path_factory):
     return paths, sk, stats, cloud
 
 
-def test_windows_cover_every_region_pixel():
-    rng = np.random.default_rng(0)
+def _reference_windows(region, P, stride, extras=False):
+    """Independent re-implementation of the reference's test-time windows (DL4GAM ``get_patches_df``).
+
+    The reference takes every pixel (y, x) of the 50 m buffer mask with y % stride == 0 and x % stride == 0
+    as a patch centre (so the grid is anchored at the cube's row/col 0) and cuts [y - P/2, y + P/2) x
+    [x - P/2, x + P/2); its cubes have a margin of P/2 + 50 m, so no window leaves the cube. At test time
+    it adds 4 "extreme" centres (the leftmost column at the mean row of its buffer pixels, the top row at
+    the mean column of its pixels, the rightmost column, the bottom row) and the buffer centroid, both
+    truncated to int and kept even when they repeat a grid centre.
+    Returns the top-left corners (row, col) in that order.
+    """
+    ys, xs = np.where(region)
+    keep = (ys % stride == 0) & (xs % stride == 0)
+    centres = list(zip(ys[keep].tolist(), xs[keep].tolist()))
+    if extras:
+        x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+        centres += [(int(np.mean(ys[xs == x0])), x0), (y0, int(np.mean(xs[ys == y0]))),
+                    (int(np.mean(ys[xs == x1])), x1), (y1, int(np.mean(xs[ys == y1]))),
+                    (int(np.mean(ys)), int(np.mean(xs)))]
+    return [(int(y) - P // 2, int(x) - P // 2) for y, x in centres]
+
+
+def _counted(wins, shape, P, border):
+    """How many windows count each pixel (window minus ``border`` px on each side, cut at the cube)."""
+    cov = np.zeros(shape, int)
+    for top, left in wins:
+        cov[max(top + border, 0):max(top + P - border, 0), max(left + border, 0):max(left + P - border, 0)] += 1
+    return cov
+
+
+@pytest.mark.parametrize("centre", [(320, 320), (301, 287)])
+def test_windows_reproduce_the_reference_grid(centre):
+    """640 x 640 cube, round glacier buffer of radius 60 px, 256 px windows at stride 32 with the mean
+    blending's 13 px border: the windows are exactly the reference's (every stride-grid point in the buffer
+    is a window centre); the old bounding-box grid placed 1 window here."""
+    yy, xx = np.mgrid[:640, :640]
+    region = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 60 ** 2
+    P, s, b = 256, 32, infer.border_px(256, 0.05)
+    assert b == 13
+    wins = infer.inference_windows(region, P, s, b)
+    ref = _reference_windows(region, P, s)
+    assert len(wins) == len(ref) > 1
+    assert sorted(map(tuple, wins.tolist())) == sorted(ref)
+    # same windows, so the same per-pixel overlap count under mean blending
+    np.testing.assert_array_equal(_counted(wins, region.shape, P, b), _counted(ref, region.shape, P, b))
+    # with the reference's extreme and centroid windows: the same multiset (a repeated window is kept)
+    wx = infer.inference_windows(region, P, s, b, reference_extras=True)
+    rx = _reference_windows(region, P, s, extras=True)
+    assert len(wx) == len(rx) == len(ref) + 5
+    assert sorted(map(tuple, wx.tolist())) == sorted(rx)
+
+
+def _random_regions(rng):
+    """Masks of several kinds: rectangles, blobs touching the cube edge, scattered pixels, thin lines."""
     for trial in range(6):
         region = np.zeros((90, 110), bool)
         for _ in range(3):
             r, c = rng.integers(0, 80, 2)
             region[r:r + rng.integers(1, 30), c:c + rng.integers(1, 40)] = True
-        for P, stride, border in [(32, 16, 2), (32, 28, 2), (32, 32, 0), (16, 5, 1)]:
-            wins = infer.inference_windows(region, P, stride, border)
-            cov = np.zeros(region.shape, int)
-            for top, left in wins:
-                cov[max(top + border, 0):top + P - border, max(left + border, 0):left + P - border] += 1
-                assert region[max(top + border, 0):top + P - border, max(left + border, 0):left + P - border].any()
-            assert (cov[region] > 0).all(), (trial, P, stride, border)
+        yield region
+    yy, xx = np.mgrid[:70, :95]
+    for _ in range(3):
+        cy, cx, rad = rng.integers(0, 70), rng.integers(0, 95), rng.integers(3, 40)
+        yield (yy - cy) ** 2 + (xx - cx) ** 2 <= rad ** 2          # often cut by the cube edge
+    yield rng.random((75, 60)) < 0.02                              # isolated pixels, some on the edge
+    line = np.zeros((64, 64), bool)
+    line[np.arange(64), np.arange(64)] = True                      # a 1 px diagonal through the corners
+    yield line
+    yield np.ones((20, 26), bool)                                  # cube smaller than the patch
+
+
+@pytest.mark.parametrize("P, stride, border", [(32, 16, 2), (32, 28, 2), (32, 32, 0), (16, 5, 1), (24, 7, 3), (32, 8, 0)])
+def test_windows_cover_every_region_pixel(P, stride, border):
+    """Every region pixel is in the counted part (window minus the border) of some window; every window's
+    counted part holds a region pixel; grid windows are not repeated."""
+    rng = np.random.default_rng(P * 1000 + stride * 10 + border)
+    for k, region in enumerate(_random_regions(rng)):
+        wins = infer.inference_windows(region, P, stride, border)
+        assert wins.dtype == np.int64 and wins.shape == (len(wins), 2)
+        assert len({tuple(w) for w in wins.tolist()}) == len(wins), k
+        for top, left in wins:
+            assert region[max(top + border, 0):top + P - border, max(left + border, 0):left + P - border].any(), k
+        cov = _counted(wins, region.shape, P, border)
+        assert (cov[region] > 0).all(), (k, P, stride, border)
+        np.testing.assert_array_equal(infer.inference_windows(region, P, stride, border), wins)   # reproducible
+        wx = infer.inference_windows(region, P, stride, border, reference_extras=True)
+        assert (_counted(wx, region.shape, P, border)[region] > 0).all()
+    assert len(infer.inference_windows(np.zeros((40, 40), bool), P, stride, border)) == 0
     with pytest.raises(ValueError, match="stride"):
-        infer.inference_windows(region, 32, 30, 2)
+        infer.inference_windows(region, P, P - 2 * border + 1, border)
+
+
+@pytest.mark.parametrize("P, stride, border", [(32, 16, 2), (32, 8, 0), (16, 5, 1), (24, 7, 3)])
+def test_windows_inside_the_cube(P, stride, border):
+    """Along an axis of n >= P px a window lies inside the cube unless it holds a region pixel within
+    ``border`` px of the cube edge, and then only its dropped border reaches out: the counted part stays in
+    the cube (also for P - 2 border <= n < P). An axis of n <= P - 2 border px gets one window, centred.
+    With a margin of P/2 around the region (the cubes' layout) every reference grid window is used as is."""
+    rng = np.random.default_rng(P + stride + border)
+    kept = P - 2 * border
+    for k, region in enumerate(_random_regions(rng)):
+        wins = infer.inference_windows(region, P, stride, border)
+        assert len(wins), k
+        edge_band = region.copy()
+        edge_band[border:region.shape[0] - border, border:region.shape[1] - border] = False
+        for n, starts in zip(region.shape, wins.T):
+            if n <= kept:
+                assert (starts == (n - P) // 2).all(), k
+                continue
+            assert (starts >= -border).all() and (starts <= n - P + border).all(), k
+            if n >= P and not edge_band.any():
+                assert (starts >= 0).all() and (starts <= n - P).all(), k
+        pad = P // 2 + stride
+        big = np.zeros((region.shape[0] + 2 * pad, region.shape[1] + 2 * pad), bool)
+        big[pad:-pad, pad:-pad] = region
+        bw = {tuple(w) for w in infer.inference_windows(big, P, stride, border).tolist()}
+        assert set(_reference_windows(big, P, stride)) <= bw, k
+        assert all(0 <= t <= big.shape[0] - P and 0 <= c <= big.shape[1] - P for t, c in bw), k
 
 
 def test_blend_weights():
@@ -133,11 +235,14 @@ def test_cross_glacier_batching_equals_per_glacier_calls(cubes):
                for s in (1, 2)]
     order = [paths["A"], sk, paths["V"], paths["T"]]
     t_a, t_b = {}, {}
-    kw = dict(patch_size=32, stride=24, blend="mean", batch_size=5, device="cpu")
+    kw = dict(patch_size=32, stride=24, blend="mean", batch_size=4, device="cpu")
     a = infer.predict_glaciers(members, order, stats, batch_across_glaciers=True, timings=t_a, **kw)
     b = infer.predict_glaciers(members, order, stats, batch_across_glaciers=False, timings=t_b, **kw)
     assert a[str(sk)] is None and b[str(sk)] is None
-    assert t_a["n_patches"] == t_b["n_patches"] and t_a["n_batches"] < t_b["n_batches"]
+    n = [len(infer.inference_windows(patches.load_cube(p).buffer50, 32, 24, infer.border_px(32, 0.05)))
+         for p in (paths["A"], paths["V"], paths["T"])]
+    assert t_a["n_patches"] == t_b["n_patches"] == sum(n)
+    assert t_a["n_batches"] == -(-sum(n) // 4) < t_b["n_batches"] == sum(-(-k // 4) for k in n)
     for p in (paths["A"], paths["V"], paths["T"]):
         x, y = a[str(p)], b[str(p)]
         assert x.shape == (2,) + scene_labels().shape
@@ -161,7 +266,11 @@ def test_write_predictions_and_files(tmp_path, cubes):
         p = ds["prob"].values
         np.testing.assert_allclose(ds["mu"].values, p.mean(0), rtol=1e-6)
         np.testing.assert_allclose(ds["sigma"].values, p.std(0), rtol=1e-5, atol=1e-7)
-        assert np.isnan(p[:, 0, 0]).all() and np.isfinite(p[:, 40, 20]).all()
+        seen = np.zeros(p.shape[1:], bool)             # hann: every pixel of a window is predicted, none outside
+        for top, left in infer.inference_windows(patches.load_cube(paths["A"]).buffer50, 32, 16, 0):
+            seen[max(top, 0):top + 32, max(left, 0):left + 32] = True
+        assert 0 < seen.sum() < seen.size and seen[40, 20]
+        assert np.isnan(p[:, ~seen]).all() and np.isfinite(p[:, seen]).all()
         assert ds.attrs["glacier_id"] == "A" and ds.attrs["fold"] == 1
     infer.write_predictions(tmp_path / "u8.nc", p, paths["A"], dtype="uint8")
     with xr.open_dataset(tmp_path / "u8.nc", engine="h5netcdf") as ds:

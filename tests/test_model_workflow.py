@@ -24,10 +24,13 @@ def run(model_run):
     return model_run
 
 
+A = "results/tiny/area_change/dl4gam"  # the area-change products of the DL4GAM model
+
+
 def test_run_reaches_summary(run):
     work, proc = run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (work / "results/tiny/summary.json").exists()
+    assert json.loads((work / A / "summary.json").read_text())["model"] == "dl4gam"
 
 
 def _finite(v):
@@ -36,12 +39,12 @@ def _finite(v):
 
 def test_summary_values_are_sane(run):
     work, _ = run
-    s = json.loads((work / "results/tiny/summary.json").read_text())
+    s = json.loads((work / A / "summary.json").read_text())
     for key in ("n_glaciers_inventory", "n_glaciers_processed", "n_glaciers_skipped", "folds", "members", "test_iou_mean",
                 "test_f1_mean", "test_recall_mean", "ece_before", "ece_after", "interval_coverage", "area_t0_km2",
                 "area_t1_km2", "regional_rate_pct_per_year", "regional_rate_sigma_pct_per_year", "n_rates_kept",
                 "band_ratio_regional_rate_pct_per_year", "band_ratio_test_iou_mean", "debris_recall_dl",
-                "debris_recall_band_ratio", "debris_recall_no_dhdt", "notes"):
+                "debris_recall_band_ratio", "debris_recall_by_method", "notes"):
         assert key in s, key
     assert s["folds"] == 2 and s["members"] == 2
     assert 2 <= s["n_glaciers_processed"] <= s["n_glaciers_inventory"]
@@ -54,19 +57,21 @@ def test_summary_values_are_sane(run):
         assert _finite(s[key]) and -50 < s[key] < 50, (key, s[key])
     assert _finite(s["regional_rate_sigma_pct_per_year"]) and s["regional_rate_sigma_pct_per_year"] >= 0
     # debris recall from the method comparison (the tiny region has debris-covered test glaciers)
-    for key in ("debris_recall_dl", "debris_recall_band_ratio", "debris_recall_no_dhdt"):
+    for key in ("debris_recall_dl", "debris_recall_band_ratio"):
         assert _finite(s[key]) and 0 <= s[key] <= 1, (key, s[key])
-    comp = json.loads((work / "results/tiny/evaluation/method_comparison.json").read_text())
+    comp = json.loads((work / "results/tiny/area_change/method_comparison.json").read_text())
     assert s["debris_recall_dl"] == comp["methods"]["dl4gam"]["debris_recall"]
-    assert s["debris_recall_no_dhdt"] == comp["methods"]["dl4gam_no_dhdt"]["debris_recall"]
+    assert s["debris_recall_by_method"] == {m: v["debris_recall"] for m, v in comp["methods"].items()}
     assert s["debris_recall_band_ratio"] == comp["methods"]["band_ratio_regional"]["debris_recall"]
 
 
 def test_method_comparison_table(run):
     work, _ = run
     r = work / "results/tiny"
-    t = pd.read_csv(r / "evaluation/method_comparison.csv").set_index("method")
-    assert list(t.index) == ["dl4gam", "dl4gam_no_dhdt", "band_ratio_regional", "band_ratio_oracle"]
+    t = pd.read_csv(r / "area_change/method_comparison.csv").set_index("method")
+    # area_change.compare is null: every model of the config, then the band ratios
+    assert list(t.index) == ["dl4gam", "dl4gam_no_dhdt", "rgb_dem", "band_ratio_regional", "band_ratio_oracle"]
+    assert t.loc["rgb_dem", "label"] == "model rgb_dem"
     split = pd.read_csv(r / "split/split.csv", comment="#")
     for m, row in t.iterrows():
         assert row["n_glaciers"] == len(split), m  # every glacier is a test glacier of one fold
@@ -75,46 +80,58 @@ def test_method_comparison_table(run):
         assert row["area_t0_km2"] > 0 and row["area_t1_km2"] > 0 and row["n_debris_glaciers"] >= 1
         assert math.isclose(row["rate_pct_per_year"], 100 * row["rate_km2_per_year"] / row["area_t0_km2"])
     # the DL4GAM total area is the areas rule's (same definition: mu >= 0.5 within outline + 20 m)
-    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"epoch": str})
-    ok = areas[(areas["status"] == "ok") & (areas["epoch"] == "inventory")]
-    assert math.isclose(t.loc["dl4gam", "area_t0_km2"], ok["area_pred_km2"].sum(), rel_tol=1e-9)
+    for m in ("dl4gam", "rgb_dem"):  # the models of area_change.models
+        areas = pd.read_csv(r / f"area_change/{m}/areas/glacier_areas.csv", dtype={"epoch": str})
+        ok = areas[(areas["status"] == "ok") & (areas["epoch"] == "inventory")]
+        assert math.isclose(t.loc[m, "area_t0_km2"], ok["area_pred_km2"].sum(), rel_tol=1e-9)
     # band-ratio rows use the thresholds the baseline chose per fold
-    per = pd.read_csv(r / "evaluation/method_comparison_glaciers.csv", dtype={"glac_id": str})
-    br = pd.read_csv(r / "baseline/band_ratio_areas.csv", dtype={"glac_id": str, "epoch": str})
+    per = pd.read_csv(r / "area_change/method_comparison_glaciers.csv", dtype={"glac_id": str})
+    br = pd.read_csv(r / "area_change/baseline/band_ratio_areas.csv", dtype={"glac_id": str, "epoch": str})
     br = br[(br["variant"] == "regional") & (br["epoch"] == "inventory")].set_index("glac_id")
     mine = per[per["method"] == "band_ratio_regional"].set_index("glac_id")
     for g in mine.index:
         assert math.isclose(mine.loc[g, "area_t0_km2"], br.loc[g, "area_pred_km2"], rel_tol=1e-9), g
 
 
-def test_ablation_trained_without_dhdt(run):
+def test_model_variants_from_the_config_alone(run):
+    """The no-dh/dt ablation and a third variant are config entries: their own channels, normalisation, members and
+    predictions under their names, the same folds, patches and member seeds as DL4GAM."""
     work, _ = run
     r = work / "results/tiny"
     for k in (0, 1):
-        main = json.loads((r / f"models/fold{k}/normalisation.json").read_text())
-        abl = json.loads((r / f"ablation/no_dhdt/models/fold{k}/normalisation.json").read_text())
-        assert "dhdt" in main["channels"] and "dhdt" not in abl["channels"]
-        assert abl["channels"] == [c for c in main["channels"] if c != "dhdt"]
-        # same training glaciers: the shared channels get the same statistics
-        for c in abl["channels"]:
-            i, j = main["channels"].index(c), abl["channels"].index(c)
-            assert math.isclose(main["offset"][i], abl["offset"][j]) and math.isclose(main["scale"][i], abl["scale"][j])
-        done = json.loads((r / f"ablation/no_dhdt/models/fold{k}/member0/done.json").read_text())
-        main_done = json.loads((r / f"models/fold{k}/member0/done.json").read_text())
-        assert done["complete"] and done["seed"] == main_done["seed"]  # same member seed as the main member 0
-        assert done["n_train"] == main_done["n_train"]                  # same patches
-        assert not (r / f"ablation/no_dhdt/models/fold{k}/member1").exists()  # 1 member
-        ck = torch.load(r / f"ablation/no_dhdt/models/fold{k}/member0/best.pt", map_location="cpu", weights_only=False)
-        assert ck["channels"] == abl["channels"] and ck["in_channels"] == len(main["channels"]) - 1
-    split = pd.read_csv(r / "split/split.csv", comment="#")
-    for g in split["glac_id"]:
-        for e in ("inventory", "2023"):
-            assert (r / f"ablation/no_dhdt/predictions/{g}/{e}.nc").exists()
+        main = json.loads((r / f"models/dl4gam/fold{k}/normalisation.json").read_text())
+        for name, channels in (("dl4gam_no_dhdt", [c for c in main["channels"] if c != "dhdt"]),
+                               ("rgb_dem", ["B04", "B03", "B02", "dem"])):
+            m = r / f"models/{name}/fold{k}"
+            norm = json.loads((m / "normalisation.json").read_text())
+            assert "dhdt" in main["channels"] and norm["channels"] == channels
+            # same training glaciers: the shared channels get the same statistics
+            for c in channels:
+                i, j = main["channels"].index(c), norm["channels"].index(c)
+                assert math.isclose(main["offset"][i], norm["offset"][j]) and math.isclose(main["scale"][i], norm["scale"][j])
+            done = json.loads((m / "member0/done.json").read_text())
+            main_done = json.loads((r / f"models/dl4gam/fold{k}/member0/done.json").read_text())
+            assert done["complete"] and done["seed"] == main_done["seed"]  # same member seed as the main member 0
+            assert done["n_train"] == main_done["n_train"]                  # same patches
+            assert not (m / "member1").exists()  # 1 member
+            assert json.loads((m / "ensemble.json").read_text())["members"] == [
+                f"results/tiny/models/{name}/fold{k}/member0/done.json"]
+            ck = torch.load(m / "member0/best.pt", map_location="cpu", weights_only=False)
+            assert ck["channels"] == channels and ck["in_channels"] == len(channels)
+    split = pd.read_csv(r / "split/split.csv", comment="#", dtype={"glac_id": str})
+    for name in ("dl4gam_no_dhdt", "rgb_dem"):
+        for g, k in zip(split["glac_id"], split["test_fold"]):
+            for e in ("inventory", "2023"):
+                assert (r / f"predictions/{name}/fold{k}/{e}/{g}.nc").exists()
+    # the third variant is in area_change.models: its own area-change products
+    s = json.loads((r / "area_change/rgb_dem/summary.json").read_text())
+    assert s["model"] == "rgb_dem" and s["members"] == 1 and 0 <= s["test_iou_mean"] <= 1
+    assert not (r / "area_change/dl4gam_no_dhdt").exists()  # not in area_change.models: compared only
 
 
 def test_truth_comparison_present(run):
     work, _ = run
-    s = json.loads((work / "results/tiny/summary.json").read_text())
+    s = json.loads((work / A / "summary.json").read_text())
     truth = pd.read_csv(Path(s["truth_dir"]) / "areas.csv")
     assert _finite(s["truth_regional_rate_pct_per_year"]) and s["truth_regional_rate_pct_per_year"] < 0
     assert math.isclose(s["truth_regional_rate_pct_per_year"],
@@ -126,22 +143,24 @@ def test_truth_comparison_present(run):
 
 def test_outputs_and_naming(run):
     work, _ = run
-    r = work / "results/tiny"
-    rates = pd.read_csv(r / "rates/glacier_rates.csv")
+    r, a = work / "results/tiny", work / A
+    rates = pd.read_csv(a / "rates/glacier_rates.csv")
     assert {"glac_id", "rate_pct_yr", "sigma_pct_yr", "snr", "kept", "filter_reason", "rate_source"} <= set(rates.columns)
-    assert (r / "rates/glacier_rates.gpkg").exists() and (r / "rates/coverage.csv").exists()
-    split = pd.read_csv(r / "split/split.csv", comment="#")
-    # every mapped glacier has a test prediction at both epochs; validation predictions are named apart
-    for g in split["glac_id"]:
-        assert (r / f"predictions/{g}/inventory.nc").exists() and (r / f"predictions/{g}/2023.nc").exists()
+    assert (a / "rates/glacier_rates.gpkg").exists() and (a / "rates/coverage.csv").exists()
+    split = pd.read_csv(r / "split/split.csv", comment="#", dtype={"glac_id": str})
+    # every mapped glacier has a test prediction at both epochs in its test fold's folder; validation
+    # predictions (t0 only) are in val/
+    for g, k in zip(split["glac_id"], split["test_fold"]):
+        assert all((r / f"predictions/dl4gam/fold{k}/{e}/{g}.nc").exists() for e in ("inventory", "2023"))
     for k in (0, 1):
         val = split.loc[split[f"role_{k}"] == "val", "glac_id"]
-        assert all((r / f"predictions/val/fold{k}/{g}/inventory.nc").exists() for g in val)
-        cal = json.loads((r / f"models/fold{k}/calibration.json").read_text())
+        assert len(val) and all((r / f"predictions/dl4gam/fold{k}/inventory/val/{g}.nc").exists() for g in val)
+        assert not (r / f"predictions/dl4gam/fold{k}/2023/val").exists()
+        cal = json.loads((r / f"models/dl4gam/fold{k}/calibration.json").read_text())
         assert len(cal["temperatures"]) == 2 and all(0.5 <= t <= 5 for t in cal["temperatures"])
-        assert all((r / f"models/fold{k}/member{m}/{f}").exists() for m in (0, 1) for f in ("done.json", "best.pt"))
+        assert all((r / f"models/dl4gam/fold{k}/member{m}/{f}").exists() for m in (0, 1) for f in ("done.json", "best.pt"))
     for name in ("segmentation_by_fold", "area_by_size_class", "area_by_fold"):
-        assert len(pd.read_csv(r / f"areas/{name}.csv"))
+        assert len(pd.read_csv(a / f"areas/{name}.csv"))
 
 
 def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
@@ -162,32 +181,35 @@ def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
 
 
 def test_comparison_without_debris_map_or_ablation(run, tmp_path):
-    """Without a debris map and without the ablation: debris columns null, and the summary says why."""
+    """One model, no debris map: debris columns null, and the summary says why."""
     from glaciermap.compare import run_compare
+    from glaciermap.io import prediction_files
     from glaciermap.summary import build_summary
 
     work, _ = run
-    r = work / "results/tiny"
+    r, a = work / "results/tiny", work / A
     split = pd.read_csv(r / "split/split.csv", comment="#", dtype={"glac_id": str})
     ids = list(split["glac_id"])
-    key = {(g, e): str(r / f"{{}}/{g}/{e}.nc") for g in ids for e in ("inventory", "2023")}
+    cubes = {(g, e): str(r / f"cubes/{g}/{e}.nc") for g in ids for e in ("inventory", "2023")}
     out = {k: tmp_path / f"{k}.out" for k in ("csv", "json", "glaciers")}
-    res = run_compare(ids, dict(zip(ids, split["test_fold"])), "inventory", "2023",
-                      {k: v.format("cubes") for k, v in key.items()}, {k: v.format("predictions") for k, v in key.items()},
-                      sorted(map(str, r.glob("models/fold*/calibration.json"))), outputs=out)
+    calib = sorted(map(str, r.glob("models/dl4gam/fold*/calibration.json")))
+    res = run_compare(ids, dict(zip(ids, split["test_fold"])), "inventory", "2023", cubes,
+                      {"dl4gam": prediction_files(r.glob("predictions/dl4gam/fold*/*"))}, {"dl4gam": calib},
+                      outputs=out)
     assert list(res["methods"]) == ["dl4gam"]
     t = pd.read_csv(out["csv"])
     assert t["debris_recall"].isna().all() and 0 <= t.loc[0, "recall"] <= 1
     # the same DL4GAM numbers as the full comparison of the run
-    full = pd.read_csv(r / "evaluation/method_comparison.csv").set_index("method").loc["dl4gam"]
+    full = pd.read_csv(r / "area_change/method_comparison.csv").set_index("method").loc["dl4gam"]
     assert math.isclose(t.loc[0, "area_t1_km2"], full["area_t1_km2"]) and math.isclose(t.loc[0, "fpr_ring"], full["fpr_ring"])
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     from glaciermap.config import validate_config
 
-    s = build_summary(r / "qc/summary.json", sorted(r.glob("models/fold*/calibration.json")), r / "areas/glacier_areas.csv",
-                      r / "rates/regional.json", None, None, validate_config(cfg), comparison_json=out["json"])
-    assert s["debris_recall_dl"] is None and s["debris_recall_no_dhdt"] is None and s["debris_recall_band_ratio"] is None
-    assert any("no debris map" in n for n in s["notes"]) and any("ablation" in n for n in s["notes"])
+    s = build_summary(r / "qc/summary.json", calib, a / "areas/glacier_areas.csv", a / "rates/regional.json", None, None,
+                      validate_config(cfg), comparison_json=out["json"])
+    assert s["debris_recall_dl"] is None and s["debris_recall_band_ratio"] is None
+    assert s["debris_recall_by_method"] == {"dl4gam": None}
+    assert any("no debris map" in n for n in s["notes"]) and any("band-ratio baseline disabled" in n for n in s["notes"])
 
 
 def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
@@ -202,8 +224,9 @@ def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
     qc.update(n_glaciers_skipped=2, skipped_by_step={"select": 1, "acquire": 1})
     (tmp_path / "qc.json").write_text(json.dumps(qc))
     cfg = validate_config(yaml.safe_load((work / "config.yaml").read_text()))
-    args = (sorted(r.glob("models/fold*/calibration.json")), r / "areas/glacier_areas.csv", r / "rates/regional.json",
-            None, None, cfg)
+    a = work / A
+    args = (sorted(r.glob("models/dl4gam/fold*/calibration.json")), a / "areas/glacier_areas.csv",
+            a / "rates/regional.json", None, None, cfg)
     clean = build_summary(r / "qc/summary.json", *args)
     assert clean["skipped_by_step"] == {} and not any("skipped by QC" in n for n in clean["notes"])
     assert clean["n_glaciers_small"] == qc["n_glaciers_small"]

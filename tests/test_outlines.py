@@ -76,7 +76,7 @@ def test_glacier_outline_counts_match_speck_rule():
 def outline_file(model_run):
     work, proc = model_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work / "results/tiny/outlines/predicted_outlines.gpkg", work
+    return work / "results/tiny/area_change/dl4gam/outlines/predicted_outlines.gpkg", work
 
 
 def test_outlines_gpkg_readable_with_crs_and_attributes(outline_file):
@@ -85,7 +85,7 @@ def test_outlines_gpkg_readable_with_crs_and_attributes(outline_file):
     assert g.crs is not None and g.crs.is_projected
     for col in ("glac_id", "epoch", "date", "fold", "area_km2", "area_lb_km2", "area_ub_km2", "tau", "polygon_area_km2"):
         assert col in g.columns, col
-    areas = pd.read_csv(work / "results/tiny/areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    areas = pd.read_csv(work / "results/tiny/area_change/dl4gam/areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
     assert len(g) == len(areas)  # one row per glacier and epoch
     ok = g[g["status"] == "ok"]
     assert len(ok) >= 2
@@ -109,19 +109,19 @@ def test_outlines_reject_a_broken_prediction_naming_glacier_and_file(outline_fil
 
     path, work = outline_file
     r = work / "results/tiny"
-    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    areas = pd.read_csv(r / "area_change/dl4gam/areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
     row = areas[areas["status"] == "ok"].iloc[0]
     g, e = row["glac_id"], row["epoch"]
     bad = tmp_path / f"{g}.nc"
     bad.write_bytes(b"not a netcdf file")
-    calib = sorted(str(p) for p in r.glob("models/fold*/calibration.json"))
+    calib = sorted(str(p) for p in r.glob("models/dl4gam/fold*/calibration.json"))
     with pytest.raises(GlacierInputError, match=g) as ei:
-        outlines.outline_table([(g, e)], [str(bad)], [str(r / f"cubes/{g}/{e}.nc")], calib, r / "areas/glacier_areas.csv", 10)
+        outlines.outline_table([(g, e)], [str(bad)], [str(r / f"cubes/{g}/{e}.nc")], calib, r / "area_change/dl4gam/areas/glacier_areas.csv", 10)
     assert str(bad) in str(ei.value)
     # a common output CRS other than the cubes' keeps the cube-CRS polygon area
-    shutil.copy(r / f"predictions/{g}/{e}.nc", tmp_path / "p.nc")
+    shutil.copy(next(r.glob(f"predictions/dl4gam/fold*/{e}/{g}.nc")), tmp_path / "p.nc")
     t = outlines.outline_table([(g, e)], [str(tmp_path / "p.nc")], [str(r / f"cubes/{g}/{e}.nc")], calib,
-                               r / "areas/glacier_areas.csv", 10, 10, crs="EPSG:4326")
+                               r / "area_change/dl4gam/areas/glacier_areas.csv", 10, 10, crs="EPSG:4326")
     assert t.crs.to_epsg() == 4326
     assert t["polygon_area_km2"].iloc[0] == pytest.approx(t.to_crs(t["cube_crs"].iloc[0]).geometry.area.iloc[0] / 1e6)
 
@@ -131,15 +131,15 @@ def test_skip_records_keep_a_row_without_geometry(outline_file, tmp_path):
 
     path, work = outline_file
     r = work / "results/tiny"
-    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    areas = pd.read_csv(r / "area_change/dl4gam/areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
     ok = areas[areas["status"] == "ok"]
     (g0, e0), (g1, e1) = ok[["glac_id", "epoch"]].iloc[0], ok[["glac_id", "epoch"]].iloc[1]
     skip = tmp_path / "skip.nc"
     write_netcdf_atomic(skip, skip_dataset(g0, e0, f"glacier {g0}: no usable scene", "select"))
-    calib = sorted(str(p) for p in r.glob("models/fold*/calibration.json"))
-    t = outlines.outline_table([(g0, e0), (g1, e1)], [str(skip), str(r / f"predictions/{g1}/{e1}.nc")],
+    calib = sorted(str(p) for p in r.glob("models/dl4gam/fold*/calibration.json"))
+    t = outlines.outline_table([(g0, e0), (g1, e1)], [str(skip), str(next(r.glob(f"predictions/dl4gam/fold*/{e1}/{g1}.nc")))],
                                [str(r / f"cubes/{g0}/{e0}.nc"), str(r / f"cubes/{g1}/{e1}.nc")], calib,
-                               r / "areas/glacier_areas.csv", 10)
+                               r / "area_change/dl4gam/areas/glacier_areas.csv", 10)
     assert t["status"].tolist() == ["skipped", "ok"]
     assert t.geometry.iloc[0] is None and not t.geometry.iloc[1].is_empty
     out = tmp_path / "o.gpkg"
@@ -151,9 +151,9 @@ def test_skip_records_keep_a_row_without_geometry(outline_file, tmp_path):
 def test_bad_output_crs_names_the_key(outline_file):
     path, work = outline_file
     r = work / "results/tiny"
-    calib = sorted(str(p) for p in r.glob("models/fold*/calibration.json"))
-    areas = pd.read_csv(r / "areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
+    calib = sorted(str(p) for p in r.glob("models/dl4gam/fold*/calibration.json"))
+    areas = pd.read_csv(r / "area_change/dl4gam/areas/glacier_areas.csv", dtype={"glac_id": str, "epoch": str})
     g, e = areas[["glac_id", "epoch"]].iloc[0]
     with pytest.raises(ValueError, match="outlines.crs"):
-        outlines.outline_table([(g, e)], [str(r / f"predictions/{g}/{e}.nc")], [str(r / f"cubes/{g}/{e}.nc")], calib,
-                               r / "areas/glacier_areas.csv", 10, 10, crs="not-a-crs")
+        outlines.outline_table([(g, e)], [str(next(r.glob(f"predictions/dl4gam/fold*/{e}/{g}.nc")))], [str(r / f"cubes/{g}/{e}.nc")], calib,
+                               r / "area_change/dl4gam/areas/glacier_areas.csv", 10, 10, crs="not-a-crs")

@@ -254,22 +254,6 @@ def test_normalisation_uses_training_glaciers_only(tmp_path, scene):
     assert patches.load_normalisation(tmp_path / "stats.json")["offset"] == s0["offset"]
 
 
-def test_subset_normalisation_equals_a_fit_on_the_subset(scene):
-    """The no-dh/dt ablation takes its normalisation from the main one: exact, not an approximation."""
-    lab, paths, _ = scene
-    split = split_table({"A": "train", "T": "test", "V": "train"})
-    by_g = {g: str(p) for g, p in paths.items()}
-    full = patches.fit_fold_normalisation(by_g, split, 0)
-    sub_channels = [c for c in DL4GAM_CHANNELS if c != "dhdt"][::-1]   # another order too
-    refit = patches.fit_fold_normalisation(by_g, split, 0, sub_channels)
-    derived = patches.subset_normalisation(full, sub_channels)
-    assert derived == refit
-    assert derived["channels"] == sub_channels and "dhdt" in full["channels"]
-    assert derived["offset"] != full["offset"][: len(sub_channels)]   # reordered, not truncated
-    with pytest.raises(ValueError, match="no channel.*nir2"):
-        patches.subset_normalisation(full, ["dem", "nir2"])
-
-
 def test_skip_records_are_left_out(tmp_path, scene):
     _, paths, _ = scene
     sk = tmp_path / "S.nc"

@@ -94,14 +94,15 @@ def test_pack_members_switch_changes_job_counts_not_outputs(workdir, tmp_path):
     packed_cfg = tmp_path / "packed.yaml"
     packed_cfg.write_text(yaml.safe_dump({"train": {"pack_members": True}}))
     packed = _counts(_dry(workdir, "--configfile", str(workdir / "config.yaml"), str(packed_cfg)))
-    folds = per_member["normalise"]
-    assert folds == 2
-    assert per_member["train"] == folds * 3 and "train_fold" not in per_member
-    assert packed["train_fold"] == folds and "train" not in packed
+    # two model variants (config.yaml: dl4gam with 3 members here, dl4gam_no_dhdt with 1) on 2 folds
+    model_folds = per_member["normalise"]
+    assert model_folds == 2 * 2
+    assert per_member["train"] == 2 * (3 + 1) and per_member["ensemble"] == model_folds and "train_fold" not in per_member
+    assert packed["train_fold"] == model_folds and "train" not in packed and "ensemble" not in packed
     # everything else is planned identically (same per-member done.json feed inference)
-    rest = lambda c: {k: v for k, v in c.items() if k not in ("train", "train_fold", "total")}  # noqa: E731
+    rest = lambda c: {k: v for k, v in c.items() if k not in ("train", "ensemble", "train_fold", "total")}  # noqa: E731
     assert rest(per_member) == rest(packed)
-    assert per_member["total"] - packed["total"] == folds * 3 - folds
+    assert per_member["total"] - packed["total"] == per_member["train"]
 
 
 def test_gpu_switch_reaches_training_and_inference_only(workdir):
@@ -109,7 +110,7 @@ def test_gpu_switch_reaches_training_and_inference_only(workdir):
     blocks = {}
     for m in re.finditer(r"^rule (\w+):\n(.*?)(?=\n\n|\Z)", out, re.M | re.S):
         blocks.setdefault(m.group(1), m.group(2))
-    for rule in ("train", "infer_fold0", "train_no_dhdt", "infer_no_dhdt_fold0"):
+    for rule in ("train", "infer"):
         res = re.search(r"resources: (.*)", blocks[rule]).group(1)
         assert "gpu=1" in res and "gpu_model=a100" in res and "slurm_partition=gpu" in res, (rule, res)
     for rule in ("acquire", "normalise", "calibrate"):

@@ -11,7 +11,7 @@ def test_snakemake_report_names_every_figure(model_run, tmp_path):
     copy = tmp_path / "wf"
     # checkpoints (*.pt, undeclared, ~0.9 GB) are not needed for the report
     shutil.copytree(work, copy, symlinks=True, ignore=shutil.ignore_patterns("*.pt"))
-    figs = sorted((copy / "results/tiny/figures").rglob("*.png"))
+    figs = sorted((copy / "results/tiny/area_change/dl4gam/figures").rglob("*.png"))
     assert len(figs) >= 4
     out = copy / "results/tiny/report.html"
     rep = run_snakemake(copy, "--report", str(out), timeout=600)

@@ -233,7 +233,7 @@ def test_packed_training_job_runs_through_slurm_and_equals_the_local_members(mod
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     work = tmp_path / "wf"
     shutil.copytree(src, work, symlinks=True)  # results, inputs, config and .snakemake (mtimes and metadata kept)
-    members = work / "results" / "tiny" / "models" / "fold0"
+    members = work / "results" / "tiny" / "models" / "dl4gam" / "fold0"
     local = {}
     for m in (0, 1):
         d = members / f"member{m}"
@@ -243,7 +243,9 @@ def test_packed_training_job_runs_through_slurm_and_equals_the_local_members(mod
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     cfg["train"]["pack_members"] = True
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    targets = [f"results/tiny/models/fold0/member{m}/done.json" for m in (0, 1)]
+    # packed, the fold's ensemble.json is the job's output (the members' files are its own, like last.pt)
+    (members / "ensemble.json").unlink()
+    targets = ["results/tiny/models/dl4gam/fold0/ensemble.json"]
 
     plan = _snakemake(work, "slurm", "-n", *targets, env=slurm_cluster, limit=300)
     assert plan.returncode == 0, (plan.stdout + plan.stderr)[-4000:]
@@ -257,9 +259,12 @@ def test_packed_training_job_runs_through_slurm_and_equals_the_local_members(mod
     submitted = dict(SUBMITTED.findall(out))
     assert len(submitted) == 1 and "rule_train_fold" in next(iter(submitted.values())), submitted
     jid = next(iter(submitted))
-    log = work / "results" / "tiny" / "logs" / "train" / "fold0" / "members.log"
+    log = work / "results" / "tiny" / "logs" / "train" / "dl4gam" / "fold0" / "members.log"
     assert _job_id(log) == jid, log.read_text()[-2000:]
-    mem, runtime = _profile_resources("train_fold")
+    # memory from the workflow profile, runtime from the rule: the profile's per-member train runtime x 2 members
+    mem = int(re.search(r'^  train_fold: \?gpu\(mem_mb="(\d+) \* attempt"\)', (REPO / "workflow/profiles/default/config.yaml")
+                        .read_text(), re.M).group(1))
+    runtime = 2 * _profile_resources("train")[1]
     call = [l for l in out.splitlines() if l.startswith("sbatch call:") and "rule_train_fold" in l]
     assert len(call) == 1 and f"--mem {mem} " in call[0] and f" -t {runtime} " in call[0], call
     # GPU request only when GLACIERMAP_SLURM_GPUS/_GPU_GRES are set (they are not here)

@@ -256,3 +256,41 @@ def test_extend_test_only_adds_no_training_or_validation_glacier_then_promotes(m
                                   by_lon[sp.SPLIT_COLUMNS + rcols].reset_index(drop=True))
     with pytest.raises(sp.SplitError, match="added glaciers mode"):
         sp.extend_split(s0, m, added="sometimes")
+
+
+def test_every_fold_gets_min_val_glaciers_without_moving_test_glaciers(tmp_path):
+    # one huge glacier at each end takes the whole 10 % validation area of the folds beside it: by area alone
+    # some fold gets 0 or 1 validation glacier (the demo's fold 4 had none)
+    m = manifest(n=40, seed=3)
+    m.loc[m["glac_id"] == "G00000", ["area_km2", "cenlon"]] = [60.0, 6.0]
+    m.loc[m["glac_id"] == "G00001", ["area_km2", "cenlon"]] = [60.0, 14.0]
+    by_area = sp.make_split(m, n_folds=N_FOLDS, val_fraction=0.1)
+    n_val = lambda s: [int((s[f"role_{k}"] == "val").sum()) for k in range(N_FOLDS)]  # noqa: E731
+    assert min(n_val(by_area)) < 3
+    widened = sp.make_split(m, n_folds=N_FOLDS, val_fraction=0.1, min_val_glaciers=3)
+    assert min(n_val(widened)) >= 3
+    # test folds are unchanged, validation only grows (glaciers move from train to val, never from val to train)
+    assert (widened["test_fold"] == by_area["test_fold"]).all()
+    for k in range(N_FOLDS):
+        was_val = by_area[f"role_{k}"] == "val"
+        assert (widened.loc[was_val, f"role_{k}"] == "val").all()
+        assert (widened[f"role_{k}"] == "train").sum() >= 1
+        # validation stays adjacent to the test fold: no training glacier between them
+        t = widened[widened[f"role_{k}"] == "test"]["cenlon"]
+        val = widened[widened[f"role_{k}"] == "val"]["cenlon"]
+        west, east = val[val < t.min()], val[val > t.max()]
+        trains = widened[widened[f"role_{k}"] == "train"]["cenlon"]
+        if len(west):
+            assert not ((trains > west.min()) & (trains < t.min())).any()
+        if len(east):
+            assert not ((trains < east.max()) & (trains > t.max())).any()
+    # the setting is frozen with the split: another value is refused, a file written before it existed is kept
+    path = tmp_path / "split.csv"
+    sp.split_for(m, path, N_FOLDS, 0.1, min_val_glaciers=3)
+    with pytest.raises(sp.SplitError, match="min_val_glaciers=3 but 1 was asked"):
+        sp.split_for(m, path, N_FOLDS, 0.1, min_val_glaciers=1)
+    old = sp.make_split(m, n_folds=N_FOLDS, val_fraction=0.1)
+    del old.attrs["meta"]["min_val_glaciers"]
+    sp.write_split(old, tmp_path / "old.csv")
+    kept = sp.split_for(m, tmp_path / "old.csv", N_FOLDS, 0.1, min_val_glaciers=3)
+    assert n_val(kept) == n_val(by_area)

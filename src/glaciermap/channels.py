@@ -4,7 +4,8 @@ Each :class:`Channel` declares what it is computed from (a raw band of a source,
 common band names, a terrain attribute of the DEM, a texture of a band, a raster source), the sources it
 needs, its fill rule for missing pixels, its normalisation for the model, units and a description. The
 computations reuse :mod:`glaciermap.indices` and :mod:`glaciermap.terrain`; ``CHANNEL_SETS["dl4gam"]`` is
-the 16 DL4GAM input channels, in model order, computed exactly as before the registry.
+the 16 DL4GAM input channels, in model order, its curvatures with the definitions of the published method
+(xdem 0.1.0: ``curv_planform_ref``, ``curv_profile_ref``; ``curv_planform``/``curv_profile`` are xdem 0.2.3's).
 
 Two entry points for the rest of the pipeline:
 
@@ -287,6 +288,18 @@ _TERRAIN = {
     "curv_profile": (_CURV_UNITS, "profile curvature",
                      "geometric slope-line curvature (Zevenbergen & Thorne 1987 fit, xdem 0.2.3 formula, 1/(100 m), "
                      "positive convex) of the smoothed DEM; clipped to +-curvature_clip", {}),
+    # DL4GAM's reference implementation (xdem 0.1.0 definitions): the DL4GAM channel set uses these
+    "curv_planform_ref": (_CURV_UNITS, "planform curvature (xdem 0.1.0, DL4GAM reference)",
+                          "minus the second derivative of elevation along the contour, -(r q^2 - 2 s p q + t p^2) / "
+                          "(p^2 + q^2) (Zevenbergen & Thorne 1987 fit, xdem 0.1.0 formula, 1/(100 m), positive "
+                          "convex) of the smoothed DEM: curv_planform x |grad z|, bounded on flat ground (0 only where "
+                          "the gradient is exactly 0; no flat-slope rule); clipped to +-curvature_clip", {}),
+    "curv_profile_ref": (_CURV_UNITS, "profile curvature (xdem 0.1.0, DL4GAM reference)",
+                         "the second derivative of elevation along the slope line, (r p^2 + 2 s p q + t q^2) / "
+                         "(p^2 + q^2) (Zevenbergen & Thorne 1987 fit, xdem 0.1.0 formula, 1/(100 m), positive "
+                         "CONCAVE: opposite sign to curv_profile, = -curv_profile x (1 + p^2 + q^2)^1.5 before "
+                         "clipping) of the smoothed DEM; 0 where the gradient is exactly 0; clipped to "
+                         "+-curvature_clip", {}),
 }
 
 register(Channel("dem", "terrain", ("elevation",), ("dem",), "m", "surface elevation",
@@ -370,15 +383,17 @@ def _ratio_from_names(a, b):
     return _ratio_channel(a, b)
 
 
-#: Named channel lists. "dl4gam": the 16 DL4GAM input channels in model order.
+#: Named channel lists. "dl4gam": the 16 DL4GAM input channels in model order, with the curvatures as the
+#: published method computed them (xdem 0.1.0: ``curv_planform_ref``, ``curv_profile_ref``; docs/terrain.md).
 CHANNEL_SETS = {
     "dl4gam": ["B04", "B03", "B02", "B08", "B11", "ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin", "aspect_cos",
-               "tri", "curv_planform", "curv_profile", "dhdt"],
+               "tri", "curv_planform_ref", "curv_profile_ref", "dhdt"],
 }
 CHANNEL_SETS["dl4gam_no_dhdt"] = [c for c in CHANNEL_SETS["dl4gam"] if c != "dhdt"]
-#: The layers a cube holds by default (today's cube): all 12 bands, the 3 indices, the DEM and terrain, dh/dt.
+#: The layers a cube holds by default: all 12 bands, the 3 indices, the DEM and terrain (both curvature
+#: definitions, so a default cube holds the DL4GAM set), dh/dt.
 DEFAULT_LAYERS = S2_BANDS + ["ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin", "aspect_cos", "tri",
-                             "curv_planform", "curv_profile", "dhdt"]
+                             "curv_planform", "curv_profile", "curv_planform_ref", "curv_profile_ref", "dhdt"]
 
 
 def known_channels() -> list[str]:

@@ -1,13 +1,13 @@
-"""Method comparison (DL4GAM paper Table 7): the U-Net ensemble, the ensemble without dh/dt, the band ratio.
+"""Method comparison (DL4GAM paper Table 7): any list of model variants (by default the U-Net ensemble and the
+ensemble without dh/dt) and the band ratio.
 
 For every test glacier (each glacier is a test glacier of exactly one fold, so every method is applied
 to glaciers it never saw in training or threshold fitting) and both change epochs, each method gives a
 binary glacier mask on the cube grid:
 
-* ``dl4gam``: calibrated ensemble mean mu >= 0.5 (temperatures of the glacier's fold, as in ``areas``);
-* ``dl4gam_no_dhdt``: the ablation ensemble (same folds, split, patches and seeds, channels without
-  dhdt, its own normalisation), mean >= 0.5; it has no validation predictions, so no temperature
-  scaling (with one member a temperature cannot move the 0.5 threshold anyway);
+* every model of ``area_change.compare`` (e.g. ``dl4gam`` and its ablation ``dl4gam_no_dhdt``: same folds,
+  split, patches and seeds, its own channels and normalisation): calibrated ensemble mean mu >= 0.5
+  (the temperatures of that model in the glacier's fold, as in ``areas``);
 * ``band_ratio_regional``: R / max(SWIR, 1) >= t1 and B >= t2 with the thresholds fitted on the
   fold's train + validation glaciers (``baseline/band_ratio.json``);
 * ``band_ratio_oracle``: the glacier-wise thresholds tuned on each glacier's own t0 labels (an oracle).
@@ -44,6 +44,7 @@ from .io import GlacierInputError, read_record, write_csv_atomic, write_json_ato
 
 log = logging.getLogger("glaciermap.compare")
 
+#: labels of the methods (a model not listed here is labelled by its name)
 METHODS = {
     "dl4gam": "DL4GAM (U-Net ensemble)",
     "dl4gam_no_dhdt": "DL4GAM without dh/dt",
@@ -189,21 +190,21 @@ def _years(d0: str, d1: str) -> float:
     return (pd.Timestamp(d1) - pd.Timestamp(d0)).days / 365.25
 
 
-def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: dict, calib_jsons, *,
-                ablation_preds: dict | None = None, baseline_json=None, baseline_areas_csv=None,
+def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: dict, calib_jsons: dict, *,
+                baseline_json=None, baseline_areas_csv=None,
                 debris_map=None, debris_min_fraction: float = 0.01, outputs: dict) -> dict:
     """Table 7 over the test glaciers; writes ``outputs['csv']``, ``['json']`` and ``['glaciers']`` (per glacier).
 
-    ``cubes``/``preds``/``ablation_preds``: (glacier, epoch) -> file; ``fold_of``: glacier -> test fold.
-    Methods whose inputs are not given (no ablation, no baseline) are left out and said so in ``notes``.
+    ``preds``: model name -> {(glacier, epoch): prediction file}; ``calib_jsons``: model name -> its fold
+    calibrations; ``cubes``: (glacier, epoch) -> file; ``fold_of``: glacier -> test fold. The baseline is left
+    out when its inputs are not given, and ``notes`` says so.
     """
     from .steps import fold_temperatures
 
-    temps = fold_temperatures(calib_jsons)
-    methods = ["dl4gam"] + (["dl4gam_no_dhdt"] if ablation_preds else [])
+    models = list(preds)
+    temps = {m: fold_temperatures(calib_jsons[m]) for m in models}
+    methods = list(models)
     notes = []
-    if not ablation_preds:
-        notes.append("no-dh/dt ablation disabled (ablation.no_dhdt.enabled: false)")
     regional, oracle = {}, {}
     if baseline_json:
         chosen = json.loads(Path(baseline_json).read_text())["thresholds"]  # per fold, written by `baseline`
@@ -231,11 +232,9 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
         masks = {}
         for meth in methods:
             for e in (t0, t1):
-                if meth == "dl4gam":
-                    mu = _mu(preds[(g, e)], temps[k])
-                    masks[(meth, e)] = None if mu is None else mu >= 0.5
-                elif meth == "dl4gam_no_dhdt":
-                    mu = _mu(ablation_preds[(g, e)], [])
+                if meth in preds:
+                    path = preds[meth].get((g, e))
+                    mu = None if path is None else _mu(path, temps[meth].get(k, []))
                     masks[(meth, e)] = None if mu is None else mu >= 0.5
                 else:
                     th = regional.get(k) if meth == "band_ratio_regional" else oracle.get(g)
@@ -260,7 +259,7 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
                      + "; ".join(f"{g}: {r}" for g, r in dropped))
         for g, r in dropped:
             log.warning("method comparison: glacier %s left out: %s", g, r)
-    table = pd.DataFrame([{"method": meth, "label": METHODS[meth],
+    table = pd.DataFrame([{"method": meth, "label": METHODS.get(meth, f"model {meth}"),
                            **aggregate(per[per["method"] == meth], debris_min_fraction, bool(debris_map))}
                           for meth in methods], columns=COLUMNS)
     write_csv_atomic(outputs["glaciers"], per)

@@ -62,6 +62,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     _fill_defaults(cfg, schema, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if "ablation" in cfg:  # the section of earlier versions: say what replaced it
+        raise ConfigError("invalid configuration:\n  ablation: replaced by named model variants; write the ablation "
+                          "as an entry of `models`, e.g. models: {dl4gam: {}, dl4gam_no_dhdt: {drop_channels: [dhdt], "
+                          "members: 1}}, or leave it out (README \"Model variants\")")
     if errors:
         lines = []
         for e in errors:
@@ -77,6 +81,9 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
                 lines.append(f"{_key_path(e)}: {e.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     _resolve_change_epochs(cfg)
+    ac = cfg.setdefault("area_change", {})
+    if ac.get("models") is None and cfg.get("models"):
+        ac["models"] = [next(iter(cfg["models"]))]  # the first model variant
     _check_semantics(cfg)
     return cfg
 
@@ -102,10 +109,45 @@ def _describe(schema: dict, key: str) -> str:
 
 
 def model_channels(cfg: dict) -> list[str]:
-    """The main model's input channels (``model.channels``, null = the 16 DL4GAM channels)."""
+    """The default channels of every model variant (``model.channels``, null = the 16 DL4GAM channels)."""
     from .channels import CHANNEL_SETS
 
     return list(cfg.get("model", {}).get("channels") or CHANNEL_SETS["dl4gam"])
+
+
+#: keys of `train` that change no result (how jobs are packed, how often they checkpoint): kept out of a model's
+#: settings, so switching them re-runs nothing
+RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s")
+
+
+def model_registry(cfg: dict) -> dict[str, dict]:
+    """Every model variant by name: the `model` and `train` sections overridden by the entry in `models`.
+
+    Each value holds the network (arch, encoder, encoder_weights), the training settings (members, epochs,
+    patch_size, strides, lr, ...) and ``channels``, the resolved list of channel names.
+    """
+    from .channels import CHANNEL_SETS
+
+    base = {k: v for k, v in cfg.get("model", {}).items() if k != "channels"}
+    base.update({k: v for k, v in cfg.get("train", {}).items() if k not in RUN_ONLY_TRAIN_KEYS})
+    out = {}
+    for name, entry in (cfg.get("models") or {}).items():
+        entry = dict(entry or {})
+        chans = entry.pop("channels", None)
+        drop = entry.pop("drop_channels", [])
+        if isinstance(chans, str):
+            chans = CHANNEL_SETS.get(chans, [chans])
+        channels = [c for c in (list(chans) if chans else model_channels(cfg)) if c not in drop]
+        out[name] = {**base, **entry, "channels": channels}
+    return out
+
+
+def all_model_channels(cfg: dict) -> list[str]:
+    """Every channel some model variant uses, in first-use order (the layers the cubes must hold)."""
+    seen = []
+    for m in model_registry(cfg).values():
+        seen += [c for c in m["channels"] if c not in seen]
+    return seen
 
 
 def stac_source_config(cfg: dict) -> dict:
@@ -142,27 +184,33 @@ def _check_semantics(cfg: dict) -> None:
         problems.append(f"imagery: '{cfg.get('imagery')}' is not a source (sources: {', '.join(sources) or 'none'})")
     from .channels import RASTER_SOURCES, ChannelError, cube_layers, get_channel
 
-    channels = model_channels(cfg)
+    problems += _check_models(cfg)
+    channels = all_model_channels(cfg)
     try:
         layers, needs = cube_layers(channels)
     except ChannelError as e:
-        problems.append(f"model.channels: {e}")
+        problems.append(f"models: {e}")
         layers, needs = [], []
     uses_dhdt = "dhdt" in needs
     for name, ep in cfg["epochs"].items():
         if not _safe_name(name):
             problems.append(f"epochs.{name}: epoch names may only use letters, digits, '.', '_' and '-'")
+        n = 5 if ep.get("inventory_year") else 10
+        for k in ("start", "end"):
+            if len(str(ep[k])) != n:
+                fmt = "MM-DD" if n == 5 else "YYYY-MM-DD"
+                problems.append(f"epochs.{name}.{k}: '{ep[k]}' must be {fmt} (inventory_year epochs give MM-DD)")
         if ep.get("dhdt") and ep["dhdt"] not in cfg["dhdt"]:
             known = ", ".join(cfg["dhdt"]) or "none is configured"
             problems.append(f"epochs.{name}.dhdt: '{ep['dhdt']}' is not a key of dhdt ({known})")
         elif uses_dhdt and not ep.get("dhdt"):
-            problems.append(f"epochs.{name}.dhdt: missing, but the model channels (model.channels) include dhdt; "
-                            "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of model.channels")
+            problems.append(f"epochs.{name}.dhdt: missing, but a model's channels (models, model.channels) include dhdt; "
+                            "name a dh/dt map of `dhdt` for this epoch or leave dhdt out of every model's channels")
     for role in sorted(set(RASTER_SOURCES) & set(needs)):
         users = [c for c in layers if role in get_channel(c).sources]
         name = (cfg.get("channel_sources") or {}).get(role)
         if not name:
-            problems.append(f"channel_sources.{role}: missing, but the model channels (model.channels) include "
+            problems.append(f"channel_sources.{role}: missing, but the models' channels (models, model.channels) include "
                             f"{', '.join(users)}; name a raster or raster_per_year entry of `sources`")
         elif name not in sources:
             problems.append(f"channel_sources.{role}: '{name}' is not a source ({', '.join(sources) or 'none'})")
@@ -171,16 +219,8 @@ def _check_semantics(cfg: dict) -> None:
                             "a raster or raster_per_year source is needed")
     terrain = [c for c in layers if "dem" in get_channel(c).sources]
     if terrain and not cfg.get("dem"):
-        problems.append(f"dem: missing, but the model channels (model.channels) include {', '.join(terrain)}; "
+        problems.append(f"dem: missing, but the models' channels (models, model.channels) include {', '.join(terrain)}; "
                         "give dem: {path: ...} (or stac_item + asset) or leave the terrain channels out")
-    if cfg.get("ablation", {}).get("no_dhdt", {}).get("enabled") and not uses_dhdt:
-        problems.append("ablation.no_dhdt.enabled: the model channels (model.channels) have no dhdt to leave out; "
-                        "set ablation.no_dhdt.enabled: false")
-        n = 5 if ep.get("inventory_year") else 10
-        for k in ("start", "end"):
-            if len(ep[k]) != n:
-                fmt = "MM-DD" if n == 5 else "YYYY-MM-DD"
-                problems.append(f"epochs.{name}.{k}: '{ep[k]}' must be {fmt}")
     for key in ("from", "to"):
         name = cfg.get("change", {}).get(key)
         if name is not None and name not in cfg["epochs"]:
@@ -199,6 +239,43 @@ def _check_semantics(cfg: dict) -> None:
                             "or give the raster by path")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _check_models(cfg: dict) -> list[str]:
+    """Model entries: known channel sets, drops that exist, area_change lists naming models."""
+    from .channels import CHANNEL_SETS, ChannelError, get_channel
+
+    problems = []
+    models = cfg.get("models") or {}
+    for name, entry in models.items():
+        entry = entry or {}
+        chans = entry.get("channels")
+        if isinstance(chans, str) and chans not in CHANNEL_SETS:
+            problems.append(f"models.{name}.channels: '{chans}' is not a channel set ({', '.join(CHANNEL_SETS)}); "
+                            "give a list of channel names or a set name")
+            continue
+        base = (CHANNEL_SETS[chans] if isinstance(chans, str) else chans) or model_channels(cfg)
+        for c in base:
+            try:
+                get_channel(c)
+            except ChannelError as e:
+                problems.append(f"models.{name}.channels: {e}")
+        for c in entry.get("drop_channels", []):
+            if c not in base:
+                problems.append(f"models.{name}.drop_channels: '{c}' is not among its channels "
+                                f"({', '.join(base)}); nothing to drop")
+        if len([c for c in base if c not in entry.get("drop_channels", [])]) == 0:
+            problems.append(f"models.{name}: no channel left")
+        p = entry.get("patch_size")
+        if p is not None and p > cfg["grid"]["patch_size"]:
+            problems.append(f"models.{name}.patch_size: {p} is larger than grid.patch_size {cfg['grid']['patch_size']} "
+                            "(the cube margin is grid.patch_size/2)")
+    ac = cfg.get("area_change", {})
+    for key in ("models", "compare"):
+        for m in ac.get(key) or []:
+            if m not in models:
+                problems.append(f"area_change.{key}: '{m}' is not an entry of `models` ({', '.join(models)})")
+    return problems
 
 
 def _check_raster(key: str, spec: dict) -> list[str]:

@@ -1,8 +1,10 @@
 """Inference: ensemble probability maps per cube, patches batched across glaciers (DL4GAM section 3.5.1).
 
-Per cube, windows on a stride grid plus flush edge windows cover the bounding box of the glacier's 50 m
-buffer; only windows whose counted area meets the buffer are predicted. All windows of all cubes form
-one stream fed to the models in batches (the reference ran the model once per glacier; the
+Per cube, a window is centred on every point of the stride grid (anchored at the cube's row/col 0) that
+lies in the glacier's 50 m buffer, as in the reference, shifted to stay inside the cube; one more window is
+added for each buffer pixel still outside the counted area (the part kept by the blending) of every window
+(``reference_extras`` also adds the reference's 4 extreme and centroid windows; :func:`inference_windows`).
+All windows of all cubes form one stream fed to the models in batches (the reference ran the model once per glacier; the
 ``batch_across_glaciers=False`` mode reproduces that for the benchmark). Overlaps are blended either by
 averaging with ~5 % of each patch border dropped ("mean", the reference) or by a 2-D Hann window with
 a small floor ("hann", lets a larger stride be used without seams). Probabilities (sigmoid) are blended,
@@ -47,42 +49,107 @@ def blend_weights(patch_size: int, blend: str = "hann", border_frac: float = 0.0
     raise ValueError(f"blend must be 'hann' or 'mean', got {blend!r}")
 
 
-def _axis_starts(lo: int, hi: int, kept: int, stride: int) -> list:
-    """Starts of the counted spans (length ``kept``) covering [lo, hi]: a stride grid plus a flush last one."""
-    starts = [lo]
-    while starts[-1] + kept - 1 < hi:
-        starts.append(min(starts[-1] + stride, hi - kept + 1))
-    return starts
+def _start_range(n: int, P: int) -> tuple[int, int]:
+    """Allowed window starts (lo, hi) along an axis of ``n`` px: inside the axis, or centred on it if ``n < P``."""
+    if n >= P:
+        return 0, n - P
+    t = (n - P) // 2
+    return t, t
 
 
-def inference_windows(region: np.ndarray, patch_size: int, stride: int, border: int = 0) -> np.ndarray:
-    """Top-left corners [n, 2] of the windows needed to cover ``region`` with their counted area.
+def _place(want, anchor, lo: int, hi: int, P: int, b: int):
+    """Window starts: ``want`` clipped to [lo, hi], then moved the least needed to keep ``anchor`` in the counted span.
 
-    The counted area of a window is the patch minus ``border`` pixels on each side; windows whose counted
-    area contains no region pixel are dropped. Windows may reach outside the cube (padded when cut).
+    The counted span of a window starting at t is [t + b, t + P - b); the second step can move a window out
+    of [lo, hi], by at most ``b`` px when the cube is at least the patch size (only for anchors within ``b``
+    px of the cube edge).
+    """
+    t = np.clip(want, lo, hi)
+    return np.clip(t, anchor - P + b + 1, anchor - b)
+
+
+def _reference_extra_centres(region: np.ndarray) -> np.ndarray:
+    """The reference's 5 extra test-time centres (row, col): the 4 extremes of ``region``, then its centroid.
+
+    Left/right: the leftmost/rightmost column at the (truncated) mean row of the region pixels in that column;
+    top/bottom likewise; centroid: truncated mean row and column (DL4GAM ``get_patches_df``, ``add_extremes``,
+    ``add_centroid``).
+    """
+    rr, cc = np.nonzero(region)
+    c0, c1, r0, r1 = cc.min(), cc.max(), rr.min(), rr.max()
+    pts = [(int(rr[cc == c0].mean()), c0), (r0, int(cc[rr == r0].mean())), (int(rr[cc == c1].mean()), c1),
+           (r1, int(cc[rr == r1].mean())), (int(rr.mean()), int(cc.mean()))]
+    return np.array(pts, np.int64)
+
+
+def inference_windows(region: np.ndarray, patch_size: int, stride: int, border: int = 0,
+                      reference_extras: bool = False) -> np.ndarray:
+    """Top-left corners [n, 2] (int64) of the inference windows of one cube.
+
+    1. Stride grid: a window is centred (top-left = centre - patch_size // 2, the reference's
+       ``centre - patch_radius``) on every point (i s, j s) of the stride grid anchored at the cube's row/col 0
+       that lies in ``region`` (the glacier's 50 m buffer): the reference's test-time grid and the grid of
+       the training patch centres (``patches.patch_centres``). A window repeated by the shift below is
+       kept once.
+    2. ``reference_extras``: also the reference's 4 extreme and 1 centroid windows, kept even when they
+       repeat a grid window (as the reference does, so that mean blending weighs them the same).
+    3. Coverage: each region pixel not in the counted area (the window minus ``border`` px on each side) of
+       some window gets one more window, placed in raster order (the pixel on the first counted row, the
+       window centred on it along the columns); so every region pixel is counted by at least one window.
+
+    Every window is shifted to lie inside the cube (centred on an axis shorter than the patch), then moved
+    the least needed to keep its anchor (the grid point, extreme or uncovered pixel, a region pixel) in its
+    counted area. So along an axis of at least ``patch_size`` px a window leaves the cube only for an anchor
+    within ``border`` px of the cube edge, and then only by its dropped border (padded when cut); along an
+    axis of at least ``patch_size - 2 border`` px the counted area stays in the cube; a shorter axis gets one
+    window, centred on it. With a margin of patch_size / 2 around the region, as the reference's cubes have
+    (and this project's, for a patch size up to ``grid.patch_size``), no window moves and step 1 is exactly
+    the reference's grid.
     """
     P, b, s = int(patch_size), int(border), int(stride)
     kept = P - 2 * b
     if kept < 1:
         raise ValueError("border too large for the patch size")
     if not 1 <= s <= kept:
-        raise ValueError(f"stride {s} must be in [1, {kept}] (patch size minus the dropped borders) to cover every pixel")
+        raise ValueError(f"stride {s} must be in [1, {kept}] (patch size minus the dropped borders): a wider grid "
+                         "leaves gaps between its windows")
+    region = np.asarray(region, bool)
     if not region.any():
         return np.zeros((0, 2), np.int64)
-    rr, cc = np.nonzero(region)
-    rows = _axis_starts(int(rr.min()), int(rr.max()), kept, s)
-    cols = _axis_starts(int(cc.min()), int(cc.max()), kept, s)
-    sat = np.zeros((region.shape[0] + 1, region.shape[1] + 1), np.int64)
-    sat[1:, 1:] = region.astype(np.int64).cumsum(0).cumsum(1)
     H, W = region.shape
-    out = []
-    for r in rows:
-        r0, r1 = max(r, 0), min(r + kept, H)
-        for c in cols:
-            c0, c1 = max(c, 0), min(c + kept, W)
-            if r0 < r1 and c0 < c1 and sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0] > 0:
-                out.append((r - b, c - b))
-    return np.array(out, np.int64).reshape(-1, 2)
+    (rlo, rhi), (clo, chi) = _start_range(H, P), _start_range(W, P)
+    h = P // 2
+
+    def place(anchors: np.ndarray, want: np.ndarray) -> np.ndarray:
+        return np.stack([_place(want[:, 0], anchors[:, 0], rlo, rhi, P, b),
+                         _place(want[:, 1], anchors[:, 1], clo, chi, P, b)], axis=1).astype(np.int64)
+
+    gr, gc = np.nonzero(region[::s, ::s])
+    grid = np.stack([gr, gc], axis=1).astype(np.int64) * s
+    wins = [np.unique(place(grid, grid - h), axis=0)] if len(grid) else []
+    if reference_extras:
+        ext = _reference_extra_centres(region)
+        wins.append(place(ext, ext - h))
+    wins = np.concatenate(wins, axis=0) if wins else np.zeros((0, 2), np.int64)
+
+    # counted-area coverage of the windows so far (difference array, then 2-D cumulative sum)
+    d = np.zeros((H + 1, W + 1), np.int64)
+    r0, r1 = np.clip(wins[:, 0] + b, 0, H), np.clip(wins[:, 0] + P - b, 0, H)
+    c0, c1 = np.clip(wins[:, 1] + b, 0, W), np.clip(wins[:, 1] + P - b, 0, W)
+    np.add.at(d, (r0, c0), 1)
+    np.add.at(d, (r0, c1), -1)
+    np.add.at(d, (r1, c0), -1)
+    np.add.at(d, (r1, c1), 1)
+    covered = d.cumsum(0).cumsum(1)[:H, :W] > 0
+    extra = []
+    for r, c in zip(*np.nonzero(region & ~covered)):
+        if covered[r, c]:
+            continue
+        a = np.array([[r, c]], np.int64)
+        top, left = place(a, a - np.array([[b, h]]))[0]
+        covered[max(top + b, 0):top + P - b, max(left + b, 0):left + P - b] = True
+        extra.append((top, left))
+    return np.concatenate([wins, np.array(extra, np.int64).reshape(-1, 2)], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------- filling
@@ -149,14 +216,15 @@ def _models_on(models, device, channels_last: bool = False):
 def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, stride: int = 128, blend: str = "hann",
                      batch_size: int = 16, device=None, batch_across_glaciers: bool = True, border_frac: float = 0.05,
                      hann_floor: float = 0.01, fill_k: int = 30, fill_masked: bool = True, timings: dict | None = None,
-                     channels_last: bool = True):
+                     channels_last: bool = True, reference_extras: bool = False):
     """Yield ``(path, probs [M, H, W] float32 or None for a skip record, CubeArrays or status)`` as cubes complete.
 
     Only a few cubes are in memory at a time (the one being cut and those with patches still in the
     current batch). ``timings`` (a dict) receives data_s, model_s, n_patches, n_batches, n_cubes.
     ``channels_last``: run the models on NHWC tensors, the layout oneDNN's CPU convolutions prefer (the
     same probabilities up to float rounding, tested to 1e-5; +21 % patches/s on the demo's CPU model,
-    docs/performance.md).
+    docs/performance.md). ``reference_extras``: add the reference's extreme and centroid windows
+    (:func:`inference_windows`).
     """
     import torch
 
@@ -228,7 +296,7 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
                 t["data_s"] += time.perf_counter() - t0
                 yield path, None, STATUS_SKIPPED
                 continue
-            wins = inference_windows(cube.buffer50, P, stride, b)
+            wins = inference_windows(cube.buffer50, P, stride, b, reference_extras)
             job = _Job(path, cube, np.zeros((len(models),) + cube.shape, np.float32), np.zeros(cube.shape, np.float64),
                        pending=len(wins))
             t["data_s"] += time.perf_counter() - t0

@@ -188,3 +188,36 @@ def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.
         ds, encoding = skip_dataset(glacier_id, epoch, str(e), step), None
     write_netcdf_atomic(out_path, ds, encoding)
     return {k: ds.attrs.get(k) for k in ("glacier_id", "epoch", "status", "reason")}
+
+
+def prediction_files(dirs, role: str = "test") -> dict:
+    """(glacier, epoch) -> prediction file of the ``infer`` folders ``.../predictions/<model>/fold<k>/<epoch>``.
+
+    ``role`` "test": the folder's ``<glacier>.nc`` files; "val": its ``val/<glacier>.nc`` files (t0 only).
+    A glacier found in two folders (a corrupted layout) is an error naming both.
+    """
+    out = {}
+    for d in map(Path, dirs):
+        folder = d / "val" if role == "val" else d
+        for f in sorted(folder.glob("*.nc")) if folder.is_dir() else []:
+            if f.name.startswith("."):
+                continue
+            key = (f.stem, d.name)
+            if key in out:
+                raise ValueError(f"prediction of glacier {f.stem} at epoch {d.name} found twice: {out[key]} and {f}")
+            out[key] = str(f)
+    return out
+
+
+def paired_predictions(pred_dirs, cube_paths) -> tuple[list, list, list]:
+    """(keys, prediction files, cube files) for every cube ``.../cubes/<glacier>/<epoch>.nc``, its test prediction
+    taken from the ``infer`` folders. Every such cube must have one (a skip record when the glacier could not be
+    mapped): a missing prediction is an error naming the glaciers, never a glacier silently left out."""
+    preds = prediction_files(pred_dirs)
+    cubes = {(Path(c).parent.name, Path(c).stem): str(c) for c in cube_paths}
+    missing = [f"{g} at {e}" for g, e in cubes if (g, e) not in preds]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} prediction(s) missing from the folders {sorted(map(str, pred_dirs))}: "
+                                + ", ".join(missing[:10]))
+    keys = list(cubes)
+    return keys, [preds[k] for k in keys], [cubes[k] for k in keys]

@@ -200,9 +200,8 @@ def write_outlines(gdf, out_path) -> None:
         gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio")
 
 
-def run_outlines(keys, pred_paths, cube_paths, calib_jsons, areas_csv, cfg: dict, out_path):
-    """What the ``outlines`` rule runs: build the table and write the GeoPackage."""
-    o = cfg["outlines"]
+def run_outlines(keys, pred_paths, cube_paths, calib_jsons, areas_csv, o: dict, out_path):
+    """What the ``outlines`` rule runs: build the table and write the GeoPackage (``o``: the `outlines` settings)."""
     gdf = outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, int(o["min_patch_px"]),
                         int(o["min_hole_px"]), str(o["crs"]))
     write_outlines(gdf, out_path)

@@ -426,28 +426,6 @@ def fit_normalisation(cube_paths, channels=DL4GAM_CHANNELS, exclude_glaciers=(),
             "region": f"whole cubes minus no data and minus excluded glaciers + {buffer_m:g} m"}
 
 
-#: Per-channel entries of a normalisation (fit_normalisation): one value per channel, each fitted alone.
-PER_CHANNEL_KEYS = ("channels", "transform", "offset", "scale", "mean", "std", "n_pixels")
-
-
-def subset_normalisation(stats: dict, channels) -> dict:
-    """The normalisation of a channel subset, taken from one fitted on more channels.
-
-    Exact: :func:`fit_normalisation` pools each channel on its own (same cubes, same pixels, the
-    channel's finite values), so fitting the subset again gives the same numbers (a test checks it).
-    Used for the no-dh/dt ablation, which otherwise re-read every training cube of the fold.
-    """
-    channels = list(channels)
-    have = list(stats["channels"])
-    missing = [c for c in channels if c not in have]
-    if missing:
-        raise ValueError(f"normalisation has no channel(s) {', '.join(missing)} (it has {', '.join(have)})")
-    idx = [have.index(c) for c in channels]
-    out = {k: v for k, v in stats.items() if k not in PER_CHANNEL_KEYS}
-    out.update({k: [stats[k][i] for i in idx] for k in PER_CHANNEL_KEYS})
-    return out
-
-
 def save_normalisation(stats: dict, path) -> None:
     write_json_atomic(path, stats)
 

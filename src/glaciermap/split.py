@@ -92,11 +92,15 @@ def _cut_longitude(lon_sorted: np.ndarray, i: int) -> float:
     return 0.5 * (lon_sorted[i - 1] + lon_sorted[i])
 
 
-def _boundaries(lon_sorted: np.ndarray, area_sorted: np.ndarray, n_folds: int, val_fraction: float) -> list[dict]:
+def _boundaries(lon_sorted: np.ndarray, area_sorted: np.ndarray, n_folds: int, val_fraction: float,
+                min_val: int = 0) -> list[dict]:
     """Per fold: test and validation longitude ranges from the equal-area cuts.
 
     Positions p in [0, 1] of cumulative area are mapped to "first glacier whose cumulative-area
     midpoint is >= p", and that index to a longitude between it and its western neighbour.
+    A validation range holding fewer than ``min_val`` glaciers is widened one glacier at a time on its
+    sides (alternately for a middle fold), never taking the fold's last training glacier: a fold without
+    validation glaciers has no checkpoint selection and no calibration.
     """
     c = np.cumsum(area_sorted)
     mid = (c - 0.5 * area_sorted) / c[-1]
@@ -119,10 +123,43 @@ def _boundaries(lon_sorted: np.ndarray, area_sorted: np.ndarray, n_folds: int, v
             v_lo, v_hi = lo - val_fraction, hi
         else:
             v_lo, v_hi = lo - val_fraction / 2, hi + val_fraction / 2
+        val_lon = [lon_at(max(v_lo, 0.0)), lon_at(min(v_hi, 1.0))]
+        if n_folds > 1 and min_val > 0:
+            val_lon = _widen_validation(lon_sorted, lon_at(lo), lon_at(hi), val_lon, int(min_val))
         folds.append({"fold": k,
                       "test_lon": [_lon_or_none(lon_at(lo)), _lon_or_none(lon_at(hi))],
-                      "val_lon": [_lon_or_none(lon_at(max(v_lo, 0.0))), _lon_or_none(lon_at(min(v_hi, 1.0)))]})
+                      "val_lon": [_lon_or_none(val_lon[0]), _lon_or_none(val_lon[1])]})
     return folds
+
+
+def _widen_validation(lon_sorted: np.ndarray, tw: float, te: float, val_lon: list, min_val: int) -> list:
+    """Validation longitudes [vw, ve) around the test range [tw, te) widened until they hold ``min_val`` glaciers."""
+    n = len(lon_sorted)
+    # index ranges: test [i_tw, i_te), validation [i_vw, i_tw) + [i_te, i_ve) (fold k holds west <= lon < east)
+    i_tw, i_te = int(np.searchsorted(lon_sorted, tw, "left")), int(np.searchsorted(lon_sorted, te, "left"))
+    i_vw, i_ve = int(np.searchsorted(lon_sorted, val_lon[0], "left")), int(np.searchsorted(lon_sorted, val_lon[1], "left"))
+    west = i_tw > 0          # an end fold has validation on its inner side only
+    east = i_te < n
+    side = "east" if east else "west"
+    while (i_tw - i_vw) + (i_ve - i_te) < min_val:
+        n_train = n - (i_ve - i_vw)
+        if n_train <= 1:
+            break
+        grow_west, grow_east = west and i_vw > 0, east and i_ve < n
+        if not (grow_west or grow_east):
+            break
+        if grow_west and (side == "west" or not grow_east):
+            i_vw -= 1
+        else:
+            i_ve += 1
+        side = "east" if side == "west" else "west"
+    vw = val_lon[0] if i_vw == int(np.searchsorted(lon_sorted, val_lon[0], "left")) else _cut_longitude(lon_sorted, i_vw)
+    ve = val_lon[1] if i_ve == int(np.searchsorted(lon_sorted, val_lon[1], "left")) else _cut_longitude(lon_sorted, i_ve)
+    if i_vw == 0:
+        vw = -np.inf
+    if i_ve >= n:
+        ve = np.inf
+    return [vw, ve]
 
 
 def assign_by_longitude(lon, meta: dict) -> tuple[np.ndarray, dict]:
@@ -147,7 +184,8 @@ def assign_by_longitude(lon, meta: dict) -> tuple[np.ndarray, dict]:
     return test_fold, roles
 
 
-def make_split(manifest: pd.DataFrame, n_folds: int = 5, val_fraction: float = 0.1) -> pd.DataFrame:
+def make_split(manifest: pd.DataFrame, n_folds: int = 5, val_fraction: float = 0.1,
+               min_val_glaciers: int = 0) -> pd.DataFrame:
     """A new split of the manifest's ok glaciers (metadata with the longitude boundaries in ``.attrs["meta"]``).
 
     Deterministic: ties in longitude are broken by glac_id, and no randomness is involved.
@@ -166,10 +204,13 @@ def make_split(manifest: pd.DataFrame, n_folds: int = 5, val_fraction: float = 0
         "revision": 0,
         "n_folds": n_folds,
         "val_fraction": float(val_fraction),
+        "min_val_glaciers": int(min_val_glaciers),
         "rule": "sorted by longitude; equal cumulative-area test folds (cumulative-area midpoint); "
-                "validation = adjacent area (one inner side for end folds, half each side otherwise); "
+                "validation = adjacent area (one inner side for end folds, half each side otherwise), widened "
+                "to min_val_glaciers glaciers; "
                 "fold k holds west <= lon < east",
-        "folds": _boundaries(g["cenlon"].to_numpy(), g["area_km2"].to_numpy(), n_folds, float(val_fraction)),
+        "folds": _boundaries(g["cenlon"].to_numpy(), g["area_km2"].to_numpy(), n_folds, float(val_fraction),
+                             int(min_val_glaciers)),
         "created": {"utc": _now(), "n_glaciers": int(len(g)), "total_area_km2": float(g["area_km2"].sum())},
         "history": [],
     }
@@ -308,7 +349,7 @@ def read_split(path: str | Path) -> pd.DataFrame:
 
 
 def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fraction: float = 0.1,
-              write_back: bool = True, added: str = "longitude") -> pd.DataFrame:
+              write_back: bool = True, added: str = "longitude", min_val_glaciers: int = 0) -> pd.DataFrame:
     """The split to use: the frozen file extended to the manifest, or a new split written to ``path``.
 
     A frozen file made with other ``n_folds``/``val_fraction`` is an error, not silently replaced.
@@ -316,7 +357,7 @@ def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fr
     """
     path = Path(path)
     if not path.exists():
-        split = make_split(manifest, n_folds=n_folds, val_fraction=val_fraction)
+        split = make_split(manifest, n_folds=n_folds, val_fraction=val_fraction, min_val_glaciers=min_val_glaciers)
         write_split(split, path)
         return split
     existing = read_split(path)
@@ -324,6 +365,10 @@ def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fr
     if int(meta["n_folds"]) != int(n_folds) or not np.isclose(float(meta["val_fraction"]), float(val_fraction)):
         raise SplitError(f"split file {path} was made with n_folds={meta['n_folds']}, val_fraction={meta['val_fraction']}"
                          f" but n_folds={n_folds}, val_fraction={val_fraction} were asked; delete it to re-split")
+    # a file written before min_val_glaciers existed keeps its (frozen) validation ranges
+    if "min_val_glaciers" in meta and int(meta["min_val_glaciers"]) != int(min_val_glaciers):
+        raise SplitError(f"split file {path} was made with min_val_glaciers={meta['min_val_glaciers']} but "
+                         f"{min_val_glaciers} was asked; delete it to re-split (its folds would change)")
     split = extend_split(existing, manifest, added=added)
     if write_back and (split.attrs["added"] or split.attrs["dropped"] or split.attrs["promoted"]):
         write_split(split, path)

@@ -9,6 +9,7 @@ for regions too small for a fit (tau model, regional extrapolation), which are r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -78,11 +79,12 @@ def _finite_mean(v) -> float | None:
 
 
 def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "",
-              added: str = "longitude") -> None:
+              added: str = "longitude", min_val_glaciers: int = 0) -> None:
     """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
     from .split import fold_table, split_for
 
-    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added)
+    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added,
+                      min_val_glaciers=min_val_glaciers)
     if expected_hash and split_hash(split) != expected_hash:
         raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
     write_csv_atomic(folds_csv, fold_table(split))
@@ -108,18 +110,6 @@ def run_normalisation(cube_paths, split_csv, fold: int, channels, out_json) -> N
 
     by_glacier = {Path(p).parent.name: str(p) for p in cube_paths}
     save_normalisation(fit_fold_normalisation(by_glacier, read_split(split_csv), fold, channels), out_json)
-
-
-def run_normalisation_subset(norm_json, channels, out_json) -> None:
-    """A fold's normalisation restricted to ``channels`` (exact, see patches.subset_normalisation)."""
-    from .patches import load_normalisation, save_normalisation, subset_normalisation
-
-    stats = subset_normalisation(load_normalisation(norm_json), channels)
-    stats["derived_from"] = str(norm_json)
-    save_normalisation(stats, out_json)
-
-
-# ---------------------------------------------------------------------------------------------------- train, infer
 
 
 def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
@@ -185,6 +175,17 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
     return out
 
 
+def write_ensemble(done_jsons, out_json) -> dict:
+    """The ensemble of one model and fold: its members' done.json files (the list inference reads)."""
+    done = [Path(p) for p in done_jsons]
+    missing = [str(p) for p in done if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"ensemble {out_json}: member(s) not trained: {', '.join(missing)}")
+    out = {"members": [str(p) for p in done], "n_members": len(done)}
+    write_json_atomic(out_json, out)
+    return out
+
+
 def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
     """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers).
 
@@ -215,35 +216,68 @@ def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_siz
             model, meta = load_member(Path(done).parent / "best.pt", device)
             models.append(model)
             members.append(int(Path(done).parent.name.replace("member", "")))
-        staged = [p.with_name(f".{p.name}.staged{p.suffix}") for p in out_paths]
+        staged = _staged_paths(out_paths)
         try:
             timings = predict_files(models, cube_paths, staged, load_normalisation(norm_json), members, cfg,
                                     patch_size, device)
             for tmp, final in zip(staged, out_paths):
+                final.parent.mkdir(parents=True, exist_ok=True)  # a twin's Snakemake may have removed the folder
                 os.replace(tmp, final)
         finally:
             for tmp in staged:
                 tmp.unlink(missing_ok=True)
+            for d in sorted({p.parent for p in staged}, key=lambda d: -len(d.parts)):
+                if d.name.endswith(".staging") or d.parent.name.endswith(".staging"):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
         log.info("inference: %s", timings)
         return timings
 
 
+def _infer_epoch(out_paths) -> str | None:
+    """The epoch of an inference job's outputs: their common stem (``<glacier>/<epoch>.nc``) or, in the layout of
+    the ``infer`` rule (``predictions/<model>/fold<k>/<epoch>/<glacier>.nc``), their common folder's name."""
+    import os
+
+    stems = {Path(p).stem for p in out_paths}
+    if len(stems) == 1:
+        return stems.pop()
+    if out_paths:
+        return Path(os.path.commonpath([str(p) for p in out_paths])).name or None
+    return None
+
+
+def _staged_paths(out_paths) -> list[Path]:
+    """Where each output is written before it is moved into place: a hidden sibling of the outputs' common folder
+    (``.<epoch>.staging/``), outside a ``directory()`` output that Snakemake may remove, on the same filesystem."""
+    import os
+
+    if not out_paths:
+        return []
+    common = Path(os.path.commonpath([str(p) for p in out_paths]))
+    if len(out_paths) == 1:
+        p = out_paths[0]
+        return [p.with_name(f".{p.name}.staged{p.suffix}")]
+    root = common.parent / f".{common.name}.staging"
+    return [root / p.relative_to(common) for p in out_paths]
+
+
 def _infer_lock_path(done_jsons, out_paths) -> Path:
-    """``models/fold<k>/.infer_<epoch>.lock`` (epoch: the common stem of the outputs; else a hash of them)."""
+    """``models/<model>/fold<k>/.infer_<epoch>.lock`` (epoch: :func:`_infer_epoch`; else a hash of the outputs)."""
     import hashlib
 
     fold_dir = Path(done_jsons[0]).parent.parent if len(done_jsons) else Path(out_paths[0] if out_paths else ".").parent
-    stems = {Path(p).stem for p in out_paths}
-    if len(stems) == 1:
-        return fold_dir / f".infer_{stems.pop()}.lock"
+    epoch = _infer_epoch(out_paths)
+    if epoch:
+        return fold_dir / f".infer_{epoch}.lock"
     key = hashlib.sha1("\n".join(sorted(map(str, out_paths))).encode()).hexdigest()[:12]
     return fold_dir / f".infer_{key}.lock"
 
 
 def _infer_job_name(done_jsons, out_paths) -> str:
     fold = Path(done_jsons[0]).parent.parent.name if len(done_jsons) else "?"
-    stems = sorted({Path(p).stem for p in out_paths})
-    return f"{fold} epoch {stems[0]}" if len(stems) == 1 else f"{fold} ({len(out_paths)} outputs)"
+    epoch = _infer_epoch(out_paths)
+    return f"{fold} epoch {epoch}" if epoch else f"{fold} ({len(out_paths)} outputs)"
 
 
 def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device):

@@ -1,19 +1,20 @@
-"""``results/<region>/summary.json``: the headline numbers of a run, assembled from the region tables.
+"""``results/<region>/area_change/<model>/summary.json``: the headline numbers of one model's area-change run.
 
 Every key of issue 3 is present; a value that this run does not compute is null and ``notes`` says
 why. Keys (fractions in 0..1 unless named _pct):
 
-n_glaciers_inventory, n_glaciers_processed (glaciers with a prediction at both change epochs),
-n_glaciers_skipped (QC), folds, members, test_iou_mean / test_f1_mean / test_recall_mean (mean over
-test glaciers at the inventory epoch), ece_before / ece_after (mean over folds, validation pixels),
-interval_coverage (share of test glaciers whose inventory area lies in [A_lb, A_ub], nominal 0.68),
-area_t0_km2 / area_t1_km2 / regional_rate_pct_per_year / regional_rate_sigma_pct_per_year (regional
-totals with extrapolation), n_rates_kept (SNR and recall filters), band_ratio_regional_rate_pct_per_year,
-band_ratio_test_iou_mean (regional band ratio), debris_recall_dl / debris_recall_band_ratio /
-debris_recall_no_dhdt (recall on the debris-covered parts of the t0 outlines, pooled over test glaciers
-with > evaluation.debris_min_fraction debris, from evaluation/method_comparison.json (glaciermap.compare);
-null without a debris map or without the ablation, and ``notes`` says why), and with a truth directory
-the keys of glaciermap.evaluate.compare_rates.
+model (the entry of the config's `models`), n_glaciers_inventory, n_glaciers_processed (glaciers with a
+prediction at both change epochs), n_glaciers_skipped (QC), folds, members (of this model),
+test_iou_mean / test_f1_mean / test_recall_mean (mean over test glaciers at the inventory epoch),
+ece_before / ece_after (mean over folds, validation pixels), interval_coverage (share of test glaciers
+whose inventory area lies in [A_lb, A_ub], nominal 0.68), area_t0_km2 / area_t1_km2 /
+regional_rate_pct_per_year / regional_rate_sigma_pct_per_year (regional totals with extrapolation),
+n_rates_kept (SNR and recall filters), band_ratio_regional_rate_pct_per_year, band_ratio_test_iou_mean
+(regional band ratio), debris_recall_dl (this model) / debris_recall_band_ratio / debris_recall_by_method
+(every compared model and the band ratios: recall on the debris-covered parts of the t0 outlines, pooled
+over test glaciers with > evaluation.debris_min_fraction debris, from area_change/method_comparison.json
+(glaciermap.compare); null without a debris map, and ``notes`` says why), and with a truth directory the
+keys of glaciermap.evaluate.compare_rates.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def _load(p):
 
 
 def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, evaluation_json, cfg: dict,
-                  comparison_json=None) -> dict:
+                  comparison_json=None, model: str = "dl4gam") -> dict:
+    """Headline numbers of the area-change run of ``model`` (an entry of the config's `models`)."""
+    from .config import model_registry
+
     qc = _load(qc_json)
     calib = [_load(p) for p in calib_jsons]
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
@@ -51,6 +55,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
                      "extrapolated regionally")
     s = {
         "region": cfg["region"],
+        "model": model,
         "n_glaciers_inventory": qc["n_glaciers_inventory"],
         "n_glaciers_processed": len(both),
         "n_glaciers_skipped": qc["n_glaciers_skipped"],
@@ -58,7 +63,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         "skipped_by_step": dict(qc.get("skipped_by_step", {})),
         "n_glaciers_small": qc.get("n_glaciers_small"),
         "folds": int(cfg["split"]["n_folds"]),
-        "members": int(cfg["train"]["members"]),
+        "members": int(model_registry(cfg)[model]["members"]),
         "test_iou_mean": _finite_mean(ref["iou"]),
         "test_f1_mean": _finite_mean(ref["f1"]),
         "test_recall_mean": _finite_mean(ref["recall"]),
@@ -75,7 +80,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         "band_ratio_oracle_test_iou_mean": None,
         "debris_recall_dl": None,
         "debris_recall_band_ratio": None,
-        "debris_recall_no_dhdt": None,
+        "debris_recall_by_method": {},
         "epochs": {"t0": t0, "t1": t1},
         "tau_models": {str(c["fold"]): c["tau_model"].get("extra", {}).get("kind", "quantile_regression") for c in calib},
     }
@@ -92,15 +97,17 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     if comparison_json:
         c = _load(comparison_json)
         meth = c["methods"]
-        for key, m in (("debris_recall_dl", "dl4gam"), ("debris_recall_band_ratio", "band_ratio_regional"),
-                       ("debris_recall_no_dhdt", "dl4gam_no_dhdt")):
+        for key, m in (("debris_recall_dl", model), ("debris_recall_band_ratio", "band_ratio_regional")):
             s[key] = meth.get(m, {}).get("debris_recall")
+        s["debris_recall_by_method"] = {m: v.get("debris_recall") for m, v in meth.items()}
         notes.extend(f"method comparison: {n}" for n in c.get("notes", []))
-        if c.get("debris_map") and s["debris_recall_dl"] is None:
+        if model not in meth:
+            notes.append(f"debris_recall_dl: model {model} is not in the method comparison (area_change.compare)")
+        elif c.get("debris_map") and s["debris_recall_dl"] is None:
             notes.append("debris_recall_*: no test glacier with more than "
                          f"{c['debris_min_fraction']:.0%} debris cover in the debris map")
     else:
-        notes.append("debris_recall_*: no method comparison (evaluation/method_comparison.json) given")
+        notes.append("debris_recall_*: no method comparison (area_change/method_comparison.json) given")
     if evaluation_json:
         s.update(_load(evaluation_json))
     s["notes"] = notes

@@ -1,4 +1,5 @@
-"""DEM attributes for the feature cubes: vectorised numpy re-implementations of what xdem 0.2.3 computes.
+"""DEM attributes for the feature cubes: vectorised numpy re-implementations of what xdem 0.2.3 computes
+(and, for the two ``_ref`` curvatures of the DL4GAM channel set, what xdem 0.1.0 computed; docs/terrain.md).
 
 All functions take a 2-D float DEM (rows north to south, columns west to east, square pixels of ``res`` m)
 and return float64 arrays of the same shape.
@@ -13,7 +14,28 @@ and return float64 arrays of the same shape.
   (i.e. per 100 m), positive = convex. Planform curvature is contour curvature
   ``-(r q^2 - 2 s p q + t p^2) / (p^2 + q^2)^1.5``: it grows like 1/gradient on flat ground, so xdem sets it
   to 0 where ``p^2 + q^2 < 1e-14`` and :func:`terrain_attributes` additionally zeroes it below
-  ``flat_slope_deg`` and clips it. Profile curvature defaults to xdem's ``curv_method="geometric"``.
+  ``flat_slope_deg`` and clips it. Profile curvature defaults to xdem's ``curv_method="geometric"``
+  ``-(r p^2 + 2 s p q + t q^2) / ((p^2 + q^2) (1 + p^2 + q^2)^1.5)``.
+- ``planform_curvature_ref``/``profile_curvature_ref``: the definitions of xdem 0.1.0 (the version the
+  DL4GAM reference implementation used; xdem < 0.2), same fit and units, which are second directional
+  derivatives of the elevation rather than curvatures of lines:
+
+  * planform ``-(r q^2 - 2 s p q + t p^2) / (p^2 + q^2)`` x 100 (minus the second derivative along the
+    contour; xdem 0.1.0 ``-2 (D H^2 + E G^2 - F G H) / (G^2 + H^2)``) = ``planform_curvature`` x |grad z|
+    (|grad z| = sqrt(p^2 + q^2) of the same fit, m/m). Positive = convex, like ``planform_curvature``, but
+    bounded by the largest |eigenvalue| of the Hessian, so finite and small on flat ground (no flat rule
+    needed; 0 only where p = q = 0 exactly, as xdem 0.1.0). It is xdem 0.2.3's
+    ``tangential_curvature(curv_method="directional")``.
+  * profile ``+(r p^2 + 2 s p q + t q^2) / (p^2 + q^2)`` x 100 (plus the second derivative along the slope
+    line; xdem 0.1.0 ``2 (D G^2 + E H^2 + F G H) / (G^2 + H^2)``): positive = CONCAVE (upward-curving slope
+    line), the opposite sign convention. It is exactly ``-profile_curvature(method="directional")``, and
+    ``-profile_curvature()`` (geometric) x ``(1 + p^2 + q^2)^1.5`` = x 1/cos^3(slope): the two agree in
+    magnitude only on gentle slopes (factor 1.05 at 10 deg, 1.2 at 20 deg, 2.8 at 45 deg).
+
+  Here ``p = dz/dx`` (east), ``q = dz/dy`` (north), ``r = d2z/dx2``, ``s = d2z/dxdy``, ``t = d2z/dy2`` of the
+  Zevenbergen & Thorne fit (:func:`zt_derivatives`); xdem's D, E, F, G, H are ``t/2, r/2, s, -q, -p``
+  (the signs of G and H drop out). On a dome (z = -c rho^2 / 2) the planform curvatures are both positive
+  (100 / rho and 100 c), ``profile_curvature`` is positive and ``profile_curvature_ref`` negative (-100 c).
 
 Borders (``edge``): ``"extrapolate"`` (default) pads with a linear extrapolation (odd reflection,
 ``2 z_0 - z_1``), so planes stay exact to the border and curvature is 0 across the border;
@@ -134,6 +156,22 @@ def _profile(p, q, r, s, t, method):
     return np.where(g2 == 0, 0.0, c * 100.0)
 
 
+def _planform_ref(p, q, r, s, t):
+    """xdem 0.1.0 planform curvature: -2 (D H^2 + E G^2 - F G H) / (G^2 + H^2) x 100, 0 where G = H = 0."""
+    g2 = p * p + q * q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = -(r * q * q - 2 * s * p * q + t * p * p) / g2 * 100.0
+    return np.where(g2 == 0, 0.0, c)
+
+
+def _profile_ref(p, q, r, s, t):
+    """xdem 0.1.0 profile curvature: 2 (D G^2 + E H^2 + F G H) / (G^2 + H^2) x 100, 0 where G = H = 0."""
+    g2 = p * p + q * q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = (r * p * p + 2 * s * p * q + t * q * q) / g2 * 100.0
+    return np.where(g2 == 0, 0.0, c)
+
+
 def planform_curvature(dem, res: float, edge: str = "extrapolate") -> np.ndarray:
     """Planform (contour) curvature in m-1 x 100, as xdem 0.2.3 with ``surface_fit="ZevenbergThorne"``.
 
@@ -148,6 +186,26 @@ def profile_curvature(dem, res: float, method: str = "geometric", edge: str = "e
     ``method`` is xdem's ``curv_method``: "geometric" (Evans 1979, xdem default) or "directional" (Krcho 1973).
     """
     return _nan_spread(dem, _profile(*zt_derivatives(dem, res, edge), method))
+
+
+def planform_curvature_ref(dem, res: float, edge: str = "extrapolate") -> np.ndarray:
+    """Planform curvature of xdem 0.1.0 (DL4GAM's reference implementation), in m-1 x 100.
+
+    ``-(r q^2 - 2 s p q + t p^2) / (p^2 + q^2)`` x 100 on the Zevenbergen & Thorne fit: minus the second
+    derivative of elevation along the contour, i.e. :func:`planform_curvature` times the gradient magnitude
+    ``sqrt(p^2 + q^2)``. Positive = convex. Bounded on flat ground; 0 where ``p = q = 0``.
+    """
+    return _nan_spread(dem, _planform_ref(*zt_derivatives(dem, res, edge)))
+
+
+def profile_curvature_ref(dem, res: float, edge: str = "extrapolate") -> np.ndarray:
+    """Profile curvature of xdem 0.1.0 (DL4GAM's reference implementation), in m-1 x 100.
+
+    ``+(r p^2 + 2 s p q + t q^2) / (p^2 + q^2)`` x 100 on the Zevenbergen & Thorne fit: the second derivative
+    of elevation along the slope line. Positive = CONCAVE (the opposite of :func:`profile_curvature`): it is
+    ``-profile_curvature(method="directional")``. Bounded on flat ground; 0 where ``p = q = 0``.
+    """
+    return _nan_spread(dem, _profile_ref(*zt_derivatives(dem, res, edge)))
 
 
 def gaussian_kernel3(sigma: float = 1.0) -> np.ndarray:
@@ -180,15 +238,20 @@ def smooth_dem(dem, sigma: float | None = 1.0) -> np.ndarray:
 def terrain_attributes(dem, res: float, sigma: float | None = 1.0, curvature_clip: float | None = 50.0,
                        flat_slope_deg: float | None = 1.0, profile_method: str = "geometric",
                        edge: str = "extrapolate") -> dict:
-    """Smooth the DEM (DL4GAM: 3x3 Gaussian, sigma 1), then derive every terrain channel of the cube.
+    """Smooth the DEM (3x3 Gaussian of ``sigma`` px), then derive every terrain channel of the cube.
+
+    (DL4GAM's reference code smooths with ``oggm.core.gis.gaussian_blur(dem, size=1)``, the 3x3 Gaussian of
+    sigma 1/sqrt(2) px: ``sigma=2 ** -0.5`` here; the features default is 1. See docs/terrain.md.)
 
     Returns a dict of float64 arrays: ``dem_smoothed``, ``slope`` (deg), ``aspect`` (deg),
-    ``aspect_sin``, ``aspect_cos``, ``tri`` (m), ``curv_planform``, ``curv_profile`` (m-1 x 100).
+    ``aspect_sin``, ``aspect_cos``, ``tri`` (m), ``curv_planform``, ``curv_profile``, ``curv_planform_ref``,
+    ``curv_profile_ref`` (m-1 x 100; the ``_ref`` ones are xdem 0.1.0's definitions, see the module docstring).
 
     Planform curvature is unbounded where the slope tends to 0, so:
-    - where the (Horn) slope is below ``flat_slope_deg`` degrees it is set to 0 (no contour direction;
-      None disables this and keeps xdem's own rule, 0 only where p^2 + q^2 < 1e-14);
-    - both curvatures are then clipped to +-``curvature_clip`` (None: no clipping).
+    - where the (Horn) slope is below ``flat_slope_deg`` degrees ``curv_planform`` is set to 0 (no contour
+      direction; None disables this and keeps xdem's own rule, 0 only where p^2 + q^2 < 1e-14);
+      ``curv_planform_ref`` is bounded there and keeps its value (xdem 0.1.0: 0 only where p = q = 0);
+    - all four curvatures are then clipped to +-``curvature_clip`` (None: no clipping).
     """
     z = smooth_dem(dem, sigma)
     p, q = horn_gradient(z, res, edge)
@@ -197,11 +260,13 @@ def terrain_attributes(dem, res: float, sigma: float | None = 1.0, curvature_cli
     zp, zq, r, s, t = zt_derivatives(z, res, edge)
     plan = _nan_spread(z, _planform(zp, zq, r, s, t))
     prof = _nan_spread(z, _profile(zp, zq, r, s, t, profile_method))
+    plan_ref = _nan_spread(z, _planform_ref(zp, zq, r, s, t))
+    prof_ref = _nan_spread(z, _profile_ref(zp, zq, r, s, t))
     if flat_slope_deg is not None and flat_slope_deg > 0:
         plan[slp < flat_slope_deg] = 0.0
     if curvature_clip is not None:
-        np.clip(plan, -curvature_clip, curvature_clip, out=plan)
-        np.clip(prof, -curvature_clip, curvature_clip, out=prof)
+        for c in (plan, prof, plan_ref, prof_ref):
+            np.clip(c, -curvature_clip, curvature_clip, out=c)
     rad = np.radians(asp)
     return {
         "dem_smoothed": z,
@@ -212,6 +277,8 @@ def terrain_attributes(dem, res: float, sigma: float | None = 1.0, curvature_cli
         "tri": terrain_ruggedness_index(z, edge),
         "curv_planform": plan,
         "curv_profile": prof,
+        "curv_planform_ref": plan_ref,
+        "curv_profile_ref": prof_ref,
     }
 
 

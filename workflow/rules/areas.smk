@@ -1,18 +1,18 @@
 rule areas:
-    """Calibrated area and bounds of every test glacier and epoch; metrics at t0 (Tables 4 and 5)."""
+    """Calibrated area and bounds of every test glacier and epoch by one model; metrics at t0 (Tables 4 and 5)."""
     input:
-        preds=per_glacier(f"{R}/predictions/{{glacier}}/{{epoch}}.nc"),
+        preds=lambda w: prediction_dirs(w.model, EPOCHS),
         cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
-        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
+        calibration=lambda w: calibrations(w.model),
         manifest=f"{R}/inventory/manifest.csv",
         folds=f"{R}/split/folds.csv",
     output:
-        glaciers=f"{R}/areas/glacier_areas.csv",
-        segmentation=report(f"{R}/areas/segmentation_by_fold.csv", caption="../report/segmentation_by_fold.rst",
+        glaciers=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
+        segmentation=report(f"{R}/area_change/{{model}}/areas/segmentation_by_fold.csv", caption="../report/segmentation_by_fold.rst",
                             category="Tables"),
-        size_classes=report(f"{R}/areas/area_by_size_class.csv", caption="../report/area_by_size_class.rst",
+        size_classes=report(f"{R}/area_change/{{model}}/areas/area_by_size_class.csv", caption="../report/area_by_size_class.rst",
                             category="Tables"),
-        folds=f"{R}/areas/area_by_fold.csv",
+        folds=f"{R}/area_change/{{model}}/areas/area_by_fold.csv",
     params:
         split=SPLIT_FILE,
         period=[T0, T1],
@@ -20,9 +20,9 @@ rule areas:
         mem_mb=region_resources("areas", "mem_mb"),
         runtime=region_resources("areas", "runtime"),
     log:
-        f"{R}/logs/areas.log",
+        f"{R}/logs/areas/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/areas.tsv",
+        f"{R}/benchmarks/areas/{{model}}.tsv",
     conda:
         CONDA_ENV
     script:

@@ -5,9 +5,9 @@ rule baseline:
         manifest=f"{R}/inventory/manifest.csv",
         folds=f"{R}/split/folds.csv",
     output:
-        areas=f"{R}/baseline/band_ratio_areas.csv",
-        rates=f"{R}/baseline/band_ratio_rates.csv",
-        summary=f"{R}/baseline/band_ratio.json",
+        areas=f"{R}/area_change/baseline/band_ratio_areas.csv",
+        rates=f"{R}/area_change/baseline/band_ratio_rates.csv",
+        summary=f"{R}/area_change/baseline/band_ratio.json",
     params:
         split=SPLIT_FILE,
         period=[T0, T1],

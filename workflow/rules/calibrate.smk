@@ -1,12 +1,12 @@
 rule calibrate:
-    """Per-member temperatures, ECE and the glacier-specific tau model of one fold (validation glaciers at t0)."""
+    """Per-member temperatures, ECE and the glacier-specific tau model of one model and fold (validation glaciers at t0)."""
     input:
-        preds=val_predictions,
+        preds=f"{R}/predictions/{{model}}/fold{{fold}}/{T0}",
         cubes=fold_cubes("val"),
         # ancient: a new glacier elsewhere re-makes the manifest; its validation glaciers' rows do not change
         manifest=ancient(f"{R}/inventory/manifest.csv"),
     output:
-        f"{R}/models/fold{{fold}}/calibration.json",
+        f"{R}/models/{{model}}/fold{{fold}}/calibration.json",
     params:
         glaciers=val_ids,
         settings=config["calibration"],
@@ -14,9 +14,9 @@ rule calibrate:
         mem_mb=region_resources("calibrate", "mem_mb"),
         runtime=region_resources("calibrate", "runtime"),
     log:
-        f"{R}/logs/calibrate/fold{{fold}}.log",
+        f"{R}/logs/calibrate/{{model}}/fold{{fold}}.log",
     benchmark:
-        f"{R}/benchmarks/calibrate/fold{{fold}}.tsv",
+        f"{R}/benchmarks/calibrate/{{model}}/fold{{fold}}.tsv",
     conda:
         CONDA_ENV
     script:

@@ -123,7 +123,7 @@ import os
 import sys
 
 from glaciermap.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
-from glaciermap.config import model_channels
+from glaciermap.config import all_model_channels, model_registry
 from glaciermap.split import SplitError, make_split, split_for
 from glaciermap.steps import split_hash
 
@@ -132,9 +132,9 @@ SPLIT_CFG = config["split"]
 try:
     if os.path.exists(SPLIT_FILE):
         SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False,
-                          added=SPLIT_CFG["added_glaciers"])
+                          added=SPLIT_CFG["added_glaciers"], min_val_glaciers=SPLIT_CFG["min_val_glaciers"])
     else:
-        SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"])
+        SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], SPLIT_CFG["min_val_glaciers"])
     SPLIT_ERROR = ""
 except SplitError as e:  # the data half still runs; the `split` job fails with this message
     SPLIT, SPLIT_ERROR = None, str(e)
@@ -144,16 +144,29 @@ ROLE_OF = {k: dict(zip(SPLIT["glac_id"], SPLIT[f"role_{k}"])) for k in range(SPL
 TEST_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "test"] for k, r in ROLE_OF.items()}
 VAL_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "val"] for k, r in ROLE_OF.items()}
 FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glacier
-MEMBERS = list(range(config["train"]["members"]))
+FOLD_OF = {g: k for k in FOLDS for g in TEST_OF[k]}  # glacier -> the fold it is a test glacier of
 T0, T1 = config["change"]["from"], config["change"]["to"]
-CHANNELS = model_channels(config)
-# pack_members (picks train or train_fold) and checkpoint_every_s (how often last.pt is written) change no
-# result: they are kept out of the training jobs' params, so switching them re-runs nothing
-RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s")
-TRAIN_CFG = dict(config["model"], **{k: v for k, v in config["train"].items() if k not in RUN_ONLY_TRAIN_KEYS},
-                 channels=CHANNELS)
+# Model variants (config `models`): name -> network, training settings and channels. Every model-level rule runs
+# per model through the {model} wildcard; outputs live under results/<region>/models/<model>/,
+# predictions/<model>/ and area_change/<model>/.
+MODELS = model_registry(config)
+AREA_MODELS = list(config["area_change"]["models"])
+COMPARE_MODELS = list(config["area_change"]["compare"] or MODELS)
 PACK_MEMBERS = bool(config["train"].get("pack_members", False))
 TRUTH_DIR = config["evaluation"]["truth_dir"]
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in MODELS),
+
+
+def model_settings(wildcards):
+    """The training settings of a model (its `models` entry over `model` and `train`): the training jobs' param."""
+    return canonical(MODELS[wildcards.model])
+
+
+def member_ids(model):
+    return list(range(MODELS[model]["members"]))
 
 
 def fold_roles_hash(wildcards):
@@ -190,10 +203,13 @@ def fold_cubes(role, epoch=None, protect=False):
 TRAINING_GLACIERS = [g for g in GLACIER_IDS if any(r.get(g) in ("train", "val") for r in ROLE_OF.values())]
 
 
-def val_predictions(wildcards):
-    """Validation predictions of a fold at t0 (calibration)."""
-    k = int(wildcards.fold)
-    return [f"{R}/predictions/val/fold{k}/{g}/{T0}.nc" for g in VAL_OF[k]]
+def prediction_dirs(model, epochs, folds=None):
+    """Prediction folders (one per fold and epoch: <glacier>.nc of its test glaciers, val/<glacier>.nc at t0)."""
+    return [f"{R}/predictions/{model}/fold{k}/{e}" for k in (FOLDS if folds is None else folds) for e in epochs]
+
+
+def calibrations(model):
+    return [f"{R}/models/{model}/fold{k}/calibration.json" for k in FOLDS]
 
 
 def val_ids(wildcards):
@@ -201,53 +217,46 @@ def val_ids(wildcards):
 
 
 def summary_inputs(wildcards):
-    """Optional inputs of the summary: the baseline and the truth comparison when configured."""
+    """Optional inputs of a model's summary: the baseline, the truth comparison and Table 7 when configured."""
     d = {}
     if config["baseline"]["enabled"]:
-        d["baseline"] = f"{R}/baseline/band_ratio.json"
+        d["baseline"] = f"{R}/area_change/baseline/band_ratio.json"
     if TRUTH_DIR:
-        d["evaluation"] = f"{R}/evaluation/truth.json"
-    d["comparison"] = f"{R}/evaluation/method_comparison.json"
+        d["evaluation"] = f"{R}/area_change/{wildcards.model}/evaluation/truth.json"
+    d["comparison"] = f"{R}/area_change/method_comparison.json"
     return d
 
+
 # Targets of the modelling half for the default target (without a split only the failing, explaining split job).
-MODEL_TARGETS = [f"{R}/summary.json", f"{R}/rates/glacier_rates.gpkg", f"{R}/outlines/predicted_outlines.gpkg",
-                 f"{R}/figures/reliability.png"] if FOLDS else [f"{R}/split/folds.csv"]
-# ablation/compare (issue 3, step 8): the Table 7 method comparison
-MODEL_TARGETS += [f"{R}/evaluation/method_comparison.csv"] if FOLDS else []
+MODEL_TARGETS = [f"{R}/area_change/{m}/{f}" for m in AREA_MODELS
+                 for f in ("summary.json", "rates/glacier_rates.gpkg", "outlines/predicted_outlines.gpkg",
+                           "figures/reliability.png")] if FOLDS else [f"{R}/split/folds.csv"]
+MODEL_TARGETS += [f"{R}/area_change/method_comparison.csv"] if FOLDS else []
 
-
-# ---------------------------------------------------------------------------------------------------- ablation + Table 7
-# The no-dh/dt ablation (workflow/rules/ablation.smk) and the method comparison (workflow/rules/compare.smk).
-ABLATION = config["ablation"]["no_dhdt"]
-ABL = f"{R}/ablation/no_dhdt"
-ABL_CHANNELS = [c for c in CHANNELS if c != "dhdt"]
-# The layers every cube holds: the models' channels plus the bands the baseline, comparison and figures read
+# The layers every cube holds: every model's channels plus the bands the baseline, comparison and figures read
 # (glaciermap.channels.READER_LAYERS); nothing else is computed.
-CUBE_LAYERS, CUBE_SOURCES = cube_layers(CHANNELS, extra=READER_LAYERS)
+CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config), extra=READER_LAYERS)
 # the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
 CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
                           "config": source_configs(config)[config["channel_sources"][role]]}
                    for role in RASTER_SOURCES if role in CUBE_SOURCES}
-ABL_MEMBERS = list(range(ABLATION["members"]))
-ABL_TRAIN_CFG = dict(TRAIN_CFG, members=ABLATION["members"], channels=ABL_CHANNELS)
 DEBRIS_MAP = config["evaluation"]["debris_map"]
 CHANGE_EPOCHS = [T0, T1]
 
 
 def compare_inputs(wildcards):
-    """Inputs of the method comparison: test predictions of every method at t0 and t1, cubes, thresholds, debris map."""
+    """Inputs of the method comparison: every compared model's test predictions at t0 and t1 and its calibration,
+    the cubes, the baseline and the debris map."""
     d = {
-        "preds": [f"{R}/predictions/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS],
         "cubes": [f"{R}/cubes/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS],
-        "calibration": [f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
         "folds": f"{R}/split/folds.csv",
     }
-    if ABLATION["enabled"]:
-        d["ablation"] = [f"{ABL}/predictions/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS]
+    for m in COMPARE_MODELS:
+        d[f"preds_{m}"] = prediction_dirs(m, CHANGE_EPOCHS)
+        d[f"calibration_{m}"] = calibrations(m)
     if config["baseline"]["enabled"]:
-        d["baseline"] = f"{R}/baseline/band_ratio.json"
-        d["baseline_areas"] = f"{R}/baseline/band_ratio_areas.csv"
+        d["baseline"] = f"{R}/area_change/baseline/band_ratio.json"
+        d["baseline_areas"] = f"{R}/area_change/baseline/band_ratio_areas.csv"
     if DEBRIS_MAP:
         d["debris"] = DEBRIS_MAP
     return d

@@ -10,20 +10,20 @@ PANEL_EPOCHS = [T0, T1] + [e for e in EPOCHS if e not in (T0, T1)]  # one panel 
 rule figures:
     """Glacier panels, reliability diagram, rate by size class and gridded rate map (PNG, matplotlib Agg)."""
     input:
-        preds=[f"{R}/predictions/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
+        preds=lambda w: prediction_dirs(w.model, PANEL_EPOCHS, sorted({FOLD_OF[g] for g in PANEL_GLACIERS})),
         cubes=[f"{R}/cubes/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
-        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
-        areas=f"{R}/areas/glacier_areas.csv",
-        rates=f"{R}/rates/glacier_rates.csv",
-        rates_gpkg=f"{R}/rates/glacier_rates.gpkg",
-        outlines=f"{R}/outlines/predicted_outlines.gpkg",
+        calibration=lambda w: calibrations(w.model),
+        areas=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
+        rates=f"{R}/area_change/{{model}}/rates/glacier_rates.csv",
+        rates_gpkg=f"{R}/area_change/{{model}}/rates/glacier_rates.gpkg",
+        outlines=f"{R}/area_change/{{model}}/outlines/predicted_outlines.gpkg",
         folds=f"{R}/split/folds.csv",
     output:
-        reliability=report(f"{R}/figures/reliability.png", caption="../report/reliability.rst", category="Calibration"),
-        boxplot=report(f"{R}/figures/rates_by_size_class.png", caption="../report/rates_by_size_class.rst",
+        reliability=report(f"{R}/area_change/{{model}}/figures/reliability.png", caption="../report/reliability.rst", category="Calibration"),
+        boxplot=report(f"{R}/area_change/{{model}}/figures/rates_by_size_class.png", caption="../report/rates_by_size_class.rst",
                        category="Change rates"),
-        rate_map=report(f"{R}/figures/rate_map.png", caption="../report/rate_map.rst", category="Change rates"),
-        panels=[report(f"{R}/figures/glaciers/{g}.png", caption="../report/glacier_panel.rst",
+        rate_map=report(f"{R}/area_change/{{model}}/figures/rate_map.png", caption="../report/rate_map.rst", category="Change rates"),
+        panels=[report(f"{R}/area_change/{{model}}/figures/glaciers/{g}.png", caption="../report/glacier_panel.rst",
                        category="Glacier panels", labels={"glacier": g}) for g in PANEL_GLACIERS],
     params:
         glaciers=PANEL_GLACIERS,
@@ -34,9 +34,9 @@ rule figures:
         mem_mb=region_resources("figures", "mem_mb"),
         runtime=region_resources("figures", "runtime"),
     log:
-        f"{R}/logs/figures.log",
+        f"{R}/logs/figures/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/figures.tsv",
+        f"{R}/benchmarks/figures/{{model}}.tsv",
     conda:
         CONDA_ENV
     script:

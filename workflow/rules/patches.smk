@@ -19,23 +19,23 @@ rule patches:
 
 
 rule normalise:
-    """Per-channel normalisation of one fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
+    """Per-channel normalisation of one model and fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
     input:
         folds=ancient(f"{R}/split/folds.csv"),
         cubes=fold_cubes("train", protect=True),
     output:
-        f"{R}/models/fold{{fold}}/normalisation.json",
+        f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
     params:
         split=SPLIT_FILE,
         roles=fold_roles_hash,
-        channels=CHANNELS,
+        channels=lambda w: MODELS[w.model]["channels"],
     resources:
         mem_mb=region_resources("normalise", "mem_mb"),
         runtime=region_resources("normalise", "runtime"),
     log:
-        f"{R}/logs/normalise/fold{{fold}}.log",
+        f"{R}/logs/normalise/{{model}}/fold{{fold}}.log",
     benchmark:
-        f"{R}/benchmarks/normalise/fold{{fold}}.tsv",
+        f"{R}/benchmarks/normalise/{{model}}/fold{{fold}}.tsv",
     conda:
         CONDA_ENV
     script:

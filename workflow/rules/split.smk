@@ -17,6 +17,7 @@ rule split:
         frozen=SPLIT_FILE,
         assignment=SPLIT_HASH,
         error=SPLIT_ERROR,
+        settings=canonical(SPLIT_CFG),
     resources:
         mem_mb=region_resources("split", "mem_mb"),
         runtime=region_resources("split", "runtime"),

@@ -1,17 +1,17 @@
 rule evaluate:
     """Planted truth against the mapped rates (synthetic regions; evaluation.truth_dir). Only rule reading the truth."""
     input:
-        rates=f"{R}/rates/glacier_rates.csv",
+        rates=f"{R}/area_change/{{model}}/rates/glacier_rates.csv",
         truth=f"{TRUTH_DIR}/areas.csv",
     output:
-        f"{R}/evaluation/truth.json",
+        f"{R}/area_change/{{model}}/evaluation/truth.json",
     resources:
         mem_mb=region_resources("evaluate", "mem_mb"),
         runtime=region_resources("evaluate", "runtime"),
     log:
-        f"{R}/logs/evaluate.log",
+        f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate.tsv",
+        f"{R}/benchmarks/evaluate/{{model}}.tsv",
     conda:
         CONDA_ENV
     script:
@@ -19,24 +19,25 @@ rule evaluate:
 
 
 rule summary:
-    """results/<region>/summary.json: headline numbers of the run (see glaciermap.summary)."""
+    """results/<region>/area_change/<model>/summary.json: headline numbers of one model's run (glaciermap.summary)."""
     input:
         unpack(summary_inputs),
         qc=f"{R}/qc/summary.json",
-        calibration=[f"{R}/models/fold{k}/calibration.json" for k in FOLDS],
-        areas=f"{R}/areas/glacier_areas.csv",
-        totals=f"{R}/rates/regional.json",
+        calibration=lambda w: calibrations(w.model),
+        areas=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
+        totals=f"{R}/area_change/{{model}}/rates/regional.json",
     output:
-        f"{R}/summary.json",
+        f"{R}/area_change/{{model}}/summary.json",
     params:
         period=[T0, T1],
+        model=lambda w: w.model,
     resources:
         mem_mb=region_resources("summary", "mem_mb"),
         runtime=region_resources("summary", "runtime"),
     log:
-        f"{R}/logs/summary.log",
+        f"{R}/logs/summary/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/summary.tsv",
+        f"{R}/benchmarks/summary/{{model}}.tsv",
     conda:
         CONDA_ENV
     script:

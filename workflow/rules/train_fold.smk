@@ -1,25 +1,29 @@
-# Optional packing of an ensemble (train.pack_members: true): one job per fold trains every member one after
-# the other and writes the same per-member files as `train` (models/fold<k>/member<m>/done.json, last.pt,
-# best.pt, metrics.csv), so everything downstream is unchanged. Each member resumes from its own last.pt, so a
-# re-run (Slurm requeue, time limit) only finishes what is missing. The ruleorder picks the rule per the switch.
+# Optional packing of an ensemble (train.pack_members: true): one job per model and fold trains every member one
+# after the other and writes the same per-member files as `train` (models/<model>/fold<k>/member<m>/done.json,
+# last.pt, best.pt, metrics.csv) plus the fold's ensemble.json, so everything downstream is unchanged. Each member
+# resumes from its own last.pt, so a re-run (Slurm requeue, time limit) only finishes what is missing. The
+# ruleorder picks train_fold or (train + ensemble) per the switch.
 rule train_fold:
-    """Train every ensemble member of one fold in one job (train.pack_members), sequentially, each resumable."""
+    """Train every ensemble member of one model and fold in one job (train.pack_members), sequentially, each resumable."""
     input:
-        train=f"{R}/patches/centres_stride{config['train']['stride']}.csv",
-        val=f"{R}/patches/centres_stride{config['train']['val_stride']}.csv",
-        norm=f"{R}/models/fold{{fold}}/normalisation.json",
+        train=lambda w: ancient(f"{R}/patches/centres_stride{MODELS[w.model]['stride']}.csv"),
+        val=lambda w: ancient(f"{R}/patches/centres_stride{MODELS[w.model]['val_stride']}.csv"),
+        norm=f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
         folds=ancient(f"{R}/split/folds.csv"),
     output:
-        [f"{R}/models/fold{{fold}}/member{m}/done.json" for m in MEMBERS],
+        f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
     params:
         split=SPLIT_FILE,
         roles=fold_roles_hash,
-        settings=TRAIN_CFG,
-        members=MEMBERS,
+        settings=model_settings,
+        members=lambda w: member_ids(w.model),
+    resources:
+        # the profile's train request (240 min per member on a GPU, paper preset) times the model's members
+        runtime=lambda w, attempt: 240 * len(member_ids(w.model)) * attempt,
     log:
-        f"{R}/logs/train/fold{{fold}}/members.log",
+        f"{R}/logs/train/{{model}}/fold{{fold}}/members.log",
     benchmark:
-        f"{R}/benchmarks/train/fold{{fold}}/members.tsv",
+        f"{R}/benchmarks/train/{{model}}/fold{{fold}}/members.tsv",
     conda:
         CONDA_ENV
     script:
@@ -28,8 +32,8 @@ rule train_fold:
 
 if PACK_MEMBERS:
 
-    ruleorder: train_fold > train
+    ruleorder: train_fold > ensemble
 
 else:
 
-    ruleorder: train > train_fold
+    ruleorder: ensemble > train_fold

@@ -1,8 +1,8 @@
-from glaciermap.io import setup_logging
+from glaciermap.io import paired_predictions, setup_logging
 from glaciermap.steps import run_areas
 
 setup_logging(snakemake.log[0])
 i = snakemake.input
-keys = [(p.split("/")[-2], p.split("/")[-1][: -len(".nc")]) for p in i.preds]
-run_areas(keys, i.preds, i.cubes, i.calibration, snakemake.params.split, i.manifest, snakemake.config["change"]["from"],
+keys, preds, cubes = paired_predictions(i.preds, i.cubes)
+run_areas(keys, preds, cubes, i.calibration, snakemake.params.split, i.manifest, snakemake.params.period[0],
           dict(snakemake.output.items()))

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 from glaciermap.io import setup_logging
 from glaciermap.steps import run_calibrate
 
 setup_logging(snakemake.log[0])
-i = snakemake.input
-run_calibrate(int(snakemake.wildcards.fold), snakemake.params.glaciers, i.preds, i.cubes, i.manifest,
-              snakemake.params.settings, snakemake.output[0])
+i, glaciers = snakemake.input, snakemake.params.glaciers
+preds = [str(Path(i.preds) / "val" / f"{g}.nc") for g in glaciers]
+run_calibrate(int(snakemake.wildcards.fold), glaciers, preds, i.cubes, i.manifest, snakemake.params.settings,
+              snakemake.output[0])

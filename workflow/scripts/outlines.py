@@ -1,7 +1,7 @@
-from glaciermap.io import setup_logging
+from glaciermap.io import paired_predictions, setup_logging
 from glaciermap.outlines import run_outlines
 
 setup_logging(snakemake.log[0])
 i = snakemake.input
-keys = [(p.split("/")[-2], p.split("/")[-1][: -len(".nc")]) for p in i.preds]
-run_outlines(keys, i.preds, i.cubes, i.calibration, i.areas, snakemake.config, snakemake.output[0])
+keys, preds, cubes = paired_predictions(i.preds, i.cubes)
+run_outlines(keys, preds, cubes, i.calibration, i.areas, snakemake.params.settings, snakemake.output[0])

@@ -1,9 +1,14 @@
+from pathlib import Path
+
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_train_fold
+from glaciermap.steps import run_train_fold, write_ensemble
 
 setup_logging(snakemake.log[0])
 # checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)
 settings = dict(snakemake.params.settings, checkpoint_every_s=snakemake.config["train"]["checkpoint_every_s"])
 i, w = snakemake.input, snakemake.wildcards
+fold_dir = Path(snakemake.output[0]).parent
+done = [str(fold_dir / f"member{m}" / "done.json") for m in snakemake.params.members]
 run_train_fold(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), snakemake.params.members,
-               settings, list(snakemake.output), snakemake.threads)
+               settings, done, snakemake.threads)
+write_ensemble(done, snakemake.output[0])
