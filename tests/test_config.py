@@ -102,8 +102,11 @@ def test_change_epochs_default_to_the_inventory_epoch_and_the_last_one():
            "b": {"start": "2024-08-01", "end": "2024-09-30", "dhdt": "2015-2019"}}
     cfg = validate_config(_with(epochs=eps))
     assert (cfg["change"]["from"], cfg["change"]["to"]) == ("inv", "b")
-    with pytest.raises(ConfigError, match="change.to: '2023' is the same epoch as change.from; a one-epoch region"):
-        validate_config(_with(epochs={"2023": MINIMAL["epochs"]["2023"]}))
+    # one epoch: a one-epoch region (mapping and areas without change), t0 = t1 = the epoch
+    one = validate_config(_with(epochs={"2023": MINIMAL["epochs"]["2023"]}))
+    assert (one["change"]["from"], one["change"]["to"]) == ("2023", "2023")
+    with pytest.raises(ConfigError, match="change.to: 'inv' is the same epoch as change.from; with several epochs"):
+        validate_config(_with(epochs=eps, change={"from": "inv", "to": "inv"}))
 
 
 def test_optional_layers_are_required_exactly_when_a_channel_needs_them():
@@ -210,3 +213,20 @@ def test_model_variants_are_named_entries_over_the_model_and_train_defaults():
                      (dict(area_change={"compare": ["dl4gam", "zz"]}), r"area_change.compare: 'zz' is not an entry")):
         with pytest.raises(ConfigError, match=msg):
             validate_config(_with(**bad))
+
+
+def test_lint_passes_before_any_data_exists(tmp_path):
+    """`snakemake --lint` on a fresh clone: the inventory does not exist yet, nothing is read at parse time."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["inventory"]["path"] = str(tmp_path / "not-yet.gpkg")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                        "--configfile", str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "your workflow is in a good condition" in out, out[-3000:]
+    assert f"inventory file {tmp_path / 'not-yet.gpkg'} does not exist" in out

@@ -22,7 +22,7 @@ def _workflow_files(work):
     res = work / "results" / "tiny"
     cubes = sorted(p for p in (res / "cubes").glob("*/*.nc") if read_attrs(p).get("status") == "ok")
     scenes = sorted((res / "scenes").glob("*/*.nc"))
-    preds = sorted((res / "predictions").glob("*/*.nc"))
+    preds = sorted((res / "predictions").glob("*/fold*/*/*.nc"))  # <model>/fold<k>/<epoch>/<glacier>.nc
     return cubes, scenes, preds
 
 

@@ -225,9 +225,10 @@ def _check_semantics(cfg: dict) -> None:
         name = cfg.get("change", {}).get(key)
         if name is not None and name not in cfg["epochs"]:
             problems.append(f"change.{key}: '{name}' is not an epoch ({', '.join(cfg['epochs'])})")
-    if cfg["change"]["from"] == cfg["change"]["to"] and cfg["change"]["from"] in cfg["epochs"]:
-        problems.append(f"change.to: '{cfg['change']['to']}' is the same epoch as change.from; a one-epoch region "
-                        "(mapping and areas without change) is not supported yet: add a second epoch to `epochs`")
+    if cfg["change"]["from"] == cfg["change"]["to"] and cfg["change"]["from"] in cfg["epochs"] and len(cfg["epochs"]) > 1:
+        problems.append(f"change.to: '{cfg['change']['to']}' is the same epoch as change.from; with several epochs "
+                        "give two different ones (a one-epoch region, mapping and areas without change, has a single "
+                        "entry in `epochs`)")
     tp, gp = cfg.get("train", {}).get("patch_size"), cfg["grid"]["patch_size"]
     if tp is not None and tp > gp:
         problems.append(f"train.patch_size: {tp} is larger than grid.patch_size {gp} (the cube margin is grid.patch_size/2)")

@@ -376,6 +376,10 @@ def run_figures(panel_glaciers, epochs, cube_paths: dict, pred_paths: dict, cali
         glacier_panel(g, epochs, [cube_paths[(g, e)] for e in epochs], [pred_paths[(g, e)] for e in epochs],
                       temps.get(k, []), outlines, out_png, dpi, extra)
     reliability_figure(calib_jsons, outputs["reliability"], dpi)
+    if rates_csv is None:  # a one-epoch region: no rates, no change figures
+        log.info("%d glacier panel(s) and the reliability diagram written (one epoch: no rate figures)",
+                 len(panel_glaciers))
+        return
     rates = pd.read_csv(rates_csv, dtype={"glac_id": str})
     rates_boxplot(rates, outputs["boxplot"], dpi)
     rate_map(rates_gpkg, outputs["rate_map"], float(f["grid_km"]), dpi)

@@ -360,6 +360,11 @@ def read_glaciers_in(gpkg_path: str | Path, bounds, crs: str) -> gpd.GeoDataFram
     return gdf[gdf["qc_status"].isin(["ok", "small"])]
 
 
+#: columns of :func:`glacier_list` (also of the empty list used before the inventory file exists)
+GLACIER_LIST_COLUMNS = ["glac_id", "qc_status", "qc_reason", "area_km2", "date", "cenlon", "cenlat", "crs", "xmin",
+                        "ymin", "xmax", "ymax", "fingerprint", "date_precision", "repaired"]
+
+
 def glacier_list(cfg: dict) -> pd.DataFrame:
     """Parse-time list of glaciers (id, status, fingerprint, date), read without building geometries twice."""
     return pd.DataFrame(prepare_inventory(cfg).drop(columns="geometry"))

@@ -563,6 +563,7 @@ def run_baseline(keys, cube_paths, split_csv, manifest_csv, cfg: dict, min_area_
     from .split import read_split
 
     t0, t1 = cfg["change"]["from"], cfg["change"]["to"]
+    epochs = [t0] if t1 == t0 else [t0, t1]  # a one-epoch region: t0 only, no rates
     split = read_split(split_csv)
     manifest = read_manifest(manifest_csv)
     area_of = manifest.set_index("glac_id")["area_km2"].astype(float)
@@ -584,7 +585,7 @@ def run_baseline(keys, cube_paths, split_csv, manifest_csv, cfg: dict, min_area_
                                        return_score=True)
         thresholds[k] = {"t1": t1k, "t2": t2k, "fit_iou_weighted": score, "n_fit": len(fit_ids)}
         for g in test_ids:
-            for e in (t0, t1):
+            for e in epochs:
                 item = ref[g] if e == t0 and g in ref else band_sample(cube_of[(g, e)])
                 for variant, th in (("regional", (t1k, t2k)), ("oracle", oracle.get(g))):
                     if item is None or th is None:
@@ -598,18 +599,26 @@ def run_baseline(keys, cube_paths, split_csv, manifest_csv, cfg: dict, min_area_
     all_rates = []
     for variant in ("regional", "oracle"):
         sub = df[df["variant"] == variant]
+        okt0 = sub[(sub["epoch"] == t0) & (sub["status"] == "ok")]
+        if t1 == t0:
+            out["variants"][variant] = {"test_iou_mean": _finite_mean(okt0["iou"]),
+                                        "test_recall_mean": _finite_mean(okt0["recall"]),
+                                        "test_f1_mean": _finite_mean(okt0["f1"]), "area_t0_km2": None,
+                                        "area_t1_km2": None, "regional_rate_pct_per_year": None, "totals": None}
+            continue
         rates = change_rates(rate_inputs(sub, t0, t1), snr_min=cfg["change"]["snr_min"],
                              recall_min=cfg["change"]["recall_min"])
         ext, totals, _ = regional_rates(rates, manifest, min_area_km2)
-        okt0 = sub[(sub["epoch"] == t0) & (sub["status"] == "ok")]
         out["variants"][variant] = {"test_iou_mean": _finite_mean(okt0["iou"]),
                                     "test_recall_mean": _finite_mean(okt0["recall"]),
                                     "test_f1_mean": _finite_mean(okt0["f1"]),
                                     "area_t0_km2": totals.get("area_t0_km2"), "area_t1_km2": totals.get("area_t1_km2"),
                                     "regional_rate_pct_per_year": totals.get("rate_pct_yr"), "totals": totals}
         all_rates.append(ext.assign(variant=variant))
-    write_csv_atomic(outputs["rates"], pd.concat(all_rates, ignore_index=True))
+    write_csv_atomic(outputs["rates"], pd.concat(all_rates, ignore_index=True) if all_rates
+                     else pd.DataFrame(columns=["glac_id", "variant"]))
     out["note"] = ("oracle = glacier-wise thresholds tuned on each glacier's own t0 labels (an upper bound, not a "
-                   "usable predictor); band-ratio areas have no uncertainty, so their SNR filter is void")
+                   "usable predictor); band-ratio areas have no uncertainty, so their SNR filter is void"
+                   + ("; one-epoch region: no rates" if t1 == t0 else ""))
     write_json_atomic(outputs["summary"], _clean(out))
     return out

@@ -41,7 +41,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     qc = _load(qc_json)
     calib = [_load(p) for p in calib_jsons]
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
-    totals = _load(totals_json)
+    totals = _load(totals_json) or {}
     t0, t1 = cfg["change"]["from"], cfg["change"]["to"]
     ok = areas[areas["status"] == "ok"]
     ref = ok[ok["epoch"] == t0]
@@ -49,6 +49,11 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     from .areas import bounds_coverage
 
     notes = list(totals.get("notes", []))
+    one_epoch = t0 == t1
+    if one_epoch:
+        notes.append(f"one-epoch region (epoch {t0}): mapping, calibration and areas only; the change keys "
+                     "(area_t1_km2, regional rates, n_rates_kept, truth comparison) are null and area_t0_km2 is the "
+                     "mapped area of the processed glaciers (no extrapolation)")
     if qc["n_glaciers_skipped"]:
         notes.append(f"{qc['n_glaciers_skipped']} glacier(s) skipped by QC and not mapped (by step: "
                      f"{qc.get('skipped_by_step', {})}; each with its reason in qc/skipped.csv); their change is "
@@ -70,7 +75,8 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         "ece_before": _finite_mean([c["ece_before"] if c["ece_before"] is not None else np.nan for c in calib]),
         "ece_after": _finite_mean([c["ece_after"] if c["ece_after"] is not None else np.nan for c in calib]),
         "interval_coverage": bounds_coverage(ref["area_ref_km2"], ref["area_lb_km2"], ref["area_ub_km2"]) if len(ref) else None,
-        "area_t0_km2": totals.get("area_t0_km2"),
+        "area_t0_km2": (float(ref["area_pred_km2"].sum()) if len(ref) else None) if one_epoch
+        else totals.get("area_t0_km2"),
         "area_t1_km2": totals.get("area_t1_km2"),
         "regional_rate_pct_per_year": totals.get("rate_pct_yr"),
         "regional_rate_sigma_pct_per_year": totals.get("sigma_rate_pct_yr"),
@@ -81,7 +87,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         "debris_recall_dl": None,
         "debris_recall_band_ratio": None,
         "debris_recall_by_method": {},
-        "epochs": {"t0": t0, "t1": t1},
+        "epochs": {"t0": t0, "t1": None if one_epoch else t1},
         "tau_models": {str(c["fold"]): c["tau_model"].get("extra", {}).get("kind", "quantile_regression") for c in calib},
     }
     kinds = set(s["tau_models"].values()) - {"quantile_regression"}

@@ -11,6 +11,9 @@ rule baseline:
     params:
         split=SPLIT_FILE,
         period=[T0, T1],
+        # the change period and the rate filters (snr_min, recall_min): changing one re-runs the baseline
+        change=canonical(config["change"]),
+        min_area_km2=config["inventory"]["min_area_km2"],
     resources:
         mem_mb=region_resources("baseline", "mem_mb"),
         runtime=region_resources("baseline", "runtime"),

@@ -4,7 +4,16 @@ from glaciermap.figures import largest_glaciers
 
 PANEL_GLACIERS = largest_glaciers(MAPPED.reset_index(drop=True), [g for k in FOLDS for g in TEST_OF[k]],
                                   config["figures"]["n_panels"])
-PANEL_EPOCHS = [T0, T1] + [e for e in EPOCHS if e not in (T0, T1)]  # one panel row each, t0 on top
+PANEL_EPOCHS = list(dict.fromkeys([T0, T1] + EPOCHS))  # one panel row each, t0 on top
+# the change figures (rates by size class, rate map) need rates: not in a one-epoch region
+RATE_FIGURE_INPUTS = {} if ONE_EPOCH else {
+    "rates": f"{R}/area_change/{{model}}/rates/glacier_rates.csv",
+    "rates_gpkg": f"{R}/area_change/{{model}}/rates/glacier_rates.gpkg"}
+RATE_FIGURES = {} if ONE_EPOCH else {
+    "boxplot": report(f"{R}/area_change/{{model}}/figures/rates_by_size_class.png",
+                      caption="../report/rates_by_size_class.rst", category="Change rates"),
+    "rate_map": report(f"{R}/area_change/{{model}}/figures/rate_map.png", caption="../report/rate_map.rst",
+                       category="Change rates")}
 
 
 rule figures:
@@ -14,15 +23,12 @@ rule figures:
         cubes=[f"{R}/cubes/{g}/{e}.nc" for g in PANEL_GLACIERS for e in PANEL_EPOCHS],
         calibration=lambda w: calibrations(w.model),
         areas=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
-        rates=f"{R}/area_change/{{model}}/rates/glacier_rates.csv",
-        rates_gpkg=f"{R}/area_change/{{model}}/rates/glacier_rates.gpkg",
+        **RATE_FIGURE_INPUTS,
         outlines=f"{R}/area_change/{{model}}/outlines/predicted_outlines.gpkg",
         folds=f"{R}/split/folds.csv",
     output:
         reliability=report(f"{R}/area_change/{{model}}/figures/reliability.png", caption="../report/reliability.rst", category="Calibration"),
-        boxplot=report(f"{R}/area_change/{{model}}/figures/rates_by_size_class.png", caption="../report/rates_by_size_class.rst",
-                       category="Change rates"),
-        rate_map=report(f"{R}/area_change/{{model}}/figures/rate_map.png", caption="../report/rate_map.rst", category="Change rates"),
+        **RATE_FIGURES,
         panels=[report(f"{R}/area_change/{{model}}/figures/glaciers/{g}.png", caption="../report/glacier_panel.rst",
                        category="Glacier panels", labels={"glacier": g}) for g in PANEL_GLACIERS],
     params:

@@ -25,7 +25,6 @@ rule summary:
         qc=f"{R}/qc/summary.json",
         calibration=lambda w: calibrations(w.model),
         areas=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
-        totals=f"{R}/area_change/{{model}}/rates/regional.json",
     output:
         f"{R}/area_change/{{model}}/summary.json",
     params:
