@@ -215,18 +215,37 @@ def test_model_variants_are_named_entries_over_the_model_and_train_defaults():
             validate_config(_with(**bad))
 
 
-def test_lint_passes_before_any_data_exists(tmp_path):
-    """`snakemake --lint` on a fresh clone: the inventory does not exist yet, nothing is read at parse time."""
+def _snakemake_on_demo_config(tmp_path, inventory, *args) -> tuple[int, str]:
+    """The demo config pointed at ``inventory``, run as ``snakemake *args`` in ``tmp_path``: (returncode, output)."""
     import subprocess
     import sys
 
     from conftest import REPO
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["inventory"]["path"] = str(tmp_path / "not-yet.gpkg")
+    cfg["inventory"]["path"] = str(inventory)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "snakemake", *args, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                         "--configfile", str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=300)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and "your workflow is in a good condition" in out, out[-3000:]
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_lint_passes_before_any_data_exists(tmp_path):
+    """`snakemake --lint` on a fresh clone: the inventory does not exist yet, nothing is read at parse time."""
+    rc, out = _snakemake_on_demo_config(tmp_path, tmp_path / "not-yet.gpkg", "--lint")
+    assert rc == 0 and "your workflow is in a good condition" in out, out[-3000:]
     assert f"inventory file {tmp_path / 'not-yet.gpkg'} does not exist" in out
+
+
+def test_an_inventory_without_mappable_glaciers_stops_before_any_job(tmp_path):
+    """An emptied inventory (or one whose outlines all fail the checks) stops the DAG build, naming the reasons:
+    no job runs, so no frozen split or earlier summary is touched."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    inv = gpd.GeoDataFrame({"glac_id": ["A", "B"], "src_date": ["2015-08-20", "2015-08-20"]},
+                           geometry=[box(0, 0, 10, 10), box(100, 0, 120, 20)], crs="EPSG:32632")  # 100 and 400 m2
+    inv.to_file(tmp_path / "inv.gpkg")
+    rc, out = _snakemake_on_demo_config(tmp_path, tmp_path / "inv.gpkg", "-n")
+    assert rc != 0 and "no mappable glacier in the inventory" in out, out[-3000:]
+    assert "2 small (e.g. area 0.0001 km2 below min_area_km2 0.1)" in out, out[-3000:]

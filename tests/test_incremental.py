@@ -345,3 +345,45 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
     assert trained == {f"model={n}, fold={k}, member={m}" for n in MODELS for k in changed for m in range(members[n])}
     assert {w for r, w in jobs if r == "normalise"} == {f"model={n}, fold={k}" for n in MODELS for k in changed}
     assert "patches" in {r for r, _ in jobs}
+
+
+# ---------------------------------------------------------------------------------------------------- d. config edits
+
+MODEL_CHAIN = {"infer", "calibrate", "areas", "change", "evaluate", "outlines", "figures", "summary", "compare", "all"}
+
+
+def _set(cfg, dotted, value):
+    *path, key = dotted.split(".")
+    node = cfg
+    for p in path:
+        node = node.setdefault(p, {})
+    node[key] = value
+
+
+@pytest.mark.parametrize("key, value, rules, only_model", [
+    # a value of one section re-runs exactly the rules that use it (through params) and what depends on their outputs
+    ("change.snr_min", 0.5, {"change", "baseline", "evaluate", "figures", "summary", "compare", "all"}, None),
+    ("outlines.min_patch_px", 5, {"outlines", "figures", "all"}, None),
+    ("figures.dpi", 60, {"figures", "all"}, None),
+    ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),
+    ("area_change.compare", ["dl4gam", "rgb_dem"], {"compare", "summary", "all"}, None),
+    ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"}, None),
+    ("infer.blend", "mean", MODEL_CHAIN, None),
+    ("train.lr", 0.0003, MODEL_CHAIN | {"train", "ensemble"}, None),
+    # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
+    ("models.rgb_dem.epochs", 2, MODEL_CHAIN | {"train", "ensemble"}, "rgb_dem"),
+    # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
+    ("features.curvature_clip", 10.0, {"features", "qc", "baseline"} | MODEL_CHAIN, None),
+])
+def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
+    work, _ = base
+    with mutable(work, tmp_path):
+        cfg = _config(work)
+        _set(cfg, key, value)
+        _write_config(work, cfg)
+        jobs = dry_run(work)
+    assert {r for r, _ in jobs} == rules, (key, sorted({r for r, _ in jobs} ^ rules))
+    if only_model:
+        # (every model's summary re-runs too: it takes the comparison, which takes the changed model)
+        per_model = {w for r, w in jobs if r in ("train", "ensemble", "infer", "calibrate", "areas", "outlines")}
+        assert per_model and all(w.startswith(f"model={only_model}") for w in per_model), sorted(per_model)

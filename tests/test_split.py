@@ -294,3 +294,17 @@ def test_every_fold_gets_min_val_glaciers_without_moving_test_glaciers(tmp_path)
     sp.write_split(old, tmp_path / "old.csv")
     kept = sp.split_for(m, tmp_path / "old.csv", N_FOLDS, 0.1, min_val_glaciers=3)
     assert n_val(kept) == n_val(by_area)
+
+
+def test_frozen_split_never_loses_glaciers_without_an_explicit_request(tmp_path, m0):
+    p = tmp_path / "split.csv"
+    sp.split_for(m0, p)
+    frozen = p.read_text()
+    empty = m0.iloc[0:0]
+    fewer = m0[m0["glac_id"] != "G00007"]
+    for manifest, n in ((empty, len(ok(m0))), (fewer, 1)):  # an emptied inventory, one glacier removed
+        with pytest.raises(sp.SplitError, match=rf"{n} of the {len(ok(m0))} glaciers of the frozen split .*split.drop_missing: true"):
+            sp.split_for(manifest, p)
+        assert p.read_text() == frozen  # the file is untouched
+    s = sp.split_for(fewer, p, drop_missing=True)  # asked for: dropped and recorded
+    assert "G00007" not in set(s.glac_id) and sp.read_split(p).attrs["meta"]["history"][-1]["dropped"] == ["G00007"]

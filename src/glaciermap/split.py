@@ -349,7 +349,8 @@ def read_split(path: str | Path) -> pd.DataFrame:
 
 
 def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fraction: float = 0.1,
-              write_back: bool = True, added: str = "longitude", min_val_glaciers: int = 0) -> pd.DataFrame:
+              write_back: bool = True, added: str = "longitude", min_val_glaciers: int = 0,
+              drop_missing: bool = False) -> pd.DataFrame:
     """The split to use: the frozen file extended to the manifest, or a new split written to ``path``.
 
     A frozen file made with other ``n_folds``/``val_fraction`` is an error, not silently replaced.
@@ -370,6 +371,13 @@ def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fr
         raise SplitError(f"split file {path} was made with min_val_glaciers={meta['min_val_glaciers']} but "
                          f"{min_val_glaciers} was asked; delete it to re-split (its folds would change)")
     split = extend_split(existing, manifest, added=added)
+    dropped = split.attrs["dropped"]
+    if dropped and not drop_missing:
+        # a frozen split never loses glaciers by accident (an emptied or truncated inventory would otherwise erase it)
+        raise SplitError(f"{len(dropped)} of the {len(existing)} glaciers of the frozen split {path} are no longer ok "
+                         f"in the inventory ({', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}); the split "
+                         "keeps them: restore them in the inventory, or set split.drop_missing: true to drop them from "
+                         "the frozen split (the folds they trained or validated are retrained)")
     if write_back and (split.attrs["added"] or split.attrs["dropped"] or split.attrs["promoted"]):
         write_split(split, path)
     return split

@@ -79,12 +79,12 @@ def _finite_mean(v) -> float | None:
 
 
 def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "",
-              added: str = "longitude", min_val_glaciers: int = 0) -> None:
+              added: str = "longitude", min_val_glaciers: int = 0, drop_missing: bool = False) -> None:
     """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
     from .split import fold_table, split_for
 
     split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added,
-                      min_val_glaciers=min_val_glaciers)
+                      min_val_glaciers=min_val_glaciers, drop_missing=drop_missing)
     if expected_hash and split_hash(split) != expected_hash:
         raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
     write_csv_atomic(folds_csv, fold_table(split))

@@ -38,6 +38,10 @@ else:
           file=sys.stderr)
 MAPPED = _GLACIERS[_GLACIERS["qc_status"] == "ok"].set_index("glac_id", drop=False)
 GLACIER_IDS = list(MAPPED.index)
+if os.path.exists(config["inventory"]["path"]) and not GLACIER_IDS:  # stop before any job: nothing could be mapped, and nothing is overwritten
+    _why = [f"{len(sub)} {st} (e.g. {sub['qc_reason'].iloc[0]})" for st, sub in _GLACIERS.groupby("qc_status")]
+    raise ValueError(f"no mappable glacier in the inventory {config['inventory']['path']} ({len(_GLACIERS)} "
+                     f"outline(s)): {'; '.join(_why) or 'the file holds no outline'}")
 # One hash over every row: any change to the inventory's content re-runs the `inventory` rule.
 INVENTORY_HASH = hashlib.sha1(
     "".join(_GLACIERS["glac_id"] + _GLACIERS["fingerprint"] + _GLACIERS["qc_status"]).encode()
@@ -142,7 +146,8 @@ SPLIT_CFG = config["split"]
 try:
     if os.path.exists(SPLIT_FILE):
         SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False,
-                          added=SPLIT_CFG["added_glaciers"], min_val_glaciers=SPLIT_CFG["min_val_glaciers"])
+                          added=SPLIT_CFG["added_glaciers"], min_val_glaciers=SPLIT_CFG["min_val_glaciers"],
+                          drop_missing=SPLIT_CFG["drop_missing"])
     else:
         SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], SPLIT_CFG["min_val_glaciers"])
     SPLIT_ERROR = ""
