@@ -9,9 +9,9 @@ for regions too small for a fit (tau model, regional extrapolation), which are r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +216,7 @@ def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_siz
             model, meta = load_member(Path(done).parent / "best.pt", device)
             models.append(model)
             members.append(int(Path(done).parent.name.replace("member", "")))
-        staged = _staged_paths(out_paths)
+        staged, staging_root = _staged_paths(out_paths)
         try:
             timings = predict_files(models, cube_paths, staged, load_normalisation(norm_json), members, cfg,
                                     patch_size, device)
@@ -226,10 +226,8 @@ def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_siz
         finally:
             for tmp in staged:
                 tmp.unlink(missing_ok=True)
-            for d in sorted({p.parent for p in staged}, key=lambda d: -len(d.parts)):
-                if d.name.endswith(".staging") or d.parent.name.endswith(".staging"):
-                    with contextlib.suppress(OSError):
-                        d.rmdir()
+            if staging_root is not None:  # only this job stages there while it holds the lock
+                shutil.rmtree(staging_root, ignore_errors=True)
         log.info("inference: %s", timings)
         return timings
 
@@ -247,19 +245,17 @@ def _infer_epoch(out_paths) -> str | None:
     return None
 
 
-def _staged_paths(out_paths) -> list[Path]:
-    """Where each output is written before it is moved into place: a hidden sibling of the outputs' common folder
-    (``.<epoch>.staging/``), outside a ``directory()`` output that Snakemake may remove, on the same filesystem."""
+def _staged_paths(out_paths) -> tuple[list[Path], Path | None]:
+    """(staged paths, staging folder): each output is written first under a hidden sibling of the outputs' common
+    folder (``.<epoch>.staging/``), outside a ``directory()`` output that Snakemake may remove, on the same
+    filesystem, and moved into place at the end."""
     import os
 
     if not out_paths:
-        return []
-    common = Path(os.path.commonpath([str(p) for p in out_paths]))
-    if len(out_paths) == 1:
-        p = out_paths[0]
-        return [p.with_name(f".{p.name}.staged{p.suffix}")]
+        return [], None
+    common = Path(os.path.commonpath([str(Path(p).parent) for p in out_paths]))
     root = common.parent / f".{common.name}.staging"
-    return [root / p.relative_to(common) for p in out_paths]
+    return [root / Path(p).relative_to(common) for p in out_paths], root
 
 
 def _infer_lock_path(done_jsons, out_paths) -> Path:
