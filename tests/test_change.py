@@ -404,7 +404,7 @@ def test_f_demo_defect_shape_no_sign_flip():
 
 def test_regional_rates_writes_model_record():
     from glaciermap.config import load_schema
-    from glaciermap.steps import regional_rates
+    from glaciermap.change import regional_rates
 
     rng = np.random.default_rng(5)
     areas = np.r_[np.geomspace(0.12, 0.5, 5), 10 ** rng.uniform(0, 1.5, 20)]

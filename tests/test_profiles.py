@@ -120,7 +120,7 @@ def test_gpu_switch_reaches_training_and_inference_only(workdir):
 
 
 def test_packed_training_leaves_finished_members_alone_and_checks_its_outputs(tmp_path):
-    from glaciermap.steps import run_train_fold
+    from glaciermap.train import run_train_fold
 
     done = [tmp_path / f"fold0/member{m}/done.json" for m in range(2)]
     for d in done:

@@ -1,6 +1,6 @@
 """A training job killed with SIGKILL mid-epoch resumes from last.pt and ends bit-identical to an uninterrupted run.
 
-The job is run the way the `train` rule runs it (glaciermap.steps.run_train on centre tables, a frozen split
+The job is run the way the `train` rule runs it (glaciermap.train.run_train on centre tables, a frozen split
 file and a normalisation file), in a separate process, on CPU. The killed process gets no chance to clean up,
 exactly like a Slurm preemption or an out-of-memory kill.
 """
@@ -30,7 +30,7 @@ RUNNER = textwrap.dedent("""
     import json, sys
     import torch
     from glaciermap.io import setup_logging
-    from glaciermap.steps import run_train
+    from glaciermap.train import run_train
     a = json.loads(sys.argv[1])
     setup_logging(a["log"])
     run_train(a["train"], a["val"], a["split"], a["norm"], 0, 1, a["settings"], a["done"], 1)

@@ -6,14 +6,23 @@ without the pixels of other glaciers (so neighbours keep their ice divides), ``a
 area in m2. Areas come back in km2. Pure numpy/pandas so it is tested without any raster library.
 
 NaN in ``mu``/``sigma`` (pixels inference could not fill) never counts as glacier: NaN >= x is False.
+
+Rule ``areas`` (workflow/rules/areas.smk) runs :func:`run_areas`: reads the test predictions, cubes and
+the folds' calibration.json files, writes the per-glacier table and the segmentation, size-class and
+fold tables. Everything above it needs no file.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from .io import write_csv_atomic
+from .results import calibrated_stats, read_cube_masks, read_manifest, read_probs
 
 M2_PER_KM2 = 1e6
 # 0:0.001:0.5 without the float drift of np.arange (0.003 must be exactly the literal 0.003)
@@ -207,3 +216,55 @@ def summarise_metrics(df: pd.DataFrame, by: str = "fold", gcos_threshold: float 
     group_rows = [{by: name, **_area_stats(g, gcos_threshold)} for name, g in groups + [("All", d)]]
     return {"segmentation": pd.DataFrame(seg_rows), "size_classes": pd.DataFrame(size_rows),
             "groups": pd.DataFrame(group_rows)}
+
+
+# ---------------------------------------------------------------------------------------------------- rule areas
+
+
+def run_areas(keys, pred_paths, cube_paths, calib_jsons, split_csv, manifest_csv, ref_epoch: str, outputs: dict) -> pd.DataFrame:
+    """Per glacier and epoch: calibrated area, bounds with tau_hat (from that epoch's own predictors), metrics at ref_epoch.
+
+    ``keys``: (glacier, epoch) pairs parallel to pred_paths/cube_paths (test predictions).
+    ``outputs``: paths for ``glaciers`` (every glacier and epoch), ``segmentation`` (Table 4),
+    ``size_classes`` (Table 5) and ``folds`` (area statistics per fold).
+    """
+    from .calibrate import predict_tau, tau_features, tau_model_from_dict
+    from .split import read_split
+
+    calib = {}
+    for p in calib_jsons:
+        d = json.loads(Path(p).read_text())
+        calib[int(d["fold"])] = d
+    fold_of = read_split(split_csv).set_index("glac_id")["test_fold"].astype(int)
+    area_of = read_manifest(manifest_csv).set_index("glac_id")["area_km2"].astype(float)
+    rows = []
+    for (g, e), pp, cp in zip(keys, pred_paths, cube_paths, strict=True):
+        k = int(fold_of[g])
+        base = {"glac_id": g, "epoch": e, "fold": k}
+        probs, m = read_probs(pp), read_cube_masks(cp)
+        if probs is None or m is None:
+            rows.append({**base, "status": "skipped"})
+            continue
+        c = calib[k]
+        mu, sigma = calibrated_stats(probs, c["temperatures"])
+        a_px = m["resolution"] ** 2
+        est = glacier_area(mu, sigma, m["buffer20"], a_px)
+        feats = tau_features(est.area_km2, mu, sigma, m["buffer20"])
+        tau = float(predict_tau(tau_model_from_dict(c["tau_model"]), pd.DataFrame([feats]))[0])
+        tau_ok = np.isfinite(tau)
+        rec = glacier_record(mu, sigma, m["glacier"], m["buffer20"], m["buffer50"], a_px, tau if tau_ok else 0.5,
+                             reference_area=float(area_of[g]))
+        if e != ref_epoch:  # the inventory outline is the reference only at its own epoch
+            for col in list(METRICS) + ["fpr", "area_ref_km2", "tp_km2", "fp_km2", "fn_km2", "tn_km2"]:
+                rec[col] = np.nan
+        rows.append({**base, "status": "ok", "date": m["date"], **rec, "tau_hat": tau if tau_ok else np.nan,
+                     "cloud_fraction": float(m["masked"][m["buffer50"]].mean()) if m["buffer50"].any() else np.nan,
+                     **{f"x_{f}": v for f, v in feats.items()}})
+    df = pd.DataFrame(rows)
+    write_csv_atomic(outputs["glaciers"], df)
+    ref = df[(df["epoch"] == ref_epoch) & (df["status"] == "ok")]
+    tables = summarise_metrics(ref, by="fold")
+    write_csv_atomic(outputs["segmentation"], tables["segmentation"])
+    write_csv_atomic(outputs["size_classes"], tables["size_classes"])
+    write_csv_atomic(outputs["folds"], tables["groups"])
+    return df

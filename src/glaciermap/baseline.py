@@ -12,6 +12,10 @@ The grid search does not evaluate 51 x 61 masks. Each pixel is placed once into 
 (the number of t1 values <= its ratio, the number of t2 values <= its blue), and a reversed 2-D
 cumulative sum of that histogram gives, for every (t1, t2) at once, how many pixels (and how many
 reference-glacier pixels) pass both thresholds. The counts are exactly those of the masks.
+
+Rule ``baseline`` (workflow/rules/baseline.smk) runs :func:`run_baseline`: the regional thresholds of
+every fold and the oracle, applied to the test glaciers' cubes (:func:`band_sample`), their areas,
+metrics and change rates (the ``change`` rule's filters and extrapolation), written as CSV and JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from .io import read_record, write_csv_atomic, write_json_atomic
+from .results import _clean, _finite_mean, read_cube_masks, read_manifest
 
 # Rounded so the returned thresholds are clean numbers and re-applying them gives the same masks.
 T1_VALUES = np.round(np.arange(0.5, 5.55, 0.1), 1)   # paper: 0.1..5.5; METHODS.md: 0.5..5.5
@@ -157,3 +164,100 @@ def glacierwise_table(samples_by_glacier, t1_values=T1_VALUES, t2_values=T2_VALU
         t1, t2, v = fit_glacierwise(s, t1_values, t2_values)
         rows.append({"glac_id": gid, "t1_oracle": t1, "t2_oracle": t2, "iou_oracle": v})
     return pd.DataFrame(rows, columns=["glac_id", "t1_oracle", "t2_oracle", "iou_oracle"])
+
+
+# ---------------------------------------------------------------------------------------------------- rule baseline
+
+
+def band_sample(cube_path) -> dict | None:
+    """Band-ratio sample of one cube: DN bands and labels over glacier + 50 m (valid pixels), plus full arrays."""
+    rec = read_record(cube_path, ["B04", "B11", "B02"])
+    if rec is None:
+        return None
+    bands = {k: rec[0][b].astype(np.float64) * 1e4 for k, b in (("red", "B04"), ("swir", "B11"), ("blue", "B02"))}
+    m = read_cube_masks(cube_path)
+    region = (m["buffer50"] | m["glacier"]) & ~m["masked"]
+    sample = {k: v[region] for k, v in bands.items()}
+    sample["label"] = m["glacier"][region]
+    return {"sample": sample, "bands": bands, "masks": m}
+
+
+def _br_record(item: dict, t1: float, t2: float, ref_area: float | None) -> dict:
+    from .areas import M2_PER_KM2, pixel_metrics
+
+    b, m = item["bands"], item["masks"]
+    pred = band_ratio_mask(b["red"], b["swir"], b["blue"], t1, t2) & m["buffer20"]
+    a = float(pred.sum()) * m["resolution"] ** 2 / M2_PER_KM2
+    rec = {"date": m["date"], "area_pred_km2": a, "area_lb_km2": a, "area_ub_km2": a, "t1": t1, "t2": t2}
+    if ref_area is not None:
+        pm = pixel_metrics(pred, m["glacier"], m["buffer50"])
+        rec.update({k: pm[k] for k in ("accuracy", "iou", "precision", "recall", "f1", "fpr")})
+        rec["area_ref_km2"] = ref_area
+    return rec
+
+
+def run_baseline(keys, cube_paths, split_csv, manifest_csv, cfg: dict, min_area_km2: float, outputs: dict) -> dict:
+    """Band ratio regional per fold (fit on train + val glaciers at t0, applied to test glaciers) and the oracle."""
+    from .change import change_rates, rate_inputs, regional_rates
+    from .split import read_split
+
+    t0, t1 = cfg["change"]["from"], cfg["change"]["to"]
+    epochs = [t0] if t1 == t0 else [t0, t1]  # a one-epoch region: t0 only, no rates
+    split = read_split(split_csv)
+    manifest = read_manifest(manifest_csv)
+    area_of = manifest.set_index("glac_id")["area_km2"].astype(float)
+    cube_of = dict(zip(keys, cube_paths))
+    ref = {g: band_sample(cube_of[(g, t0)]) for g, e in keys if e == t0}
+    ref = {g: v for g, v in ref.items() if v is not None and v["sample"]["label"].size}
+    n_folds = int(split.attrs["meta"]["n_folds"])
+    thresholds, rows = {}, []
+    oracle = {g: fit_glacierwise(v["sample"]) for g, v in ref.items()}
+    for k in range(n_folds):
+        role = split.set_index("glac_id")[f"role_{k}"]
+        fit_ids = [g for g in ref if role.get(g) in ("train", "val")]
+        test_ids = [g for g in role.index if role[g] == "test"]
+        if not test_ids:
+            continue
+        if not fit_ids:
+            raise ValueError(f"band ratio: fold {k} has no train or validation glacier with a usable cube")
+        t1k, t2k, score = fit_regional({g: ref[g]["sample"] for g in fit_ids}, {g: area_of[g] for g in fit_ids},
+                                       return_score=True)
+        thresholds[k] = {"t1": t1k, "t2": t2k, "fit_iou_weighted": score, "n_fit": len(fit_ids)}
+        for g in test_ids:
+            for e in epochs:
+                item = ref[g] if e == t0 and g in ref else band_sample(cube_of[(g, e)])
+                for variant, th in (("regional", (t1k, t2k)), ("oracle", oracle.get(g))):
+                    if item is None or th is None:
+                        rows.append({"glac_id": g, "epoch": e, "fold": k, "variant": variant, "status": "skipped"})
+                        continue
+                    rec = _br_record(item, th[0], th[1], float(area_of[g]) if e == t0 else None)
+                    rows.append({"glac_id": g, "epoch": e, "fold": k, "variant": variant, "status": "ok", **rec})
+    df = pd.DataFrame(rows)
+    write_csv_atomic(outputs["areas"], df)
+    out = {"thresholds": thresholds, "variants": {}}
+    all_rates = []
+    for variant in ("regional", "oracle"):
+        sub = df[df["variant"] == variant]
+        okt0 = sub[(sub["epoch"] == t0) & (sub["status"] == "ok")]
+        if t1 == t0:
+            out["variants"][variant] = {"test_iou_mean": _finite_mean(okt0["iou"]),
+                                        "test_recall_mean": _finite_mean(okt0["recall"]),
+                                        "test_f1_mean": _finite_mean(okt0["f1"]), "area_t0_km2": None,
+                                        "area_t1_km2": None, "regional_rate_pct_per_year": None, "totals": None}
+            continue
+        rates = change_rates(rate_inputs(sub, t0, t1), snr_min=cfg["change"]["snr_min"],
+                             recall_min=cfg["change"]["recall_min"])
+        ext, totals, _ = regional_rates(rates, manifest, min_area_km2)
+        out["variants"][variant] = {"test_iou_mean": _finite_mean(okt0["iou"]),
+                                    "test_recall_mean": _finite_mean(okt0["recall"]),
+                                    "test_f1_mean": _finite_mean(okt0["f1"]),
+                                    "area_t0_km2": totals.get("area_t0_km2"), "area_t1_km2": totals.get("area_t1_km2"),
+                                    "regional_rate_pct_per_year": totals.get("rate_pct_yr"), "totals": totals}
+        all_rates.append(ext.assign(variant=variant))
+    write_csv_atomic(outputs["rates"], pd.concat(all_rates, ignore_index=True) if all_rates
+                     else pd.DataFrame(columns=["glac_id", "variant"]))
+    out["note"] = ("oracle = glacier-wise thresholds tuned on each glacier's own t0 labels (an upper bound, not a "
+                   "usable predictor); band-ratio areas have no uncertainty, so their SNR filter is void"
+                   + ("; one-epoch region: no rates" if t1 == t0 else ""))
+    write_json_atomic(outputs["summary"], _clean(out))
+    return out

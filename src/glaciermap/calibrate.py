@@ -11,10 +11,15 @@ Two steps:
    predictors, through a logit link on 2 tau, gives tau_hat for any glacier of any epoch.
 
 Pure numpy / scipy / scikit-learn so that it runs (and is tested) without torch or rasterio.
+
+Rule ``calibrate`` (workflow/rules/calibrate.smk) runs :func:`run_calibrate`: reads one fold's validation
+predictions and cubes, fits the temperatures and the tau model (:func:`_constant_tau_model` when the fold
+has too few validation glaciers for the regression) and writes the fold's calibration.json.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +27,11 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from scipy.stats import norm
+
+from .io import write_json_atomic
+from .results import _clean, calibrated_stats, read_cube_masks, read_manifest, read_probs
+
+log = logging.getLogger("glaciermap.calibrate")
 
 P_CLIP = 1e-6
 # 1 - (Phi(1) - Phi(-1)): the fraction of glaciers a 1-sigma interval may miss.
@@ -223,3 +233,73 @@ def tau_model_from_dict(d: dict) -> TauModel:
     return TauModel(coef=[float(c) for c in d["coef"]], intercept=float(d["intercept"]), features=feats,
                     quantile=float(d.get("quantile", TAU_QUANTILE)), n_fit=int(d.get("n_fit", 0)),
                     extra=dict(d.get("extra", {})))
+
+
+# --------------------------------------------------------------------------- rule calibrate
+
+
+def _constant_tau_model(tau_star, n_fit: int, kind: str):
+    """Intercept-only quantile model (the q-quantile of logit(2 tau*)): used when too few glaciers for 4 predictors."""
+    t = np.asarray(tau_star, dtype=np.float64)
+    t = t[np.isfinite(t)]
+    z = float(np.quantile(_z_target(t), TAU_QUANTILE)) if t.size else float(_z_target(0.5))
+    return TauModel(coef=[0.0] * len(TAU_FEATURES), intercept=z, n_fit=n_fit, extra={"kind": kind})
+
+
+def run_calibrate(fold: int, glaciers, pred_paths, cube_paths, manifest_csv, cfg: dict, out_json) -> dict:
+    """Per-member temperatures, ECE before/after and the tau model of one fold, from its validation glaciers."""
+    from .areas import glacier_area, tau_star
+
+    area_of = read_manifest(manifest_csv).set_index("glac_id")["area_km2"].astype(float)
+    data = []
+    for g, pp, cp in zip(glaciers, pred_paths, cube_paths, strict=True):
+        probs, masks = read_probs(pp), read_cube_masks(cp)
+        if probs is None or masks is None:
+            continue
+        data.append((g, probs, masks))
+    M = next((d[1].shape[0] for d in data), 0)
+    ps, ys = [[] for _ in range(M)], []
+    for g, probs, m in data:
+        sel = m["buffer50"] & ~m["masked"] & np.isfinite(probs).all(0)
+        ys.append(m["glacier"][sel].astype(np.float64))
+        for i in range(M):
+            ps[i].append(probs[i][sel])
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    sub = int(cfg["subsample"])
+    temps = [fit_temperature(np.concatenate(p), y, subsample=sub) if y.size else 1.0 for p in ps]
+    if y.size:
+        before = np.mean([np.concatenate(p) for p in ps], axis=0)
+        after = np.mean([apply_temperature(np.concatenate(p), t) for p, t in zip(ps, temps)], axis=0)
+        ece_b, ece_a = ece(before, y, cfg["ece_bins"]), ece(after, y, cfg["ece_bins"])
+        rel = pd.concat([reliability_curve(before, y, cfg["ece_bins"]).assign(calibration="before"),
+                         reliability_curve(after, y, cfg["ece_bins"]).assign(calibration="after")])
+    else:
+        ece_b = ece_a = float("nan")
+        rel = pd.DataFrame()
+    rows = []
+    for g, probs, m in data:
+        mu, sigma = calibrated_stats(probs, temps)
+        a_px = m["resolution"] ** 2
+        est = glacier_area(mu, sigma, m["buffer20"], a_px)
+        ts = tau_star(mu, sigma, m["buffer20"], a_px, float(area_of[g]))
+        rows.append({"glac_id": g, "area_ref_km2": float(area_of[g]), "area_pred_km2": est.area_km2, "tau_star": ts,
+                     **tau_features(est.area_km2, mu, sigma, m["buffer20"])})
+    tab = pd.DataFrame(rows, columns=["glac_id", "area_ref_km2", "area_pred_km2", "tau_star", "log_area", "mean_mu",
+                                      "rms_sigma", "rms_bernoulli"])
+    num = tab[["tau_star", "log_area", "mean_mu", "rms_sigma", "rms_bernoulli"]].astype(float)
+    n_ok = int(np.isfinite(num).all(axis=1).sum())
+    if n_ok >= max(int(cfg["min_tau_glaciers"]), 6):
+        model = fit_tau_model(tab, tab["tau_star"])
+        model.extra["kind"] = "quantile_regression"
+    else:
+        model = _constant_tau_model(tab["tau_star"], n_ok, "constant" if n_ok else "default")
+        log.warning("fold %d: %d validation glacier(s) with a finite tau*: constant tau model (%s)", fold, n_ok,
+                    model.extra["kind"])
+    if not y.size:
+        log.warning("fold %d: no validation pixels; temperatures T = 1 and the default tau", fold)
+    out = {"fold": int(fold), "members": M, "temperatures": [float(t) for t in temps],
+           "n_pixels": int(y.size), "ece_before": ece_b, "ece_after": ece_a,
+           "tau_model": tau_model_to_dict(model), "validation_glaciers": tab.to_dict("records"),
+           "reliability": rel.to_dict("records")}
+    write_json_atomic(out_json, _clean(out))
+    return out

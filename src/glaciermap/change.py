@@ -8,6 +8,10 @@ rate (kept or not, as the paper), fills in every glacier without a kept rate: a 
 the weighted mean when the quadratic is poorly determined, never evaluated outside the fitted
 log-area range, with its own standard error added to the extrapolated glaciers' sigma. Regional
 sigmas are the linear sum of the per-glacier sigmas (the paper) or, as an option, their quadrature sum.
+
+Rule ``change`` (workflow/rules/change.smk) runs :func:`run_change`: the rate inputs from the areas table
+(:func:`rate_inputs`), the filters, the regional extrapolation and totals (:func:`regional_rates`, also
+used by the band-ratio baseline), written as CSV, GeoPackage and JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import pandas as pd
 import statsmodels.api as sm
 
 from .areas import SIZE_LABELS, size_class
+from .io import write_csv_atomic, write_json_atomic
+from .results import _clean, read_manifest
 
 DAYS_PER_YEAR = 365.25
 KEPT = "kept"
@@ -462,3 +468,94 @@ def regional_totals(df: pd.DataFrame, aggregation: str = "linear") -> dict:
     for key in ("sigma_area_t0_km2", "sigma_area_t1_km2", "sigma_rate_km2_yr", "sigma_rate_pct_yr"):
         out[key] = out[f"{key}_{aggregation}"]
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- rule change
+
+
+def rate_inputs(areas: pd.DataFrame, t0: str, t1: str, area="area_pred_km2", lb="area_lb_km2", ub="area_ub_km2") -> pd.DataFrame:
+    """One row per glacier with the change_rates inputs from a long (glacier, epoch) area table."""
+    ok = areas[areas["status"] == "ok"]
+    a = ok[ok["epoch"] == t0].set_index("glac_id")
+    b = ok[ok["epoch"] == t1].set_index("glac_id")
+    ids = sorted(set(a.index) & set(b.index))
+    out = pd.DataFrame({"glac_id": ids})
+    out["fold"] = a.loc[ids, "fold"].to_numpy() if "fold" in a.columns else np.nan
+    for suffix, t in (("t0", a), ("t1", b)):
+        out[f"area_{suffix}"] = t.loc[ids, area].to_numpy(float)
+        out[f"lb_{suffix}"] = t.loc[ids, lb].to_numpy(float)
+        out[f"ub_{suffix}"] = t.loc[ids, ub].to_numpy(float)
+        out[f"date_{suffix}"] = t.loc[ids, "date"].to_numpy()
+    out["recall_t0"] = a.loc[ids, "recall"].to_numpy(float)
+    return out
+
+
+def regional_rates(rates: pd.DataFrame, manifest: pd.DataFrame, min_area_km2: float, min_points_per_coef: int = 5,
+                   min_log_area_span: float = 0.5, max_coef_p_value: float | None = None,
+                   sigma_aggregation: str = "linear") -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(every inventory glacier with measured or extrapolated rate, regional totals, Table 6 coverage).
+
+    Glaciers that pass the SNR and recall filters keep their own rate; the size model is fitted on every
+    glacier with a finite rate and positive sigma (change.regional_extrapolation) and fills in the rest.
+    The keyword options are the config's change.* keys of the same names.
+    """
+    inv = manifest[manifest["qc_status"].isin(["ok", "small", "skipped"]) & np.isfinite(manifest["area_km2"].astype(float))
+                   & (manifest["area_km2"].astype(float) > 0)][["glac_id", "area_km2"]]
+    cov = coverage_table(rates, inv, min_area_km2)
+    df_all = inv.merge(rates, on="glac_id", how="left")
+    kept = df_all["kept"].eq(True).to_numpy()
+    notes = []
+    try:
+        ext = regional_extrapolation(df_all, kept_mask=kept, area_col="area_km2", sigma_fallback="nearest",
+                                     min_points_per_coef=min_points_per_coef, min_log_area_span=min_log_area_span,
+                                     max_coef_p_value=max_coef_p_value)
+    except NoRatesError:
+        totals = {"notes": [f"no glacier with a finite rate and sigma ({int(kept.sum())} kept): no regional extrapolation"]}
+        df_all["rate_source"] = np.where(kept, "measured", "none")
+        return df_all, totals, cov
+    model = ext.attrs["rate_model"]
+    if model["fallback_reason"]:
+        notes.append(f"size model: {model['model']} on {model['n']} glaciers (fallback: {model['fallback_reason']})")
+    if model.get("note"):
+        notes.append(f"size model: {model['note']}")
+    n_out = model["n_extrapolated_below_range"] + model["n_extrapolated_above_range"]
+    if n_out:
+        notes.append(f"size model: {n_out} extrapolated glacier(s) ({model['area_pct_extrapolated_outside_range']:.1f} % "
+                     "of the area) outside the fitted log10-area range get the value at its nearer end")
+    totals = regional_totals(ext, aggregation=sigma_aggregation)
+    totals["rate_model"] = model
+    totals["class_sigma"] = ext.attrs["class_sigma"]
+    totals["n_kept_filters"] = int(kept.sum())
+    totals["notes"] = notes
+    return ext, totals, cov
+
+
+def run_change(areas_csv, manifest_csv, inventory_gpkg, cfg: dict, min_area_km2: float, outputs: dict) -> dict:
+    """Per-glacier rates (Table 6 filters), regional extrapolation and totals; CSV, GeoPackage and JSON."""
+    c = cfg["change"]
+    defaults = {"min_points_per_coef": 5, "min_log_area_span": 0.5, "max_coef_p_value": None, "sigma_aggregation": "linear"}
+    opts = {key: c.get(key, default) for key, default in defaults.items()}
+    areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
+    rates = change_rates(rate_inputs(areas, c["from"], c["to"]), snr_min=c["snr_min"], recall_min=c["recall_min"])
+    manifest = read_manifest(manifest_csv)
+    ext, totals, cov = regional_rates(rates, manifest, min_area_km2, **opts)
+    totals.update({"t0": c["from"], "t1": c["to"], "n_rates": int(len(rates)), "n_kept": int(rates["kept"].sum())})
+    write_csv_atomic(outputs["csv"], ext)
+    write_csv_atomic(outputs["coverage"], cov)
+    write_json_atomic(outputs["totals"], _clean(totals))
+    _write_gpkg(ext, inventory_gpkg, outputs["gpkg"])
+    return totals
+
+
+def _write_gpkg(df: pd.DataFrame, inventory_gpkg, out_path) -> None:
+    import geopandas as gpd
+
+    from .io import write_gpkg_atomic
+
+    inv = gpd.read_file(inventory_gpkg, layer="glaciers", engine="pyogrio")[["glac_id", "geometry"]]
+    inv["glac_id"] = inv["glac_id"].astype(str)
+    g = inv.merge(df, on="glac_id", how="inner")
+    for col in g.columns:
+        if g[col].dtype == object and col != "geometry":
+            g[col] = g[col].astype(str)
+    write_gpkg_atomic(out_path, gpd.GeoDataFrame(g, geometry="geometry", crs=inv.crs), "rates")

@@ -178,7 +178,7 @@ def debris_on_cube(debris_path, cube_path, glacier_id: str) -> np.ndarray:
 
 
 def _mu(path, temperatures) -> np.ndarray | None:
-    from .steps import calibrated_stats, read_probs
+    from .results import calibrated_stats, read_probs
 
     probs = read_probs(path)
     if probs is None:
@@ -199,7 +199,7 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
     calibrations; ``cubes``: (glacier, epoch) -> file; ``fold_of``: glacier -> test fold. The baseline is left
     out when its inputs are not given, and ``notes`` says so.
     """
-    from .steps import fold_temperatures
+    from .results import fold_temperatures
 
     models = list(preds)
     temps = {m: fold_temperatures(calib_jsons[m]) for m in models}
@@ -220,7 +220,7 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
     if not debris_map:
         notes.append("debris_recall: no debris map (evaluation.debris_map: null)")
 
-    from .steps import read_cube_masks
+    from .results import read_cube_masks
 
     rows, dropped = [], []
     for g in glaciers:
@@ -264,7 +264,7 @@ def run_compare(glaciers, fold_of: dict, t0: str, t1: str, cubes: dict, preds: d
                           for meth in methods], columns=COLUMNS)
     write_csv_atomic(outputs["glaciers"], per)
     write_csv_atomic(outputs["csv"], table)
-    from .steps import _clean
+    from .results import _clean
 
     out = {"t0": t0, "t1": t1, "debris_map": str(debris_map) if debris_map else None,
            "debris_min_fraction": float(debris_min_fraction),

@@ -166,7 +166,7 @@ def _read_panel_epoch(glacier: str, cube_path, pred_path, temperatures):
     import rioxarray  # noqa: F401
     import xarray as xr
 
-    from .steps import calibrated_stats, read_probs
+    from .results import calibrated_stats, read_probs
 
     # xarray directly, not patches.open_cube: that module imports torch (seconds per job)
     with xr.open_dataset(cube_path, engine="h5netcdf", decode_coords="all") as ds:
@@ -360,7 +360,7 @@ def run_figures(panel_glaciers, epochs, cube_paths: dict, pred_paths: dict, cali
 
     f = cfg["figures"]
     dpi = int(f["dpi"])
-    from .steps import fold_temperatures
+    from .results import fold_temperatures
 
     temps = fold_temperatures(calib_jsons)
     fold_of = read_split(split_csv).set_index("glac_id")["test_fold"].astype(int)

@@ -10,18 +10,25 @@ averaging with ~5 % of each patch border dropped ("mean", the reference) or by a
 a small floor ("hann", lets a larger stride be used without seams). Probabilities (sigmoid) are blended,
 then cloud/no-data pixels in the buffer get the mean of their >= 30 nearest valid buffer pixels
 (KD-tree; every pixel tied with the 30th nearest is included, so the value is well defined).
+
+Rule ``infer`` (workflow/rules/infer.smk) runs :func:`run_infer`: loads a fold's members, predicts the
+given cubes through :func:`predict_files` (:func:`predict_to_files`) under a per-(fold, epoch) lock, into
+staged files that are moved into place at the end (docs/concurrency.md).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .allocator import keep_freed_memory
 from .io import STATUS_SKIPPED, skip_dataset, write_netcdf_atomic
 from .patches import CubeArrays, cube_status, extract, load_cube, prepare_patch
 
@@ -402,3 +409,102 @@ def predict_to_files(models, cube_paths, out_paths, stats: dict, members=None, d
         write_predictions(out_of[path], probs, path, members, dtype, attrs)
         timings["write_s"] = timings.get("write_s", 0.0) + time.perf_counter() - t0
     return timings
+
+
+# ---------------------------------------------------------------------------------------------------- rule infer
+
+
+def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
+    """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers).
+
+    Holds a lock per (fold, epoch) in the fold's model folder and writes every prediction under a hidden
+    staging name first, moving all into place only at the very end (docs/concurrency.md): a twin of this job
+    waits, then returns without redoing complete outputs, and while it runs no final output exists that a
+    failing twin's Snakemake could delete.
+    """
+    import os
+
+    import torch
+
+    from .joblock import job_lock, outputs_complete
+    from .patches import load_normalisation
+    from .train import load_member, resolve_device
+
+    out_paths = [Path(p) for p in out_paths]
+    inputs = [*map(Path, done_jsons), Path(norm_json), *map(Path, cube_paths)]
+    with job_lock(_infer_lock_path(done_jsons, out_paths), f"infer {_infer_job_name(done_jsons, out_paths)}") as lock:
+        if lock.waited and outputs_complete(out_paths, inputs):
+            log.info("inference: all %d outputs were written by the concurrent job: nothing to do", len(out_paths))
+            return {"skipped": "outputs written by a concurrent job"}
+        keep_freed_memory()
+        torch.set_num_threads(max(int(threads), 1))
+        device = resolve_device(cfg.get("device"))
+        models, members = [], []
+        for done in done_jsons:
+            model, meta = load_member(Path(done).parent / "best.pt", device)
+            models.append(model)
+            members.append(int(Path(done).parent.name.replace("member", "")))
+        staged, staging_root = _staged_paths(out_paths)
+        try:
+            timings = predict_files(models, cube_paths, staged, load_normalisation(norm_json), members, cfg,
+                                    patch_size, device)
+            for tmp, final in zip(staged, out_paths):
+                final.parent.mkdir(parents=True, exist_ok=True)  # a twin's Snakemake may have removed the folder
+                os.replace(tmp, final)
+        finally:
+            for tmp in staged:
+                tmp.unlink(missing_ok=True)
+            if staging_root is not None:  # only this job stages there while it holds the lock
+                shutil.rmtree(staging_root, ignore_errors=True)
+        log.info("inference: %s", timings)
+        return timings
+
+
+def _infer_epoch(out_paths) -> str | None:
+    """The epoch of an inference job's outputs: their common stem (``<glacier>/<epoch>.nc``) or, in the layout of
+    the ``infer`` rule (``predictions/<model>/fold<k>/<epoch>/<glacier>.nc``), their common folder's name."""
+    import os
+
+    stems = {Path(p).stem for p in out_paths}
+    if len(stems) == 1:
+        return stems.pop()
+    if out_paths:
+        return Path(os.path.commonpath([str(p) for p in out_paths])).name or None
+    return None
+
+
+def _staged_paths(out_paths) -> tuple[list[Path], Path | None]:
+    """(staged paths, staging folder): each output is written first under a hidden sibling of the outputs' common
+    folder (``.<epoch>.staging/``), outside a ``directory()`` output that Snakemake may remove, on the same
+    filesystem, and moved into place at the end."""
+    import os
+
+    if not out_paths:
+        return [], None
+    common = Path(os.path.commonpath([str(Path(p).parent) for p in out_paths]))
+    root = common.parent / f".{common.name}.staging"
+    return [root / Path(p).relative_to(common) for p in out_paths], root
+
+
+def _infer_lock_path(done_jsons, out_paths) -> Path:
+    """``models/<model>/fold<k>/.infer_<epoch>.lock`` (epoch: :func:`_infer_epoch`; else a hash of the outputs)."""
+    import hashlib
+
+    fold_dir = Path(done_jsons[0]).parent.parent if len(done_jsons) else Path(out_paths[0] if out_paths else ".").parent
+    epoch = _infer_epoch(out_paths)
+    if epoch:
+        return fold_dir / f".infer_{epoch}.lock"
+    key = hashlib.sha1("\n".join(sorted(map(str, out_paths))).encode()).hexdigest()[:12]
+    return fold_dir / f".infer_{key}.lock"
+
+
+def _infer_job_name(done_jsons, out_paths) -> str:
+    fold = Path(done_jsons[0]).parent.parent.name if len(done_jsons) else "?"
+    epoch = _infer_epoch(out_paths)
+    return f"{fold} epoch {epoch}" if epoch else f"{fold} ({len(out_paths)} outputs)"
+
+
+def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device):
+    return predict_to_files(models, list(map(str, cube_paths)), list(map(str, out_paths)), stats, members=members,
+                            patch_size=int(patch_size), stride=int(cfg["stride"]), blend=cfg["blend"],
+                            batch_size=int(cfg["batch_size"]), device=device)

@@ -139,7 +139,7 @@ def outline_table(keys, pred_paths, cube_paths, calib_jsons, areas_csv, min_patc
     import geopandas as gpd
     from shapely.geometry import MultiPolygon
 
-    from .steps import calibrated_stats, fold_temperatures
+    from .results import calibrated_stats, fold_temperatures
 
     temps = fold_temperatures(calib_jsons)
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str}).set_index(["glac_id", "epoch"])

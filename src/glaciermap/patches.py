@@ -15,6 +15,9 @@ input, not only the glacier + buffer), excluding no data and the test-glacier + 
 divided by 90; indices and sin/cos(aspect) are kept. A patch is normalised as ``(v - offset) / scale``.
 NaN: dh/dt -> 0 m/yr, every other channel -> the patch mean of that channel (the training mean if the
 whole patch is NaN), before normalisation.
+
+Rule ``patches`` (workflow/rules/patches.smk) runs :func:`run_centres` (the centre table of a set of cubes).
+Rule ``normalise`` is in normalise.py; it calls :func:`fit_fold_normalisation` and :func:`save_normalisation`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from scipy.ndimage import distance_transform_edt
 
 from .channels import get_channel
 from .features import DL4GAM_CHANNELS
-from .io import STATUS_SKIPPED, write_json_atomic
+from .io import STATUS_SKIPPED, write_csv_atomic, write_json_atomic
 from .netcdf import MissingVariablesError, read_attrs, read_layers
 
 #: Normalisation and NaN fill of each channel come from the channel registry (glaciermap.channels); for
@@ -590,3 +593,10 @@ def fit_fold_normalisation(cube_by_glacier: dict, split: pd.DataFrame, fold: int
     stats = fit_normalisation(train, channels, exclude_glaciers=test)
     stats["fold"] = int(fold)
     return stats
+
+
+# ---------------------------------------------------------------------------------------------------- rule patches
+
+
+def run_centres(cube_paths, stride: int, out_csv) -> None:
+    write_csv_atomic(out_csv, centre_table(cube_paths, stride))

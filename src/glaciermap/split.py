@@ -20,6 +20,9 @@ of longitude.
 File format: a CSV whose leading ``#`` lines hold the JSON metadata (format ``version``, revision,
 fold boundaries as longitudes, creation and extension history), followed by one row per glacier
 with ``glac_id, cenlon, area_km2, test_fold, role_0 .. role_{n-1}``.
+
+Rule ``split`` (workflow/rules/split.smk) runs :func:`run_split`: writes or extends the frozen file and
+the fold table. :func:`split_hash` is the hash of the assignment the DAG is built with (common.smk).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import write_text_atomic
+from .io import write_csv_atomic, write_text_atomic
+from .results import read_manifest
 
 log = logging.getLogger("glaciermap.split")
 
@@ -401,3 +405,24 @@ def fold_table(split: pd.DataFrame) -> pd.DataFrame:
             row[f"area_{r}_pct"] = 100.0 * row[f"area_{r}_km2"] / total if total > 0 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------- rule split
+
+
+def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "",
+              added: str = "longitude", min_val_glaciers: int = 0, drop_missing: bool = False) -> None:
+    """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
+    split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added,
+                      min_val_glaciers=min_val_glaciers, drop_missing=drop_missing)
+    if expected_hash and split_hash(split) != expected_hash:
+        raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
+    write_csv_atomic(folds_csv, fold_table(split))
+
+
+def split_hash(split: pd.DataFrame) -> str:
+    """Hash of the glacier -> (test fold, roles) assignment (what the DAG depends on)."""
+    import hashlib
+
+    cols = [c for c in split.columns if c == "glac_id" or c == "test_fold" or c.startswith("role_")]
+    return hashlib.sha1(split[cols].sort_values("glac_id").to_csv(index=False).encode()).hexdigest()[:16]

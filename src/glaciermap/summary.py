@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .io import write_json_atomic
-from .steps import _clean, _finite_mean
+from .results import _clean, _finite_mean
 
 
 def _load(p):

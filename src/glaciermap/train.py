@@ -12,10 +12,15 @@ per glacier, pooled over its patches' valid pixels at threshold 0.5, then averag
 area) is written to ``out_dir/best.pt``; ``out_dir/done.json`` appears only once all epochs are done, so
 it is the file a workflow should declare as output (Snakemake deletes the declared outputs of a failed
 job, which must not include the checkpoints a resume needs).
+
+Rule ``train`` (workflow/rules/train.smk) runs :func:`run_train`, one member per job. Rule ``train_fold``
+(workflow/rules/train_fold.smk, ``train.pack_members``) lives here too: :func:`run_train_fold` trains every
+member of a fold in one job, each exactly as :func:`run_train`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -28,6 +33,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .allocator import keep_freed_memory
 from .compat import import_smp
 from .io import save_torch_atomic, write_csv_atomic, write_json_atomic
 from .patches import PatchDataset, build_fold_items, items_fingerprint
@@ -429,3 +435,66 @@ def run_member(centres_train: pd.DataFrame, centres_val: pd.DataFrame, split: pd
     tcfg = {k: v for k, v in cfg.items() if k in DEFAULTS}
     tcfg["seed"] = seed
     return train_member(fi.train, fi.val, stats, tcfg, out_dir, device, test_glaciers=fi.test_glaciers, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------- rules train and train_fold
+
+
+def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
+              done_json, threads: int = 1, cube_cache=None) -> dict:
+    """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it.
+
+    Holds ``models/fold<k>/.member<m>.train.lock`` while it runs (glaciermap.joblock, docs/concurrency.md): a
+    twin of this job (a second Snakemake invocation) waits for it, then returns its done.json without training.
+    """
+    from .joblock import job_lock
+    from .patches import load_normalisation
+    from .split import read_split
+
+    done_json = Path(done_json)
+    with job_lock(done_json.parent.parent / f".{done_json.parent.name}.train.lock",
+                  f"train fold {fold} member {member}") as lock:
+        if lock.waited and done_json.exists():
+            log.info("fold %d member %d: trained by the concurrent job, done.json is there: nothing to do",
+                     fold, member)
+            return json.loads(done_json.read_text())
+        keep_freed_memory()
+        torch.set_num_threads(max(int(threads), 1))
+        read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
+        cfg = dict(cfg)
+        device = cfg.pop("device", None)
+        summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
+                             load_normalisation(norm_json), cfg, done_json.parent, device,
+                             restart_on_mismatch=True, cube_cache=cube_cache)
+        if not done_json.exists():
+            raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
+        return summary
+
+
+def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, members, cfg: dict,
+                   done_jsons, threads: int = 1) -> dict:
+    """Every member of one fold in one process (train.pack_members), one after the other.
+
+    Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
+    a member whose done.json is already there is left alone, the others resume from their own last.pt.
+    """
+    from .patches import CubeCache, load_training_cube
+
+    members, done_jsons = [int(m) for m in members], [Path(p) for p in done_jsons]
+    # the members share the fold's training and validation cubes: read each once (bounded by bytes only)
+    cache = CubeCache(load_training_cube, max_items=1_000_000, max_bytes=4e9)
+    if len(members) != len(done_jsons):
+        raise ValueError(f"fold {fold}: {len(members)} members but {len(done_jsons)} done.json outputs")
+    out = {}
+    for member, done in zip(members, done_jsons):
+        if done.parent.name != f"member{member}":
+            raise ValueError(f"fold {fold}: output {done} does not belong to member {member}")
+        if done.exists():
+            log.info("fold %d member %d: already trained (%s)", fold, member, done)
+            out[member] = "done"
+            continue
+        log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
+        out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
+                                threads, cube_cache=cache)
+    log.info("fold %d: cube cache %d hits, %d misses", fold, cache.hits, cache.misses)
+    return out

@@ -138,8 +138,7 @@ def raster_href(kind):
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
 from glaciermap.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
 from glaciermap.config import all_model_channels, model_registry
-from glaciermap.split import SplitError, make_split, split_for
-from glaciermap.steps import split_hash
+from glaciermap.split import SplitError, make_split, split_for, split_hash
 
 SPLIT_FILE = f"{R}/split/split.csv"
 SPLIT_CFG = config["split"]

@@ -1,5 +1,5 @@
 from glaciermap.io import paired_predictions, setup_logging
-from glaciermap.steps import run_areas
+from glaciermap.areas import run_areas
 
 setup_logging(snakemake.log[0])
 i = snakemake.input

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_baseline
+from glaciermap.baseline import run_baseline
 
 setup_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params

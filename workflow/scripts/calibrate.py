@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_calibrate
+from glaciermap.calibrate import run_calibrate
 
 setup_logging(snakemake.log[0])
 i, glaciers = snakemake.input, snakemake.params.glaciers

@@ -1,5 +1,5 @@
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_change
+from glaciermap.change import run_change
 
 setup_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params

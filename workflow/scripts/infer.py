@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_infer
+from glaciermap.infer import run_infer
 
 setup_logging(snakemake.log[0])
 i, out = snakemake.input, Path(snakemake.output[0])

@@ -1,5 +1,5 @@
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_split
+from glaciermap.split import run_split
 
 setup_logging(snakemake.log[0])
 if snakemake.params.error:

@@ -1,5 +1,5 @@
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_train
+from glaciermap.train import run_train
 
 setup_logging(snakemake.log[0])
 # checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)

@@ -1,7 +1,8 @@
 from pathlib import Path
 
+from glaciermap.ensemble import write_ensemble
 from glaciermap.io import setup_logging
-from glaciermap.steps import run_train_fold, write_ensemble
+from glaciermap.train import run_train_fold
 
 setup_logging(snakemake.log[0])
 # checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)
