@@ -210,3 +210,26 @@ def test_writers_raise_cleanly_when_the_disk_fills(tmp_path):
         assert what.startswith("OSError"), (name, what)
     assert f"cannot write {tmp_path / 'cube.nc'}" in lines["cube.nc"]
     assert list(tmp_path.iterdir()) == []  # neither the outputs nor their temporary files are left
+
+
+def test_prediction_folders_are_read_by_glacier_and_epoch_and_a_missing_one_is_named(tmp_path):
+    import pytest
+
+    from glaciermap.io import paired_predictions, prediction_files
+
+    for k, e, g in [(0, "inventory", "A"), (1, "inventory", "B"), (0, "2023", "A")]:
+        d = tmp_path / f"fold{k}" / e
+        (d / "val").mkdir(parents=True, exist_ok=True)
+        (d / f"{g}.nc").write_text("x")
+        (d / "val" / "V.nc").write_text("x")       # validation predictions are not test predictions
+        (d / f".{g}.nc.staged.nc").write_text("x")  # hidden files are never taken for outputs
+    dirs = [tmp_path / "fold0/inventory", tmp_path / "fold1/inventory", tmp_path / "fold0/2023"]
+    assert sorted(prediction_files(dirs)) == [("A", "2023"), ("A", "inventory"), ("B", "inventory")]
+    cubes = [tmp_path / f"cubes/{g}/inventory.nc" for g in "AB"]
+    keys, preds, cube_paths = paired_predictions(dirs, cubes)
+    assert keys == [("A", "inventory"), ("B", "inventory")] and preds[1].endswith("fold1/inventory/B.nc")
+    with pytest.raises(FileNotFoundError, match=r"1 prediction\(s\) missing .*: B at inventory"):
+        paired_predictions(dirs[:1], cubes)
+    (tmp_path / "fold1/inventory/A.nc").write_text("x")  # the same glacier in two folds' folders
+    with pytest.raises(ValueError, match="prediction of glacier A at epoch inventory found twice"):
+        prediction_files(dirs)

@@ -190,16 +190,15 @@ def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.
     return {k: ds.attrs.get(k) for k in ("glacier_id", "epoch", "status", "reason")}
 
 
-def prediction_files(dirs, role: str = "test") -> dict:
-    """(glacier, epoch) -> prediction file of the ``infer`` folders ``.../predictions/<model>/fold<k>/<epoch>``.
+def prediction_files(dirs) -> dict:
+    """(glacier, epoch) -> test prediction file of the ``infer`` folders ``.../predictions/<model>/fold<k>/<epoch>``
+    (their ``<glacier>.nc`` files; the validation predictions in ``val/`` are read by ``calibrate`` by name).
 
-    ``role`` "test": the folder's ``<glacier>.nc`` files; "val": its ``val/<glacier>.nc`` files (t0 only).
     A glacier found in two folders (a corrupted layout) is an error naming both.
     """
     out = {}
     for d in map(Path, dirs):
-        folder = d / "val" if role == "val" else d
-        for f in sorted(folder.glob("*.nc")) if folder.is_dir() else []:
+        for f in sorted(d.glob("*.nc")) if d.is_dir() else []:
             if f.name.startswith("."):
                 continue
             key = (f.stem, d.name)
