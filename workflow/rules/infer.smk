@@ -1,6 +1,6 @@
 # One job per (model, fold, epoch) covers every member of the fold's ensemble and writes one folder: a file per
 # test glacier (<glacier>.nc) and, at t0, per validation glacier (val/<glacier>.nc, for calibration). One rule
-# for any number of folds and models; consumers take the folders (glaciermap.infer.prediction_files).
+# for any number of folds and models; consumers take the folders (glaciermap.io.prediction_files).
 rule infer:
     """Ensemble probabilities of one model, fold and epoch on the fold's test (and, at t0, validation) glaciers."""
     input:
