@@ -414,6 +414,22 @@ def predict_to_files(models, cube_paths, out_paths, stats: dict, members=None, d
 # ---------------------------------------------------------------------------------------------------- rule infer
 
 
+def run_infer_folder(ensemble_json, norm_json, test_cubes, val_cubes, out_dir, cfg: dict, patch_size: int,
+                     threads: int = 1) -> dict:
+    """What the ``infer`` rule runs: the ensemble listed in ``ensemble_json`` on the test and validation cubes
+    (``.../cubes/<glacier>/<epoch>.nc``), written into the folder ``out_dir`` (:func:`glaciermap.io.prediction_path`)."""
+    import json
+
+    from .io import prediction_path
+
+    members = json.loads(Path(ensemble_json).read_text())["members"]
+    outs = [prediction_path(out_dir, Path(c).parent.name) for c in test_cubes]
+    outs += [prediction_path(out_dir, Path(c).parent.name, val=True) for c in val_cubes]
+    for d in {p.parent for p in outs} | {Path(out_dir)}:
+        d.mkdir(parents=True, exist_ok=True)
+    return run_infer(members, norm_json, [*test_cubes, *val_cubes], outs, cfg, patch_size, threads)
+
+
 def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_size: int, threads: int = 1) -> dict:
     """Ensemble prediction of one fold for the given cubes (all members in one pass, batched across glaciers).
 

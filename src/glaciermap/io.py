@@ -190,6 +190,12 @@ def run_glacier_step(step: str, glacier_id: str, epoch: str, out_path: str | os.
     return {k: ds.attrs.get(k) for k in ("glacier_id", "epoch", "status", "reason")}
 
 
+def prediction_path(folder, glacier_id: str, val: bool = False) -> Path:
+    """The file of one glacier in an ``infer`` folder ``.../predictions/<model>/fold<k>/<epoch>``: ``<glacier>.nc``
+    for a test glacier, ``val/<glacier>.nc`` for a validation glacier (t0 only). The one place of that layout."""
+    return Path(folder) / "val" / f"{glacier_id}.nc" if val else Path(folder) / f"{glacier_id}.nc"
+
+
 def prediction_files(dirs) -> dict:
     """(glacier, epoch) -> test prediction file of the ``infer`` folders ``.../predictions/<model>/fold<k>/<epoch>``
     (their ``<glacier>.nc`` files; the validation predictions in ``val/`` are read by ``calibrate`` by name).

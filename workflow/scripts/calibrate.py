@@ -1,10 +1,8 @@
-from pathlib import Path
-
-from glaciermap.io import setup_logging
 from glaciermap.calibrate import run_calibrate
+from glaciermap.io import prediction_path, setup_logging
 
 setup_logging(snakemake.log[0])
 i, glaciers = snakemake.input, snakemake.params.glaciers
-preds = [str(Path(i.preds) / "val" / f"{g}.nc") for g in glaciers]
+preds = [str(prediction_path(i.preds, g, val=True)) for g in glaciers]
 run_calibrate(int(snakemake.wildcards.fold), glaciers, preds, i.cubes, i.manifest, snakemake.params.settings,
               snakemake.output[0])
