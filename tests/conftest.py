@@ -80,7 +80,15 @@ def model_run(tiny_region, tmp_path_factory):
         # the DL4GAM ensemble, its no-dh/dt ablation and a third variant given only here (other channels, one
         # member): every model-level rule runs per model through the {model} wildcard
         "models": {"dl4gam": {}, "dl4gam_no_dhdt": {"drop_channels": ["dhdt"], "members": 1},
-                   "rgb_dem": {"channels": ["B04", "B03", "B02", "dem"], "members": 1}},
+                   "rgb_dem": {"channels": ["B04", "B03", "B02", "dem"], "members": 1},
+                   # a 3-class toy variant (the K-class core): background, clean ice and debris from the region's
+                   # debris map (an input, not the truth), softmax and class-weighted cross-entropy
+                   "ice_debris": {"labels": "ice_debris", "channels": ["B04", "B03", "B02", "B08", "B11", "dem"],
+                                  "members": 2, "model_kwargs": {"decoder_attention_type": "scse"}}},
+        "labels": {"ice_debris": {"classes": [
+            {"name": "background", "rule": "rest"}, {"name": "clean_ice", "rule": "outline"},
+            {"name": "debris", "rule": "map", "path": str(work / "inputs" / "debris" / "debris_map.gpkg"),
+             "within": "outline"}]}},
         "area_change": {"models": ["dl4gam", "rgb_dem"]},
         "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": str(tiny_region / "truth" / "debris_t0.tif")},
     })

@@ -166,7 +166,7 @@ def test_landsat_only_example_is_valid_and_needs_neither_sentinel2_nor_dhdt():
     assert cfg["stac"]["source"] is None and cfg["dhdt"] == {}
     assert all(e["dhdt"] is None for e in cfg["epochs"].values())
     assert "dhdt" not in cfg["model"]["channels"] and list(cfg["models"]) == ["dl4gam"]
-    assert cfg["area_change"] == {"models": ["dl4gam"], "compare": None}
+    assert cfg["area_change"] == {"models": ["dl4gam"], "compare": ["dl4gam"]}  # null: every binary model
 
 
 def test_raster_channels_need_a_raster_source_named_in_channel_sources():

@@ -25,17 +25,30 @@ from shapely.geometry import box, mapping
 from conftest import planned_jobs, run_snakemake
 
 DATA_JOBS = ("acquire", "select", "features")
-# the model variants of the tiny run (conftest.model_run) and those with area-change products
-MODELS = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem")
+# the model variants of the tiny run (conftest.model_run), the binary ones (mapped at both change epochs), those with
+# area-change products, and the 3-class one (mapped at t0 only: its scores; labels from its label set)
+MODELS = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem", "ice_debris")
+BINARY = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem")
 AREA_MODELS = ("dl4gam", "rgb_dem")
+MEMBERS = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1, "ice_debris": 2}
 # region-wide rules that take every glacier: once (qc, the band-ratio baseline, the Table 7 comparison) or once
 # per area-change model (areas, rates, truth comparison, outlines, figures, summary)
 REGION_JOBS = {(r, "") for r in ("qc", "baseline", "compare", "all")} | {
     (r, f"model={m}") for r in ("areas", "change", "evaluate", "outlines", "figures", "summary") for m in AREA_MODELS}
 
 
-def infer_jobs(folds, epochs, models=MODELS) -> set:
-    return {("infer", f"model={m}, fold={k}, epoch={e}") for m in models for k in folds for e in epochs}
+def infer_jobs(folds, epochs, models=None) -> set:
+    """Inference jobs; by default of every model that maps each epoch (the K-class model maps t0 only)."""
+    return {("infer", f"model={m}, fold={k}, epoch={e}") for e in epochs for m in
+            (models or (MODELS if e == "inventory" else BINARY)) for k in folds}
+
+
+def confusion_jobs(models=MODELS) -> set:
+    return {("confusion", f"model={m}") for m in models}
+
+
+def label_jobs(glaciers, epochs=("inventory",)) -> set:
+    return {("labels", f"labelset=ice_debris, epoch={e}, glacier={g}") for g in glaciers for e in epochs}
 
 
 def calibrate_jobs(folds, models=MODELS) -> set:
@@ -215,15 +228,14 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     forced = dry_run(work, "--forcerun", "patches", "normalise", "train")
     # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
-    expected = (data_jobs([gid], ["inventory"]) | infer_jobs(folds, ["inventory"]) | calibrate_jobs(folds)
-                | REGION_JOBS)
+    expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | infer_jobs(folds, ["inventory"])
+                | calibrate_jobs(folds) | confusion_jobs() | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
     rules = {r for r, _ in forced}
     assert {"patches", "normalise", "train", "calibrate"} <= rules, sorted(forced)
-    members = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1}
     assert {w for r, w in forced if r == "train"} == {f"model={n}, fold={k}, member={m}" for n in MODELS
-                                                      for k in range(2) for m in range(members[n])}
+                                                      for k in range(2) for m in range(MEMBERS[n])}
     assert {w for r, w in forced if r == "patches"} == {"stride=16", "stride=32"}
     assert not rules & set(DATA_JOBS)
 
@@ -297,8 +309,8 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         epochs = ["inventory", "2023"]
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
-        expected = (data_jobs([gid], epochs) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
-                    | {("inventory", ""), ("split", "")} | REGION_JOBS)
+        expected = (data_jobs([gid], epochs) | label_jobs([gid]) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
+                    | confusion_jobs() | {("inventory", ""), ("split", "")} | REGION_JOBS)
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
@@ -340,24 +352,24 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
         proc = run_snakemake(work, "results/tiny/split/folds.csv")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         jobs = dry_run(work)
-    members = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1}
     trained = {w for r, w in jobs if r == "train"}
-    assert trained == {f"model={n}, fold={k}, member={m}" for n in MODELS for k in changed for m in range(members[n])}
+    assert trained == {f"model={n}, fold={k}, member={m}" for n in MODELS for k in changed for m in range(MEMBERS[n])}
     assert {w for r, w in jobs if r == "normalise"} == {f"model={n}, fold={k}" for n in MODELS for k in changed}
     assert "patches" in {r for r, _ in jobs}
 
 
 # ---------------------------------------------------------------------------------------------------- d. config edits
 
-MODEL_CHAIN = {"infer", "calibrate", "areas", "change", "evaluate", "outlines", "figures", "summary", "compare", "all"}
+MODEL_CHAIN = {"infer", "calibrate", "confusion", "areas", "change", "evaluate", "outlines", "figures", "summary",
+               "compare", "all"}
 
 
 def _set(cfg, dotted, value):
     *path, key = dotted.split(".")
     node = cfg
     for p in path:
-        node = node.setdefault(p, {})
-    node[key] = value
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    node[int(key) if isinstance(node, list) else key] = value
 
 
 @pytest.mark.parametrize("key, value, rules, only_model", [
@@ -373,7 +385,11 @@ def _set(cfg, dotted, value):
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN | {"train", "ensemble"}, "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"features", "qc", "baseline"} | MODEL_CHAIN, None),
+    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN, None),
+    # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
+    # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
+    ("labels.ice_debris.classes.1.name", "ice",
+     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "all"}, "ice_debris"),
 ])
 def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
     work, _ = base

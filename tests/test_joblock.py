@@ -172,7 +172,7 @@ INFER = textwrap.dedent("""
     import glaciermap.infer as infer, glaciermap.train as train
     a = json.loads(sys.argv[1])
 
-    def fake_predict(models, cubes, outs, stats, members, cfg, patch_size, device):
+    def fake_predict(models, cubes, outs, stats, members, cfg, patch_size, device, classes=None):
         for o in outs:                              # what predict_to_files does: one file per cube, atomically
             Path(o).parent.mkdir(parents=True, exist_ok=True)
             Path(o).write_text(f"written by {a['name']}\\n")

@@ -129,6 +129,60 @@ def test_model_variants_from_the_config_alone(run):
     assert not (r / "area_change/dl4gam_no_dhdt").exists()  # not in area_change.models: compared only
 
 
+def test_three_class_variant_end_to_end(run):
+    """The K-class core on the tiny region: label rasters from the outlines and the debris map, a softmax ensemble
+    with class weights, prob(member, class, y, x), K-class temperatures and per-class metrics; no area products."""
+    import numpy as np
+    import rasterio
+    import xarray as xr
+
+    from glaciermap.labels import read_label_raster
+
+    work, _ = run
+    r = work / "results/tiny"
+    classes = ["background", "clean_ice", "debris"]
+    split = pd.read_csv(r / "split/split.csv", comment="#", dtype={"glac_id": str})
+    debris_px = 0
+    for g in split["glac_id"]:
+        lab, names, tags = read_label_raster(r / f"labels/ice_debris/inventory/{g}.tif")
+        assert names == classes and tags["status"] == "ok" and tags["glacier_id"] == g
+        with xr.open_dataset(r / f"cubes/{g}/inventory.nc", engine="h5netcdf") as cube:
+            ids, masked = cube["mask_glacier_id"].values, cube["mask_cloud"].values.astype(bool) | cube[
+                "mask_nodata"].values.astype(bool)
+        with rasterio.open(r / f"labels/ice_debris/inventory/{g}.tif") as src:
+            assert src.nodata == 255 and src.shape == ids.shape and src.crs is not None
+        ok = ~masked
+        assert ((lab[ok] >= 1) == (ids[ok] >= 0)).all()      # ice classes exactly on the outlines
+        assert (lab[masked] == 255).all()
+        debris_px += int((lab == 2).sum())
+    assert debris_px > 0                                       # the debris map reaches the labels
+    for k in (0, 1):
+        m = r / f"models/ice_debris/fold{k}"
+        done = json.loads((m / "member0/done.json").read_text())
+        assert done["classes"] == classes and done["loss"] == "ce" and done["class_weights"][2] > done["class_weights"][0]
+        assert pd.read_csv(m / "member0/metrics.csv").columns[3] == "val_miou"
+        cal = json.loads((m / "calibration.json").read_text())
+        assert cal["tau_model"] is None and cal["classes"] == classes and len(cal["temperatures"]) == 2
+        assert cal["n_pixels"] > 0 and 0 <= cal["ece_before"] <= 1
+    g, k = split["glac_id"].iloc[0], split["test_fold"].iloc[0]
+    with xr.open_dataset(r / f"predictions/ice_debris/fold{k}/inventory/{g}.nc", engine="h5netcdf") as ds:
+        assert ds["prob"].dims == ("member", "class", "y", "x") and list(ds["class"].values) == classes
+        p = ds["prob"].values
+        ok = np.isfinite(p).all((0, 1))
+        assert ok.sum() > 100 and np.allclose(p[:, :, ok].sum(1), 1, atol=1e-4)
+    met = json.loads((r / "segmentation/ice_debris/metrics.json").read_text())
+    assert met["classes"] == classes and met["glaciers"] == len(split) and 0 <= met["mean_iou"] <= 1
+    conf = pd.read_csv(r / "segmentation/ice_debris/confusion.csv")
+    assert conf.loc[conf["fold"] == "all", "pixels"].sum() == met["pixels"] > 0
+    per = pd.read_csv(r / "segmentation/ice_debris/metrics.csv")
+    assert set(per["class"]) == set(classes) and set(per["fold"].astype(str)) == {"0", "1", "all"}
+    # binary models get the same table as background/glacier
+    assert json.loads((r / "segmentation/dl4gam/metrics.json").read_text())["classes"] == ["background", "glacier"]
+    # not an area-change model: no area products, not in Table 7
+    assert not (r / "area_change/ice_debris").exists()
+    assert "ice_debris" not in set(pd.read_csv(r / "area_change/method_comparison.csv")["method"])
+
+
 def test_truth_comparison_present(run):
     work, _ = run
     s = json.loads((work / A / "summary.json").read_text())

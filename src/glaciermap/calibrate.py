@@ -10,7 +10,14 @@ Two steps:
    linear quantile regression (q = 0.3173, so ~68 % of glaciers are covered) on four glacier-level
    predictors, through a logit link on 2 tau, gives tau_hat for any glacier of any epoch.
 
-Pure numpy / scipy / scikit-learn so that it runs (and is tested) without torch or rasterio.
+K-class models (prob(member, class, y, x); glaciermap.labels): step 1 only, on the classes: one T per member
+scales the log-probabilities (softmax(log p / T), Guo et al. 2017), fitted by the multi-class log-loss on the
+labelled validation pixels; the ECE is the top-label one (confidence = the largest class probability, bins
+over [1/K, 1]; for K = 2 the binary definition). The area bounds of step 2 are for the binary glacier target
+only (a K-class calibration.json has ``tau_model: null``).
+
+Pure numpy / scipy / scikit-learn so that it runs (and is tested) without torch or rasterio (the K-class
+labels are read with rasterio).
 
 Rule ``calibrate`` (workflow/rules/calibrate.smk) runs :func:`run_calibrate`: reads one fold's validation
 predictions and cubes, fits the temperatures and the tau model (:func:`_constant_tau_model` when the fold
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,6 +91,83 @@ def fit_temperature(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> float:
     return float(res.x)
 
 
+# --------------------------------------------------------------------------- K classes
+
+
+def apply_temperature_classes(p, T: float, axis: int = 0):
+    """Temperature-scaled class probabilities softmax(log p / T) along ``axis`` (p clipped to >= 1e-6 first).
+
+    With T = 1 the (clipped, renormalised) probabilities come back; NaN stays NaN.
+    """
+    from scipy.special import softmax
+
+    z = np.log(np.clip(np.asarray(p, dtype=np.float64), P_CLIP, 1.0)) / float(T)
+    return softmax(z, axis=axis)
+
+
+def _nll_classes(logp, y) -> float:
+    return float(-np.mean(logp[np.arange(y.size), y]))
+
+
+def fit_temperature_classes(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> float:
+    """Temperature of one member of a K-class model: bounded minimisation of the multi-class log-loss.
+
+    ``p`` [n, K] class probabilities and ``y`` [n] true class indices of labelled validation pixels; rows
+    with a non-finite probability are dropped; every ``subsample``-th pixel is used (as :func:`fit_temperature`).
+    """
+    from scipy.special import log_softmax
+
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64).ravel()
+    if p.ndim != 2 or p.shape[0] != y.size:
+        raise ValueError(f"p must be [n, K] with n = {y.size} labels, got {p.shape}")
+    ok = np.isfinite(p).all(1)
+    step = max(int(subsample), 1)
+    p, y = p[ok][::step], y[ok][::step]
+    if y.size == 0:
+        raise ValueError("fit_temperature_classes: no finite validation pixels")
+    z = np.log(np.clip(p, P_CLIP, 1.0))
+    res = minimize_scalar(lambda T: _nll_classes(log_softmax(z / T, axis=1), y), bounds=tuple(bounds),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(res.x)
+
+
+def top_label_reliability(p, y, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability of a K-class prediction: per bin of the top-label confidence (the largest class
+    probability, bins of equal width over [1/K, 1]) its mean, the share of pixels whose top class is the
+    true class, and the count. For K = 2 the bins and confidences of :func:`reliability_curve`."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64).ravel()
+    ok = np.isfinite(p).all(1)
+    p, y = p[ok], y[ok]
+    K = p.shape[1]
+    conf = p.max(1)
+    correct = (p.argmax(1) == y).astype(np.float64)
+    edges = np.linspace(1.0 / K, 1.0, n_bins + 1)
+    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "confidence": mean_conf,
+                         "accuracy": acc, "count": count})
+
+
+def ece_from_curve(rc: pd.DataFrame) -> float:
+    """Count-weighted mean |accuracy - confidence| of a reliability table (NaN when it holds no pixel)."""
+    n = rc["count"].sum()
+    if n == 0:
+        return float("nan")
+    used = rc["count"] > 0
+    gap = (rc.loc[used, "accuracy"] - rc.loc[used, "confidence"]).abs()
+    return float((rc.loc[used, "count"] * gap).sum() / n)
+
+
+def top_label_ece(p, y, n_bins: int = 10) -> float:
+    """Top-label expected calibration error of a K-class prediction (p [n, K], y [n])."""
+    return ece_from_curve(top_label_reliability(p, y, n_bins))
+
+
 # --------------------------------------------------------------------------- ECE
 
 
@@ -112,13 +197,7 @@ def reliability_curve(p, y, n_bins: int = 10) -> pd.DataFrame:
 
 def ece(p, y, n_bins: int = 10) -> float:
     """Expected calibration error: count-weighted mean |accuracy - confidence| over the bins."""
-    rc = reliability_curve(p, y, n_bins)
-    n = rc["count"].sum()
-    if n == 0:
-        return float("nan")
-    used = rc["count"] > 0
-    gap = (rc.loc[used, "accuracy"] - rc.loc[used, "confidence"]).abs()
-    return float((rc.loc[used, "count"] * gap).sum() / n)
+    return ece_from_curve(reliability_curve(p, y, n_bins))
 
 
 # --------------------------------------------------------------------------- ensemble
@@ -246,9 +325,70 @@ def _constant_tau_model(tau_star, n_fit: int, kind: str):
     return TauModel(coef=[0.0] * len(TAU_FEATURES), intercept=z, n_fit=n_fit, extra={"kind": kind})
 
 
-def run_calibrate(fold: int, glaciers, pred_paths, cube_paths, manifest_csv, cfg: dict, out_json) -> dict:
-    """Per-member temperatures, ECE before/after and the tau model of one fold, from its validation glaciers."""
+def run_calibrate_classes(fold: int, glaciers, pred_paths, label_paths, cfg: dict, out_json) -> dict:
+    """A K-class model's fold: per-member temperatures and the top-label ECE before/after, from the labelled
+    pixels of its validation glaciers' predictions (label 255, and pixels outside the predicted region, left
+    out). Writes calibration.json (``tau_model: null``: the area bounds are for the binary target)."""
+    from .labels import IGNORE, read_label_raster
+
+    label_of = {Path(p).stem: p for p in label_paths}   # .../labels/<set>/<epoch>/<glacier>.tif
+    missing = [g for g in glaciers if g not in label_of]
+    if missing:
+        raise FileNotFoundError(f"fold {fold}: no label raster for validation glacier(s) {', '.join(missing)}")
+    ps, ys, classes, used = None, [], None, []
+    for g, pp in zip(glaciers, pred_paths, strict=True):
+        lp = label_of[g]
+        probs = read_probs(pp)
+        if probs is None:
+            continue
+        if probs.ndim != 4:
+            raise ValueError(f"glacier {g}: {pp} is not a K-class prediction (prob has dims {probs.ndim}, not 4)")
+        lab, names, _ = read_label_raster(lp)
+        if lab.shape != probs.shape[-2:]:
+            raise ValueError(f"glacier {g}: label raster {lp} is {lab.shape} px, its prediction {pp} {probs.shape[-2:]}")
+        if classes is not None and names != classes:
+            raise ValueError(f"glacier {g}: label raster {lp} has classes {names}, others {classes}")
+        classes = names
+        sel = (lab != IGNORE) & np.isfinite(probs).all((0, 1))
+        if ps is None:
+            ps = [[] for _ in range(probs.shape[0])]
+        for i in range(probs.shape[0]):
+            ps[i].append(probs[i][:, sel].T)            # [n, K]
+        ys.append(lab[sel].astype(np.int64))
+        used.append(g)
+    ps = ps or []
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    sub, bins = int(cfg["subsample"]), int(cfg["ece_bins"])
+    temps = [fit_temperature_classes(np.concatenate(p), y, subsample=sub) if y.size else 1.0 for p in ps]
+    if y.size:
+        before = np.mean([np.concatenate(p) for p in ps], axis=0)
+        after = np.mean([apply_temperature_classes(np.concatenate(p), t, axis=1) for p, t in zip(ps, temps)], axis=0)
+        rb, ra = top_label_reliability(before, y, bins), top_label_reliability(after, y, bins)
+        ece_b, ece_a = ece_from_curve(rb), ece_from_curve(ra)
+        rel = pd.concat([rb.assign(calibration="before"), ra.assign(calibration="after")])
+    else:
+        log.warning("fold %d: no labelled validation pixels; temperatures T = 1", fold)
+        ece_b = ece_a = float("nan")
+        rel = pd.DataFrame()
+    out = {"fold": int(fold), "members": len(ps), "classes": classes, "temperatures": [float(t) for t in temps],
+           "n_pixels": int(y.size), "ece_before": ece_b, "ece_after": ece_a, "ece": "top-label",
+           "tau_model": None, "validation_glaciers": [{"glac_id": g} for g in used],
+           "reliability": rel.to_dict("records")}
+    write_json_atomic(out_json, _clean(out))
+    return out
+
+
+def run_calibrate(fold: int, glaciers, pred_paths, cube_paths, manifest_csv, cfg: dict, out_json,
+                  label_paths=None) -> dict:
+    """Per-member temperatures, ECE before/after and the tau model of one fold, from its validation glaciers.
+
+    With ``label_paths`` (the validation glaciers' label rasters) the fold is a K-class model's:
+    :func:`run_calibrate_classes`.
+    """
     from .areas import glacier_area, tau_star
+
+    if label_paths is not None:
+        return run_calibrate_classes(fold, glaciers, pred_paths, label_paths, cfg, out_json)
 
     area_of = read_manifest(manifest_csv).set_index("glac_id")["area_km2"].astype(float)
     data = []

@@ -82,8 +82,12 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     _resolve_change_epochs(cfg)
     ac = cfg.setdefault("area_change", {})
-    if ac.get("models") is None and cfg.get("models"):
-        ac["models"] = [next(iter(cfg["models"]))]  # the first model variant
+    default = cfg.get("model", {}).get("labels", GLACIER_LABELS)
+    binary = [m for m, e in (cfg.get("models") or {}).items() if (e or {}).get("labels", default) == GLACIER_LABELS]
+    if ac.get("models") is None:
+        ac["models"] = binary[:1]  # the first binary model variant (none: a region without area change)
+    if ac.get("compare") is None:  # every binary model (a K-class one has no glacier area)
+        ac["compare"] = binary
     _check_semantics(cfg)
     return cfg
 
@@ -138,8 +142,48 @@ def model_registry(cfg: dict) -> dict[str, dict]:
         if isinstance(chans, str):
             chans = CHANNEL_SETS.get(chans, [chans])
         channels = [c for c in (list(chans) if chans else model_channels(cfg)) if c not in drop]
-        out[name] = {**base, **entry, "channels": channels}
+        labels = entry.get("labels", base.get("labels", GLACIER_LABELS))
+        # label_rules: the label set's definition (None for the binary target), so that the model's settings (the
+        # training jobs' param) change with it; its label rasters are ancient() training inputs
+        out[name] = {**base, **entry, "channels": channels, "classes": model_classes(cfg, labels),
+                     "label_rules": (cfg.get("labels") or {}).get(labels) if labels != GLACIER_LABELS else None}
     return out
+
+
+#: The built-in target of a binary model: the inventory outlines (one sigmoid output).
+GLACIER_LABELS = "glacier"
+
+
+def model_classes(cfg: dict, labels: str | None) -> list[str]:
+    """Class names a model predicts: ``["glacier"]`` for the binary target, else the label set's classes."""
+    if labels in (None, GLACIER_LABELS):
+        return [GLACIER_LABELS]
+    spec = (cfg.get("labels") or {}).get(labels)
+    return [c["name"] for c in spec["classes"]] if spec else []
+
+
+def is_binary(model: dict) -> bool:
+    """A model of the binary glacier target (one output), as opposed to a K-class model."""
+    return len(model["classes"]) == 1
+
+
+def used_label_sets(cfg: dict) -> list[str]:
+    """Label sets some model trains on (first-use order)."""
+    out = []
+    for m in model_registry(cfg).values():
+        if m.get("labels", GLACIER_LABELS) != GLACIER_LABELS and m["labels"] not in out:
+            out.append(m["labels"])
+    return out
+
+
+def label_set_channels(cfg: dict) -> list[str]:
+    """Channels the used label sets threshold (the cubes must hold them as layers)."""
+    from .labels import label_channels
+
+    seen = []
+    for name in used_label_sets(cfg):
+        seen += [c for c in label_channels(cfg["labels"][name]) if c not in seen]
+    return seen
 
 
 def all_model_channels(cfg: dict) -> list[str]:
@@ -185,7 +229,9 @@ def _check_semantics(cfg: dict) -> None:
     from .channels import RASTER_SOURCES, ChannelError, cube_layers, get_channel
 
     problems += _check_models(cfg)
+    problems += _check_labels(cfg)
     channels = all_model_channels(cfg)
+    channels += [c for c in label_set_channels(cfg) if c not in channels]
     try:
         layers, needs = cube_layers(channels)
     except ChannelError as e:
@@ -271,11 +317,38 @@ def _check_models(cfg: dict) -> list[str]:
         if p is not None and p > cfg["grid"]["patch_size"]:
             problems.append(f"models.{name}.patch_size: {p} is larger than grid.patch_size {cfg['grid']['patch_size']} "
                             "(the cube margin is grid.patch_size/2)")
+        labels = entry.get("labels", cfg.get("model", {}).get("labels", GLACIER_LABELS))
+        if labels != GLACIER_LABELS and labels not in (cfg.get("labels") or {}):
+            problems.append(f"models.{name}.labels: '{labels}' is neither `glacier` (the binary target) nor a label set "
+                            f"of `labels` ({', '.join(cfg.get('labels') or {}) or 'none is configured'})")
     ac = cfg.get("area_change", {})
+    registry = model_registry(cfg) if not problems else {}
     for key in ("models", "compare"):
         for m in ac.get(key) or []:
             if m not in models:
                 problems.append(f"area_change.{key}: '{m}' is not an entry of `models` ({', '.join(models)})")
+            elif m in registry and not is_binary(registry[m]):
+                problems.append(f"area_change.{key}: '{m}' is a K-class model (labels: {registry[m]['labels']}); the "
+                                "area change method needs a binary glacier model (labels: glacier)")
+    return problems
+
+
+def _check_labels(cfg: dict) -> list[str]:
+    """Label sets: their rules (glaciermap.labels) and the channels their thresholds read."""
+    from .channels import ChannelError, get_channel
+    from .labels import check_labelset, label_channels
+
+    problems = []
+    for name, spec in (cfg.get("labels") or {}).items():
+        if name == GLACIER_LABELS:
+            problems.append(f"labels.{name}: the name is reserved for the built-in binary target")
+            continue
+        problems += check_labelset(name, spec)
+        for c in label_channels(spec):
+            try:
+                get_channel(c)
+            except ChannelError as e:
+                problems.append(f"labels.{name}: {e}")
     return problems
 
 

@@ -7,7 +7,8 @@ added for each buffer pixel still outside the counted area (the part kept by the
 All windows of all cubes form one stream fed to the models in batches (the reference ran the model once per glacier; the
 ``batch_across_glaciers=False`` mode reproduces that for the benchmark). Overlaps are blended either by
 averaging with ~5 % of each patch border dropped ("mean", the reference) or by a 2-D Hann window with
-a small floor ("hann", lets a larger stride be used without seams). Probabilities (sigmoid) are blended,
+a small floor ("hann", lets a larger stride be used without seams). Probabilities (sigmoid; softmax over the
+classes of a K-class model, giving ``prob(member, class, y, x)``) are blended,
 then cloud/no-data pixels in the buffer get the mean of their >= 30 nearest valid buffer pixels
 (KD-tree; every pixel tied with the 30th nearest is included, so the value is well defined).
 
@@ -202,7 +203,7 @@ def fill_nearest_mean(probs: np.ndarray, masked: np.ndarray, valid: np.ndarray, 
 class _Job:
     path: str
     cube: CubeArrays
-    acc: np.ndarray            # [M, H, W] float32 weighted sums
+    acc: np.ndarray            # [M, H, W] (binary) or [M, K, H, W] float32 weighted sums
     wsum: np.ndarray           # [H, W] float64
     pending: int
     enqueued: bool = False
@@ -223,8 +224,10 @@ def _models_on(models, device, channels_last: bool = False):
 def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, stride: int = 128, blend: str = "hann",
                      batch_size: int = 16, device=None, batch_across_glaciers: bool = True, border_frac: float = 0.05,
                      hann_floor: float = 0.01, fill_k: int = 30, fill_masked: bool = True, timings: dict | None = None,
-                     channels_last: bool = True, reference_extras: bool = False):
+                     channels_last: bool = True, reference_extras: bool = False, n_classes: int = 1):
     """Yield ``(path, probs [M, H, W] float32 or None for a skip record, CubeArrays or status)`` as cubes complete.
+
+    ``n_classes`` > 1 (a K-class model, K output logits): softmax over the classes, probs [M, K, H, W].
 
     Only a few cubes are in memory at a time (the one being cut and those with patches still in the
     current batch). ``timings`` (a dict) receives data_s, model_s, n_patches, n_batches, n_cubes.
@@ -241,7 +244,7 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
     models = _models_on(models, device, channels_last)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     channels = list(stats["channels"])
-    P = int(patch_size)
+    P, K = int(patch_size), int(n_classes)
     w = blend_weights(P, blend, border_frac, hann_floor)
     b = border_px(P, border_frac) if blend == "mean" else 0
     t = timings if timings is not None else {}
@@ -258,7 +261,9 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
         if fill_masked:
             pred = job.wsum > 0
             c = job.cube
-            probs = fill_nearest_mean(probs, c.masked & c.buffer50 & pred, ~c.masked & c.buffer50 & pred, fill_k)
+            flat = probs.reshape((-1,) + probs.shape[-2:])   # [M (x K), H, W]: every map filled alike
+            probs = fill_nearest_mean(flat, c.masked & c.buffer50 & pred, ~c.masked & c.buffer50 & pred,
+                                      fill_k).reshape(probs.shape)
         t["data_s"] += time.perf_counter() - t0
         t["n_cubes"] += 1
         done.append((job.path, probs, job.cube))
@@ -269,14 +274,17 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack(batch_x)).to(device).contiguous(memory_format=layout)
         with torch.inference_mode():
-            pr = torch.stack([torch.sigmoid(m(x)[:, 0]) for m in models]).float().cpu().numpy()   # [M, B, P, P]
+            if K == 1:
+                pr = torch.stack([torch.sigmoid(m(x)[:, 0]) for m in models]).float().cpu().numpy()   # [M, B, P, P]
+            else:
+                pr = torch.stack([torch.softmax(m(x), dim=1) for m in models]).float().cpu().numpy()  # [M, B, K, P, P]
         t["model_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for j, (job, top, left) in enumerate(batch_own):
             H, W = job.wsum.shape
             r0, r1, c0, c1 = max(top, 0), min(top + P, H), max(left, 0), min(left + P, W)
             wr = w[r0 - top:r1 - top, c0 - left:c1 - left]
-            job.acc[:, r0:r1, c0:c1] += wr * pr[:, j, r0 - top:r1 - top, c0 - left:c1 - left]
+            job.acc[..., r0:r1, c0:c1] += wr * pr[:, j, ..., r0 - top:r1 - top, c0 - left:c1 - left]
             job.wsum[r0:r1, c0:c1] += wr
             job.pending -= 1
             if job.pending == 0 and job.enqueued:
@@ -304,7 +312,8 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
                 yield path, None, STATUS_SKIPPED
                 continue
             wins = inference_windows(cube.buffer50, P, stride, b, reference_extras)
-            job = _Job(path, cube, np.zeros((len(models),) + cube.shape, np.float32), np.zeros(cube.shape, np.float64),
+            lead = (len(models),) if K == 1 else (len(models), K)
+            job = _Job(path, cube, np.zeros(lead + cube.shape, np.float32), np.zeros(cube.shape, np.float64),
                        pending=len(wins))
             t["data_s"] += time.perf_counter() - t0
             for top, left in wins:
@@ -338,8 +347,12 @@ def predict_glaciers(models, cube_paths, stats: dict, patch_size: int = 256, str
 
 
 def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None, dtype: str = "float32",
-                      attrs: dict | None = None) -> None:
+                      attrs: dict | None = None, classes=None) -> None:
     """NetCDF with ``prob`` (member, y, x), ``mu`` and ``sigma`` (ensemble mean and population std) on the cube grid.
+
+    A K-class prediction (``probs_by_member`` [M, K, H, W], ``classes`` its K names) has ``prob`` (member, class,
+    y, x), ``mu`` and ``sigma`` (class, y, x) and ``label`` (y, x): the class of the largest ``mu`` (uint8, 255
+    outside the predicted region), the map to open in QGIS.
 
     Coordinates, CRS and attributes come from the cube at ``cube_path`` (read through h5py: opening it as
     an xarray dataset cost ~0.2 s per file, a third of an inference job).
@@ -355,17 +368,35 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
     if p.ndim == 2:
         p = p[None]
     M = p.shape[0]
-    if p.shape[1:] != (y.size, x.size):
-        raise ValueError(f"prediction shape {p.shape[1:]} differs from the cube grid {(y.size, x.size)}")
+    if p.shape[-2:] != (y.size, x.size):
+        raise ValueError(f"prediction shape {p.shape[-2:]} differs from the cube grid {(y.size, x.size)}")
     members = list(range(M)) if members is None else list(members)
     mu = p.mean(0)
     sigma = p.std(0)
-    ds = xr.Dataset(
-        {"prob": (("member", "y", "x"), p, {"long_name": "glacier probability per ensemble member", "units": "1"}),
-         "mu": (("y", "x"), mu, {"long_name": "ensemble mean glacier probability", "units": "1"}),
-         "sigma": (("y", "x"), sigma, {"long_name": "ensemble standard deviation of the glacier probability (ddof 0)",
-                                       "units": "1"})},
-        coords={"member": ("member", np.asarray(members)), "y": y, "x": x})
+    coords = {"member": ("member", np.asarray(members)), "y": y, "x": x}
+    if p.ndim == 4:
+        if classes is None or len(classes) != p.shape[1]:
+            raise ValueError(f"a {p.shape[1]}-class prediction needs its {p.shape[1]} class names, got {classes}")
+        coords["class"] = ("class", np.asarray([str(c) for c in classes]))
+        finite = np.isfinite(mu).all(0)
+        label = np.where(finite, np.nanargmax(np.where(finite, mu, 0), axis=0), 255).astype(np.uint8)
+        ds = xr.Dataset(
+            {"prob": (("member", "class", "y", "x"), p, {"long_name": "class probability per ensemble member",
+                                                         "units": "1"}),
+             "mu": (("class", "y", "x"), mu, {"long_name": "ensemble mean class probability", "units": "1"}),
+             "sigma": (("class", "y", "x"), sigma, {"long_name": "ensemble standard deviation of the class "
+                                                                 "probability (ddof 0)", "units": "1"}),
+             "label": (("y", "x"), label, {"long_name": "class of the largest ensemble mean probability (uncalibrated)",
+                                           "flag_values": np.arange(len(classes), dtype=np.uint8),
+                                           "flag_meanings": " ".join(map(str, classes))})},
+            coords=coords)
+    else:
+        ds = xr.Dataset(
+            {"prob": (("member", "y", "x"), p, {"long_name": "glacier probability per ensemble member", "units": "1"}),
+             "mu": (("y", "x"), mu, {"long_name": "ensemble mean glacier probability", "units": "1"}),
+             "sigma": (("y", "x"), sigma, {"long_name": "ensemble standard deviation of the glacier probability "
+                                                        "(ddof 0)", "units": "1"})},
+            coords=coords)
     ds["x"].attrs.update(grid.x_attrs)
     ds["y"].attrs.update(grid.y_attrs)
     if crs is not None:
@@ -379,6 +410,8 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
     gm = {"grid_mapping": "spatial_ref"} if "spatial_ref" in ds.coords else {}
     enc = {"mu": {"dtype": "float32", "_FillValue": np.float32(np.nan), **z, **gm},
            "sigma": {"dtype": "float32", "_FillValue": np.float32(np.nan), **z, **gm}}
+    if "label" in ds:
+        enc["label"] = {"dtype": "uint8", "_FillValue": np.uint8(255), **z, **gm}
     if dtype == "uint8":
         enc["prob"] = {"dtype": "uint8", "scale_factor": np.float32(1 / 250), "_FillValue": np.uint8(255), **z, **gm}
     elif dtype == "float32":
@@ -389,14 +422,15 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
 
 
 def predict_to_files(models, cube_paths, out_paths, stats: dict, members=None, dtype: str = "float32",
-                     attrs: dict | None = None, **kw) -> dict:
+                     attrs: dict | None = None, classes=None, **kw) -> dict:
     """Predict every cube and write one NetCDF per cube (``out_paths`` parallel to ``cube_paths``).
 
     A skip-record cube gives a skip record (reason carried). Returns the timings.
     """
     out_of = {str(c): o for c, o in zip(cube_paths, out_paths, strict=True)}
     timings: dict = {}
-    for path, probs, cube in iter_predictions(models, list(out_of), stats, timings=timings, **kw):
+    K = 1 if classes is None or len(classes) <= 1 else len(classes)
+    for path, probs, cube in iter_predictions(models, list(out_of), stats, timings=timings, n_classes=K, **kw):
         if probs is None:
             from .io import read_status
 
@@ -406,7 +440,7 @@ def predict_to_files(models, cube_paths, out_paths, stats: dict, members=None, d
             write_netcdf_atomic(out_of[path], ds)
             continue
         t0 = time.perf_counter()
-        write_predictions(out_of[path], probs, path, members, dtype, attrs)
+        write_predictions(out_of[path], probs, path, members, dtype, attrs, classes if K > 1 else None)
         timings["write_s"] = timings.get("write_s", 0.0) + time.perf_counter() - t0
     return timings
 
@@ -455,15 +489,20 @@ def run_infer(done_jsons, norm_json, cube_paths, out_paths, cfg: dict, patch_siz
         keep_freed_memory()
         torch.set_num_threads(max(int(threads), 1))
         device = resolve_device(cfg.get("device"))
-        models, members = [], []
+        models, members, classes = [], [], None
         for done in done_jsons:
             model, meta = load_member(Path(done).parent / "best.pt", device)
             models.append(model)
             members.append(int(Path(done).parent.name.replace("member", "")))
+            cl = meta.get("classes", ["glacier"])
+            if classes is not None and cl != classes:
+                raise ValueError(f"ensemble members of {Path(done).parent.parent} predict different classes: {classes} "
+                                 f"and {cl} ({done})")
+            classes = cl
         staged, staging_root = _staged_paths(out_paths)
         try:
             timings = predict_files(models, cube_paths, staged, load_normalisation(norm_json), members, cfg,
-                                    patch_size, device)
+                                    patch_size, device, classes)
             for tmp, final in zip(staged, out_paths):
                 final.parent.mkdir(parents=True, exist_ok=True)  # a twin's Snakemake may have removed the folder
                 os.replace(tmp, final)
@@ -520,7 +559,7 @@ def _infer_job_name(done_jsons, out_paths) -> str:
     return f"{fold} epoch {epoch}" if epoch else f"{fold} ({len(out_paths)} outputs)"
 
 
-def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device):
+def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device, classes=None):
     return predict_to_files(models, list(map(str, cube_paths)), list(map(str, out_paths)), stats, members=members,
                             patch_size=int(patch_size), stride=int(cfg["stride"]), blend=cfg["blend"],
-                            batch_size=int(cfg["batch_size"]), device=device)
+                            batch_size=int(cfg["batch_size"]), device=device, classes=classes)

@@ -144,10 +144,23 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
 
 
 def load_training_cube(key):
-    """Loader of a shared :class:`CubeCache`: key (path, channels, excluded glaciers, edge_guard) -> (cube, loss mask)."""
-    path, channels, exclude, edge_guard = key
+    """Loader of a shared :class:`CubeCache`: key (path, channels, excluded glaciers, edge_guard[, label raster])
+    -> (cube, loss mask) or, with a label raster (K-class models), (cube, loss mask, class raster).
+
+    The class raster (glaciermap.labels: uint8 class index, 255 = no label) must lie on the cube's grid.
+    """
+    path, channels, exclude, edge_guard = key[:4]
     cube = load_cube(path, list(channels))
-    return cube, loss_mask(cube, exclude, edge_guard=edge_guard)
+    lm = loss_mask(cube, exclude, edge_guard=edge_guard)
+    if len(key) < 5 or key[4] is None:
+        return cube, lm
+    from .labels import read_label_raster
+
+    target = read_label_raster(key[4])[0]
+    if target.shape != cube.shape:
+        raise ValueError(f"glacier {cube.glacier_id}: label raster {key[4]} is {target.shape[0]} x {target.shape[1]} px "
+                         f"but its cube {path} is {cube.shape[0]} x {cube.shape[1]}; re-make the labels")
+    return cube, lm, target
 
 
 class CubeCache:
@@ -490,7 +503,11 @@ def prepare_patch(raw: np.ndarray, channels, stats: dict) -> np.ndarray:
 
 
 class PatchDataset:
-    """Patches (x [C,P,P] float32, y [1,P,P] float32, loss_mask [1,P,P] float32) from in-memory cubes.
+    """Patches (x [C,P,P] float32, y, loss_mask [1,P,P] float32) from in-memory cubes.
+
+    Binary target (no ``label_paths``): y [1,P,P] float32, 1 on any inventory glacier. K-class target
+    (``label_paths``: cube path -> label raster of glaciermap.labels): y [P,P] int64 class indices, and the
+    loss mask is also 0 where the raster has no label (255; y is 0 there).
 
     A map-style dataset (``__len__``/``__getitem__``, all a ``DataLoader`` needs), deliberately not a
     ``torch.utils.data.Dataset`` subclass: this module then imports without torch, which the
@@ -501,8 +518,14 @@ class PatchDataset:
     """
 
     def __init__(self, items, channels, stats: dict, patch_size: int, exclude_glaciers=(), cache_size: int = 32,
-                 cache_bytes: float = 4e9, edge_guard: bool = True, shared_cache: "CubeCache | None" = None):
+                 cache_bytes: float = 4e9, edge_guard: bool = True, shared_cache: "CubeCache | None" = None,
+                 label_paths: dict | None = None):
         self.items = [(str(p), int(r), int(c)) for p, r, c in items]
+        self.label_paths = {str(k): str(v) for k, v in label_paths.items()} if label_paths is not None else None
+        if self.label_paths is not None:
+            missing = sorted({p for p, _, _ in self.items if p not in self.label_paths})
+            if missing:
+                raise ValueError(f"no label raster for {len(missing)} cube(s), e.g. {missing[0]}")
         self.channels = list(channels)
         self.stats = stats
         self.patch_size = int(patch_size)
@@ -524,7 +547,9 @@ class PatchDataset:
         return d
 
     def _key(self, path):
-        return str(path), tuple(self.channels), self.exclude, self.edge_guard
+        if self.label_paths is None:
+            return str(path), tuple(self.channels), self.exclude, self.edge_guard
+        return str(path), tuple(self.channels), self.exclude, self.edge_guard, self.label_paths[str(path)]
 
     def _load(self, path):
         return load_training_cube(self._key(path))
@@ -547,13 +572,33 @@ class PatchDataset:
     def arrays(self, i):
         """numpy (x, y, loss_mask) of item i."""
         p, top, left = self.window(i)
-        cube, lm = self.cube(p)
+        cube, lm, *target = self.cube(p)
         P = self.patch_size
         raw = extract(cube.x, top, left, P, np.nan)
         x = prepare_patch(raw, self.channels, self.stats)
+        m = extract(lm, top, left, P, False)
+        if target:  # K classes: class indices, no label (255, or outside the cube) out of the loss
+            from .labels import IGNORE
+
+            y = extract(target[0], top, left, P, IGNORE)
+            m &= y != IGNORE
+            return x, np.where(y == IGNORE, 0, y).astype(np.int64), m.astype(np.float32)[None]
         y = (extract(cube.labels, top, left, P, -1) >= 0).astype(np.float32)[None]
-        m = extract(lm, top, left, P, False).astype(np.float32)[None]
-        return x, y, m
+        return x, y, m.astype(np.float32)[None]
+
+    def class_counts(self, n_classes: int) -> np.ndarray:
+        """Labelled loss-mask pixels per class over the dataset's cubes (each cube once): the class weights' N_c."""
+        counts = np.zeros(int(n_classes), np.int64)
+        for p in sorted({p for p, _, _ in self.items}):
+            _, lm, *target = self.cube(p)
+            if not target:
+                raise ValueError("class_counts needs label rasters (a K-class dataset)")
+            t = target[0][lm & (target[0] != 255)]
+            if t.size and int(t.max()) >= n_classes:
+                raise ValueError(f"label raster {self.label_paths[p]} has class {int(t.max())}, but the model has "
+                                 f"{n_classes} classes")
+            counts += np.bincount(t, minlength=n_classes)[:n_classes]
+        return counts
 
     def __getitem__(self, i):
         import torch

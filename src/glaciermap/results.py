@@ -53,12 +53,17 @@ def fold_temperatures(calib_jsons) -> dict[int, list]:
 
 
 def calibrated_stats(probs: np.ndarray, temperatures) -> tuple[np.ndarray, np.ndarray]:
-    """Ensemble mean and std of the temperature-scaled member probabilities (no temperatures: T = 1)."""
-    from .calibrate import apply_temperature, ensemble_stats
+    """Ensemble mean and std of the temperature-scaled member probabilities (no temperatures: T = 1).
+
+    ``probs`` [M, H, W] (binary) or [M, K, H, W] (K classes: each member's classes scaled together).
+    """
+    from .calibrate import apply_temperature, apply_temperature_classes, ensemble_stats
 
     temperatures = list(temperatures) or [1.0] * len(probs)
-
-    scaled = np.stack([apply_temperature(p, t) for p, t in zip(probs, temperatures, strict=True)])
+    if np.ndim(probs) == 4:
+        scaled = np.stack([apply_temperature_classes(p, t, axis=0) for p, t in zip(probs, temperatures, strict=True)])
+    else:
+        scaled = np.stack([apply_temperature(p, t) for p, t in zip(probs, temperatures, strict=True)])
     return ensemble_stats(scaled)
 
 

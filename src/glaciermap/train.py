@@ -3,6 +3,12 @@
 Model: smp U-Net (ResNet34 by default), one logit output. Loss: sigmoid focal loss (gamma 2, alpha 0.25)
 summed over valid pixels and divided by their count. Adam 1e-4, batch 16, no augmentation.
 
+K-class models (``classes``: K >= 2 names, from a label set; glaciermap.labels): K logits, softmax;
+cross-entropy (``loss: ce``, the default) or softmax focal loss (``loss: focal``), each weighted per class
+(``class_weights: balanced``: N / (K N_c) over the training cubes' labelled loss-mask pixels), averaged over
+the labelled valid pixels; best epoch by the validation mean IoU over the classes (pixels pooled). The binary
+path is unchanged by this (same settings fingerprint, same numbers).
+
 Resumability: after every epoch the whole state (model, optimizer, epoch, RNG states, best score, metrics
 so far, a fingerprint of the inputs) is written atomically to ``out_dir/last.pt``. The training order of
 epoch e is a permutation drawn from a generator seeded with ``seed * 1000 + e`` only, so a killed job that
@@ -59,11 +65,18 @@ DEFAULTS = {
     "threshold": 0.5,
     "deterministic": False,
     "progress": None,            # None: only when stderr is a terminal
+    "classes": None,             # class names; None or one name: the binary glacier target (one sigmoid output)
+    "loss": None,                # K classes: "ce" (default) or "focal"; binary: focal (DL4GAM)
+    "class_weights": "balanced",  # K classes: "balanced" (N / (K N_c)) or "none"
 }
 #: Settings that change the result: a checkpoint made with other values is refused on resume.
 FINGERPRINT_KEYS = ("arch", "encoder", "encoder_weights", "model_kwargs", "patch_size", "batch_size", "lr", "epochs",
                     "seed", "focal_gamma", "focal_alpha", "threshold")
+#: ... and for a K-class model also these (so that a binary model's fingerprint stays as it was).
+CLASS_FINGERPRINT_KEYS = ("classes", "loss", "class_weights")
 METRICS_COLUMNS = ["epoch", "train_loss", "val_loss", "val_iou_weighted", "time_data_s", "time_model_s", "seconds"]
+#: a K-class model's score column: mean IoU over the classes (pixels pooled), instead of val_iou_weighted
+CLASS_METRICS_COLUMNS = ["epoch", "train_loss", "val_loss", "val_miou", "time_data_s", "time_model_s", "seconds"]
 STATE_FORMAT = "glaciermap-train-state-1"
 MODEL_FORMAT = "glaciermap-model-1"
 
@@ -74,9 +87,14 @@ def resolve_device(device=None) -> torch.device:
     return torch.device(device)
 
 
+def n_outputs(classes) -> int:
+    """Output channels of a model for ``classes`` (names): 1 for the binary target (None or one name), else K."""
+    return 1 if classes is None or len(classes) <= 1 else len(classes)
+
+
 def build_model(arch: str = "Unet", encoder: str = "resnet34", in_channels: int = 16, encoder_weights=None,
-                seed: int = 0, **kwargs) -> torch.nn.Module:
-    """smp segmentation model with one output logit; decoder and head initialised from ``seed``.
+                seed: int = 0, classes: int = 1, **kwargs) -> torch.nn.Module:
+    """smp segmentation model with ``classes`` output logits (1: binary); decoder and head initialised from ``seed``.
 
     Without pretrained weights the whole model is drawn from the seed. With pretrained encoder weights the
     decoder and head are re-initialised explicitly after seeding, so members differ only there (DL4GAM).
@@ -84,7 +102,7 @@ def build_model(arch: str = "Unet", encoder: str = "resnet34", in_channels: int 
     smp = import_smp()
     torch.manual_seed(seed)
     model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, in_channels=in_channels,
-                             classes=1, **kwargs)
+                             classes=int(classes), **kwargs)
     if encoder_weights is not None:
         torch.manual_seed(seed)
         model.initialize()
@@ -112,6 +130,60 @@ def focal_loss(logits, target, mask, gamma: float = 2.0, alpha: float = 0.25) ->
     terms = torch.where(valid, focal_terms(z, t, gamma, alpha), torch.zeros_like(z))
     n = valid.sum()
     return terms.sum() / n.clamp(min=1)
+
+
+def class_loss(logits, target, mask, weights=None, loss: str = "ce", gamma: float = 2.0) -> torch.Tensor:
+    """K-class loss: per-pixel cross-entropy (``ce``) or softmax focal loss (``focal``: (1 - p_t)^gamma CE),
+    each times its true class's weight, summed over pixels with mask > 0 and divided by their count (0 if none).
+
+    ``logits`` [B, K, H, W], ``target`` [B, H, W] int64 class indices, ``mask`` [B, 1, H, W] or [B, H, W].
+    Masked pixels get zero gradient (their logits and targets are replaced before the loss).
+    """
+    valid = (mask > 0).reshape(target.shape)
+    z = torch.where(valid[:, None], logits, torch.zeros_like(logits))
+    t = torch.where(valid, target, torch.zeros_like(target))
+    logp = torch.nn.functional.log_softmax(z, dim=1)
+    logp_t = logp.gather(1, t[:, None])[:, 0]
+    terms = -logp_t
+    if loss == "focal":
+        terms = (1 - logp_t.exp()) ** gamma * terms
+    elif loss != "ce":
+        raise ValueError(f"loss must be 'ce' or 'focal' for a K-class model, got {loss!r}")
+    if weights is not None:
+        terms = terms * weights.to(terms.dtype)[t]
+    terms = torch.where(valid, terms, torch.zeros_like(terms))
+    return terms.sum() / valid.sum().clamp(min=1)
+
+
+def balanced_weights(counts) -> np.ndarray:
+    """Per-class weights N / (K N_c) (scikit-learn's "balanced"); a class without pixels gets weight 0."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
+
+
+class ConfusionCounter:
+    """Pooled K x K confusion (rows truth, columns prediction) over valid pixels; mean IoU over the classes."""
+
+    def __init__(self, k: int):
+        self.k = int(k)
+        self.m = np.zeros((self.k, self.k), np.int64)
+
+    def update(self, pred: np.ndarray, truth: np.ndarray, valid: np.ndarray):
+        idx = truth[valid].astype(np.int64) * self.k + pred[valid].astype(np.int64)
+        self.m += np.bincount(idx, minlength=self.k * self.k).reshape(self.k, self.k)
+
+    def iou(self) -> np.ndarray:
+        tp = np.diag(self.m).astype(np.float64)
+        den = self.m.sum(0) + self.m.sum(1) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, tp / den, np.nan)
+
+    def mean_iou(self) -> float:
+        v = self.iou()
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
 class EpochSampler(Sampler):
@@ -223,7 +295,7 @@ def _timed(loader, device):
 
 def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device=None, *, test_glaciers,
                  glacier_areas: dict | None = None, max_epochs_this_run: int | None = None, on_epoch_end=None,
-                 restart_on_mismatch: bool = False, cube_cache=None) -> dict:
+                 restart_on_mismatch: bool = False, cube_cache=None, label_paths: dict | None = None) -> dict:
     """Train (or resume) one member; returns the summary also written to ``out_dir/done.json`` when complete.
 
     ``train_items``/``val_items``: (cube path, row, col) patch centres. ``test_glaciers``: the fold's test
@@ -235,7 +307,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     made from other inputs or settings raises, or with ``restart_on_mismatch`` (what a workflow rerun after
     changed inputs wants) is discarded together with best.pt, metrics.csv and done.json. ``cube_cache``: a
     :class:`~glaciermap.patches.CubeCache` over :func:`~glaciermap.patches.load_training_cube` shared by
-    several members trained in one process (the same values, each cube read once).
+    several members trained in one process (the same values, each cube read once). ``label_paths``: cube
+    path -> label raster, for a K-class model (``cfg["classes"]`` with K >= 2 names).
     """
     cfg = {**DEFAULTS, **(cfg or {})}
     out = Path(out_dir)
@@ -250,10 +323,18 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     val_items = [(str(p), int(r), int(c)) for p, r, c in val_items]
     if not train_items:
         raise ValueError("train_member: no training patch")
+    K = n_outputs(cfg["classes"])
+    multi = K > 1
+    if multi and label_paths is None:
+        raise ValueError(f"train_member: a {K}-class model ({', '.join(cfg['classes'])}) needs label rasters")
+    keys = FINGERPRINT_KEYS + (CLASS_FINGERPRINT_KEYS if multi else ())
     fingerprint = items_fingerprint(train_items, val_items, stats, sorted(str(g) for g in test_glaciers),
-                                    {k: cfg[k] for k in FINGERPRINT_KEYS})
+                                    {k: cfg[k] for k in keys},
+                                    *([sorted(map(str, label_paths.items()))] if multi else []))
+    columns = CLASS_METRICS_COLUMNS if multi else METRICS_COLUMNS
+    score_col = columns[3]
 
-    model = build_model(cfg["arch"], cfg["encoder"], len(channels), cfg["encoder_weights"], seed,
+    model = build_model(cfg["arch"], cfg["encoder"], len(channels), cfg["encoder_weights"], seed, K,
                         **cfg["model_kwargs"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     done_epoch, best_score, best_epoch, metrics = 0, float("nan"), 0, []
@@ -280,14 +361,26 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         for f in ("done.json", "metrics.csv", "best.pt"):   # leftovers without a state to resume from
             (out / f).unlink(missing_ok=True)
     if metrics:
-        write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=METRICS_COLUMNS))
+        write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=columns))
 
     P, bs = int(cfg["patch_size"]), int(cfg["batch_size"])
     vbs = int(cfg["val_batch_size"] or bs)
+    lp = label_paths if multi else None
     train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
-                            shared_cache=cube_cache)
+                            shared_cache=cube_cache, label_paths=lp)
     val_ds = PatchDataset(val_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
-                          shared_cache=cube_cache)
+                          shared_cache=cube_cache, label_paths=lp)
+    weights, loss_name = None, None
+    if multi:
+        loss_name = cfg["loss"] or "ce"
+        if cfg["class_weights"] == "balanced":
+            counts = train_ds.class_counts(K)
+            weights = torch.tensor(balanced_weights(counts), dtype=torch.float32, device=device)
+            log.info("class weights (balanced) %s from labelled pixels %s",
+                     dict(zip(cfg["classes"], np.round(weights.cpu().numpy(), 4).tolist())),
+                     dict(zip(cfg["classes"], counts.tolist())))
+        elif cfg["class_weights"] != "none":
+            raise ValueError(f"class_weights must be 'balanced' or 'none', got {cfg['class_weights']!r}")
     sampler = EpochSampler(len(train_ds), seed, drop_remainder_one=bs)
     nw = int(cfg["num_workers"])
     loader_kw = {"num_workers": nw, "pin_memory": device.type == "cuda", "persistent_workers": nw > 0}
@@ -315,7 +408,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
             t_data += dt
             t0 = time.perf_counter()
             logits = model(x)
-            loss = focal_loss(logits, y, m, gamma, alpha)
+            loss = class_loss(logits, y, m, weights, loss_name, gamma) if multi else focal_loss(logits, y, m, gamma, alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -327,7 +420,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         train_loss = loss_sum / n_sum if n_sum > 0 else float("nan")
 
         model.eval()
-        iou = GlacierIoU()
+        iou = ConfusionCounter(K) if multi else GlacierIoU()
         vloss = vn = 0.0
         with torch.inference_mode():
             for (x, y, m, idx), dt in _progress(_timed(val_loader, device), len(val_loader), f"epoch {epoch} val",
@@ -336,6 +429,14 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
                 t0 = time.perf_counter()
                 logits = model(x)
                 valid = m > 0
+                if multi:
+                    vn_b = float(valid.sum())
+                    vloss += float(class_loss(logits, y, m, weights, loss_name, gamma)) * vn_b
+                    vn += vn_b
+                    iou.update(logits.argmax(1).cpu().numpy(), y.cpu().numpy(), valid[:, 0].cpu().numpy())
+                    _sync(device)
+                    t_model += time.perf_counter() - t0
+                    continue
                 vloss += float(torch.where(valid, focal_terms(logits, y, gamma, alpha), torch.zeros_like(logits)).sum())
                 vn += float(valid.sum())
                 pred = (logits > thr_logit).cpu().numpy()
@@ -350,7 +451,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
                         areas[g] = val_ds.glacier_area(i)
                 t_data += time.perf_counter() - t0
         val_loss = vloss / vn if vn > 0 else float("nan")
-        score = iou.weighted(areas)
+        score = iou.mean_iou() if multi else iou.weighted(areas)
 
         improved = best_epoch == 0 or (math.isfinite(score) and (not math.isfinite(best_score) or score > best_score)) \
             or (not math.isfinite(score) and not math.isfinite(best_score))
@@ -360,8 +461,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
             pending_best = {"format": MODEL_FORMAT, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                             "arch": cfg["arch"], "encoder": cfg["encoder"], "in_channels": len(channels),
                             "model_kwargs": dict(cfg["model_kwargs"]), "channels": channels, "stats": stats,
-                            "patch_size": P, "seed": seed, "epoch": epoch, "score": score, "fingerprint": fingerprint}
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_iou_weighted": score,
+                            "patch_size": P, "seed": seed, "epoch": epoch, "score": score, "fingerprint": fingerprint,
+                            "out_channels": K, "classes": list(cfg["classes"] or ["glacier"])}
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, score_col: score,
                "time_data_s": t_data, "time_model_s": t_model, "seconds": time.perf_counter() - t_epoch}
         metrics = metrics + [row]
         ran += 1
@@ -377,9 +479,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
             _save({"format": STATE_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                    "optimizer": opt.state_dict(), "rng": _rng_state(), "best_score": best_score,
                    "best_epoch": best_epoch, "metrics": metrics, "cfg": {k: cfg[k] for k in FINGERPRINT_KEYS}}, last_pt)
-            write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=METRICS_COLUMNS))
+            write_csv_atomic(out / "metrics.csv", pd.DataFrame(metrics, columns=columns))
             t_checkpoint = time.perf_counter()
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val IoU %.4f%s (data %.1f s, model %.1f s)%s", epoch,
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val " + ("mean IoU" if multi else "IoU") + " %.4f%s (data %.1f s, model %.1f s)%s", epoch,
                  train_loss, val_loss, score, " (best)" if improved else "", t_data, t_model,
                  ", checkpointed" if due else "")
         if on_epoch_end is not None:
@@ -389,7 +491,9 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
                "best_score": best_score, "seed": seed, "fingerprint": fingerprint, "n_train": len(train_items),
                "n_val": len(val_items), "device": str(device),
                "time_data_s": float(sum(r["time_data_s"] for r in metrics)),
-               "time_model_s": float(sum(r["time_model_s"] for r in metrics))}
+               "time_model_s": float(sum(r["time_model_s"] for r in metrics)),
+               **({"classes": list(cfg["classes"]), "loss": loss_name, "class_weights":
+                   None if weights is None else weights.cpu().numpy().tolist()} if multi else {})}
     if summary["complete"]:
         write_json_atomic(out / "done.json", summary)
     return summary
@@ -406,7 +510,8 @@ def load_member(path, device=None):
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if ck.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a glaciermap model file")
-    model = build_model(ck["arch"], ck["encoder"], ck["in_channels"], None, ck["seed"], **ck["model_kwargs"])
+    model = build_model(ck["arch"], ck["encoder"], ck["in_channels"], None, ck["seed"], ck.get("out_channels", 1),
+                        **ck["model_kwargs"])
     model.load_state_dict(ck["model"])
     meta = {k: v for k, v in ck.items() if k != "model"}
     return model.to(device).eval(), meta
@@ -440,9 +545,23 @@ def run_member(centres_train: pd.DataFrame, centres_val: pd.DataFrame, split: pd
 # ---------------------------------------------------------------------------------------------------- rules train and train_fold
 
 
+def label_paths_for(tables, label_files) -> dict:
+    """cube path -> label raster (``.../labels/<set>/<epoch>/<glacier>.tif``) for every cube of the centre tables
+    whose glacier has one (a K-class model's training and validation cubes)."""
+    by_glacier = {Path(p).stem: str(p) for p in label_files}
+    out = {}
+    for t in tables:
+        for g, path in zip(t["glac_id"].astype(str), t["path"].astype(str)):
+            if g in by_glacier:
+                out[path] = by_glacier[g]
+    return out
+
+
 def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
-              done_json, threads: int = 1, cube_cache=None) -> dict:
+              done_json, threads: int = 1, cube_cache=None, labels=None) -> dict:
     """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it.
+
+    ``labels``: the label rasters of the fold's training and validation glaciers (a K-class model).
 
     Holds ``models/fold<k>/.member<m>.train.lock`` while it runs (glaciermap.joblock, docs/concurrency.md): a
     twin of this job (a second Snakemake invocation) waits for it, then returns its done.json without training.
@@ -463,16 +582,17 @@ def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: in
         read = lambda p: pd.read_csv(p, dtype={"glac_id": str})  # noqa: E731
         cfg = dict(cfg)
         device = cfg.pop("device", None)
-        summary = run_member(read(centres_train_csv), read(centres_val_csv), read_split(split_csv), fold, member,
-                             load_normalisation(norm_json), cfg, done_json.parent, device,
-                             restart_on_mismatch=True, cube_cache=cube_cache)
+        ct, cv = read(centres_train_csv), read(centres_val_csv)
+        lp = label_paths_for((ct, cv), labels) if labels else None
+        summary = run_member(ct, cv, read_split(split_csv), fold, member, load_normalisation(norm_json), cfg,
+                             done_json.parent, device, restart_on_mismatch=True, cube_cache=cube_cache, label_paths=lp)
         if not done_json.exists():
             raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
         return summary
 
 
 def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, members, cfg: dict,
-                   done_jsons, threads: int = 1) -> dict:
+                   done_jsons, threads: int = 1, labels=None) -> dict:
     """Every member of one fold in one process (train.pack_members), one after the other.
 
     Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
@@ -495,6 +615,6 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
             continue
         log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
         out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
-                                threads, cube_cache=cache)
+                                threads, cube_cache=cache, labels=labels)
     log.info("fold %d: cube cache %d hits, %d misses", fold, cache.hits, cache.misses)
     return out

@@ -5,6 +5,8 @@ rule calibrate:
         cubes=fold_cubes("val"),
         # ancient: a new glacier elsewhere re-makes the manifest; its validation glaciers' rows do not change
         manifest=ancient(f"{R}/inventory/manifest.csv"),
+        # a K-class model's validation labels (none for a binary model)
+        labels=label_files("val"),
     output:
         f"{R}/models/{{model}}/fold{{fold}}/calibration.json",
     params:

@@ -136,7 +136,7 @@ def raster_href(kind):
 # is read (and extended in memory) when it exists, else the same deterministic make_split is computed
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
 from glaciermap.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
-from glaciermap.config import all_model_channels, model_registry
+from glaciermap.config import all_model_channels, label_set_channels, model_registry, used_label_sets
 from glaciermap.split import SplitError, make_split, split_for, split_hash
 
 SPLIT_FILE = f"{R}/split/split.csv"
@@ -163,14 +163,43 @@ T0, T1 = config["change"]["from"], config["change"]["to"]
 # per model through the {model} wildcard; outputs live under results/<region>/models/<model>/,
 # predictions/<model>/ and area_change/<model>/.
 MODELS = model_registry(config)
+# Label sets of the K-class models (config `labels`; a binary model's target, `glacier`, needs no file): rule
+# `labels` writes results/<region>/labels/<set>/<epoch>/<glacier>.tif.
+LABEL_SETS = used_label_sets(config)
 AREA_MODELS = list(config["area_change"]["models"])
-COMPARE_MODELS = list(config["area_change"]["compare"] or MODELS)
+COMPARE_MODELS = list(config["area_change"]["compare"])
 PACK_MEMBERS = bool(config["train"].get("pack_members", False))
 TRUTH_DIR = config["evaluation"]["truth_dir"]
 
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
+    labelset="|".join(re.escape(s) for s in LABEL_SETS) or "no-label-set",
+
+
+def label_files(role, protect=False):
+    """Input function: the label rasters at t0 of a K-class model's fold glaciers with ``role`` ("train+val",
+    "val" or "test"); none for a binary model. ``protect``: ``ancient()`` (training inputs, as the cubes)."""
+
+    def files(wildcards):
+        labelset = MODELS[wildcards.model]["labels"]
+        if labelset not in LABEL_SETS:
+            return []
+        if role == "test":
+            ids = [g for k in FOLDS for g in TEST_OF[k]]
+        else:
+            roles = ROLE_OF[int(wildcards.fold)]
+            ids = [g for g in GLACIER_IDS if roles.get(g) in role.split("+")]
+        paths = [f"{R}/labels/{labelset}/{T0}/{g}.tif" for g in ids]
+        return [ancient(p) for p in paths] if protect else paths
+
+    return files
+
+
+def label_definition(model):
+    """The definition record of a model's label set (rule label_set); none for a binary model."""
+    labelset = MODELS[model]["labels"]
+    return [f"{R}/labels/{labelset}/definition.json"] if labelset in LABEL_SETS else []
 
 
 def model_settings(wildcards):
@@ -251,11 +280,14 @@ def summary_inputs(wildcards):
 MODEL_TARGETS = [f"{R}/area_change/{m}/{f}" for m in AREA_MODELS
                  for f in ("summary.json", "outlines/predicted_outlines.gpkg", "figures/reliability.png")
                  + (() if ONE_EPOCH else ("rates/glacier_rates.gpkg",))] if FOLDS else [f"{R}/split/folds.csv"]
-MODEL_TARGETS += [f"{R}/area_change/method_comparison.csv"] if FOLDS and not ONE_EPOCH else []
+MODEL_TARGETS += [f"{R}/area_change/method_comparison.csv"] if FOLDS and not ONE_EPOCH and COMPARE_MODELS else []
+# the shared segmentation core's scores of every model: per-class metrics and confusion matrices (rule confusion)
+MODEL_TARGETS += [f"{R}/segmentation/{m}/metrics.json" for m in MODELS] if FOLDS else []
 
-# The layers every cube holds: every model's channels plus the bands the baseline, comparison and figures read
-# (glaciermap.channels.READER_LAYERS); nothing else is computed.
-CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config), extra=READER_LAYERS)
+# The layers every cube holds: every model's channels, the channels the label sets threshold, plus the bands the
+# baseline, comparison and figures read (glaciermap.channels.READER_LAYERS); nothing else is computed.
+CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config),
+                                        extra=list(READER_LAYERS) + label_set_channels(config))
 # the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
 CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
                           "config": source_configs(config)[config["channel_sources"][role]]}

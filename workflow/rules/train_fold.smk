@@ -10,6 +10,12 @@ rule train_fold:
         val=lambda w: ancient(f"{R}/patches/centres_stride{MODELS[w.model]['val_stride']}.csv"),
         norm=f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
         folds=ancient(f"{R}/split/folds.csv"),
+        # a K-class model's label rasters of the fold's training and validation glaciers (none for a binary model):
+        # ancient like the cubes (a new scene re-makes them without retraining); its label set's definition record
+        # is a regular input, so a changed definition or map retrains; a hand-corrected raster needs
+        # `--forcerun train` (README "K-class models")
+        labels=label_files("train+val", protect=True),
+        label_set=lambda w: label_definition(w.model),
     output:
         f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
     params:

@@ -6,4 +6,4 @@ setup_logging(snakemake.log[0])
 settings = dict(snakemake.params.settings, checkpoint_every_s=snakemake.config["train"]["checkpoint_every_s"])
 i, w = snakemake.input, snakemake.wildcards
 run_train(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), int(w.member), settings,
-          snakemake.output[0], snakemake.threads)
+          snakemake.output[0], snakemake.threads, labels=list(i.labels))

@@ -8,6 +8,8 @@
     <out>/inputs/dhdt/dhdt_<period>.tif    float32 m/yr at 100 m for 2010-2014 and 2015-2019, nodata -9999
     <out>/inputs/scenes/<item_id>/<B..>.tif  12 L2A bands (uint16, reflectance x 10000, nodata 0, native 10/20/60 m)
                                            and SCL (uint8, 20 m), all COGs (deflate + predictor, overviews /4 /16)
+    <out>/inputs/debris/debris_map.gpkg    layer "debris": a user's debris-cover map (the t0 debris at 30 m, patches
+                                           < 0.27 ha missed; the labels of K-class models, glaciermap.labels)
     <out>/inputs/catalog/catalog.json      static STAC catalog (collections sentinel-2-l2a and auxiliary, then
                                            the other sensors' collections listed below)
     <out>/truth/                           outlines_t0.gpkg, outlines_2023.gpkg, areas.csv, debris_t0.tif,
@@ -192,7 +194,7 @@ __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", 
 # presets and the entry points
 # --------------------------------------------------------------------------------------------------
 
-VERSION = 2  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added
+VERSION = 3  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input
 
 PRESETS = {
     "demo": {

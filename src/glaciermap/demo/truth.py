@@ -52,6 +52,7 @@ def _write_world_files(root: Path, W, schedule: list[dict]) -> dict:
         areas.to_csv(truth / "areas.csv", index=False)
         write_cog(truth / "debris_2023.tif", W.debris1.astype(np.uint8), t10, None, resampling="nearest")
     write_cog(truth / "debris_t0.tif", W.debris0.astype(np.uint8), t10, None, resampling="nearest")
+    write_debris_map(inputs / "debris" / "debris_map.gpkg", W.debris0, t10)
     write_cog(inputs / "dem" / "dem_glo30.tif", W.z30.astype(np.float32), _transform(W, RES_DEM), -9999.0)
     aux = {"dem-glo30": ("dem", inputs / "dem" / "dem_glo30.tif", RES_DEM,
                          "Copernicus GLO-30-like DEM (synthetic)", "2011-01-01", "2014-12-31")}
@@ -61,3 +62,31 @@ def _write_world_files(root: Path, W, schedule: list[dict]) -> dict:
         start, end, _ = DHDT_PERIODS[period]
         aux[f"dhdt-{period}"] = ("dhdt", path, RES_DHDT, f"elevation change {period} (m/yr, synthetic)", start, end)
     return aux
+
+
+#: the user's debris map of the demo: mapped at 30 m (3 x 3 majority of the 10 m truth) and patches under this
+#: area left out, as a regional debris inventory from Landsat would be (e.g. Herreid and Pellicciotti 2020)
+DEBRIS_MAP_BLOCK = 3
+DEBRIS_MAP_MIN_AREA_M2 = 2700.0
+
+
+def write_debris_map(path: Path, debris: np.ndarray, transform) -> None:
+    """A debris-cover input map (GeoPackage polygons): the t0 truth seen at 30 m, small patches missed.
+
+    Deterministic (no random numbers): it degrades the truth the way a coarser regional map does, so that a model
+    trained on it (the debris method's labels) is scored against a truth it has not seen exactly.
+    """
+    import geopandas as gpd
+    from affine import Affine
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    b = DEBRIS_MAP_BLOCK
+    h, w = (debris.shape[0] // b) * b, (debris.shape[1] // b) * b
+    coarse = debris[:h, :w].reshape(h // b, b, w // b, b).mean(axis=(1, 3)) > 0.5
+    t30 = transform @ Affine.scale(b)
+    geoms = [shape(g) for g, v in shapes(coarse.astype(np.uint8), mask=coarse, transform=t30) if v == 1]
+    geoms = [g for g in geoms if g.area >= DEBRIS_MAP_MIN_AREA_M2]
+    gdf = gpd.GeoDataFrame({"debris": np.ones(len(geoms), np.int16)}, geometry=geoms, crs=CRS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_gpkg(gdf, path, "debris")
