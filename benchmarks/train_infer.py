@@ -3,7 +3,7 @@
 Usage: python benchmarks/train_infer.py [--device cpu|cuda] [--threads N] [--steps 3] [--patch 256] [--batch 16]
                                         [--encoder resnet34] [--patches-per-epoch 7488]
 
-The model is the one the `train` rule builds (glaciermap.train.build_model: smp U-Net, ResNet34 encoder,
+The model is the one the `train` rule builds (glaciermap.segmentation.train.build_model: smp U-Net, ResNet34 encoder,
 16 input channels, one logit), trained with the same focal loss and Adam 1e-4 on random patches of the
 paper's size (256 px, batch 16). One warm-up step is not timed. Data loading is not included: it is
 reported per epoch by the training job itself (``time_data_s`` in metrics.csv). Prints one table:
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from glaciermap.train import build_model, focal_loss
+from glaciermap.segmentation.train import build_model, focal_loss
 
 
 def _sync(device):

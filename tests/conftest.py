@@ -85,6 +85,7 @@ def model_run(tiny_region, tmp_path_factory):
                    # debris map (an input, not the truth), softmax and class-weighted cross-entropy
                    "ice_debris": {"labels": "ice_debris", "channels": ["B04", "B03", "B02", "B08", "B11", "dem"],
                                   "members": 2, "model_kwargs": {"decoder_attention_type": "scse"}}},
+        "importance": {"models": ["ice_debris"], "n_repeats": 2, "max_patches": 8},
         "labels": {"ice_debris": {"classes": [
             {"name": "background", "rule": "rest"}, {"name": "clean_ice", "rule": "outline"},
             {"name": "debris", "rule": "map", "path": str(work / "inputs" / "debris" / "debris_map.gpkg"),

@@ -11,12 +11,12 @@ import xarray as xr
 import yaml
 from conftest import REPO
 
-from glaciermap.acquire import acquire
+from glaciermap.data.acquire import acquire
 from glaciermap.config import validate_config
-from glaciermap.inventory import prepare_inventory, write_inventory
+from glaciermap.data.inventory import prepare_inventory, write_inventory
 from glaciermap.io import read_status
-from glaciermap.select import select_image
-from glaciermap.sources import s2_offset
+from glaciermap.data.select import select_image
+from glaciermap.data.sources import s2_offset
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glaciermap import areas
+from glaciermap.area_change import areas
 
 A_PX = 100.0  # m2 (10 m pixels)
 K = A_PX / 1e6

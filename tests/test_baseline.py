@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from glaciermap.baseline import (
+from glaciermap.area_change.baseline import (
     T1_VALUES,
     T2_VALUES,
     band_ratio_mask,

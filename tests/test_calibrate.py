@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 
-from glaciermap.areas import glacier_area, tau_star
+from glaciermap.area_change.areas import glacier_area, tau_star
 import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from glaciermap.calibrate import (
+from glaciermap.segmentation.calibrate import (
     TAU_FEATURES,
     TAU_QUANTILE,
     apply_temperature,

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glaciermap import change
+from glaciermap.area_change import change
 
 D0, D1 = pd.Timestamp("2015-08-01"), pd.Timestamp("2023-08-01")  # 2922 days = 8.0 years
 
@@ -404,7 +404,7 @@ def test_f_demo_defect_shape_no_sign_flip():
 
 def test_regional_rates_writes_model_record():
     from glaciermap.config import load_schema
-    from glaciermap.change import regional_rates
+    from glaciermap.area_change.change import regional_rates
 
     rng = np.random.default_rng(5)
     areas = np.r_[np.geomspace(0.12, 0.5, 5), 10 ** rng.uniform(0, 1.5, 20)]

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from glaciermap import channels, indices, patches, terrain
-from glaciermap.channels import CHANNEL_SETS, ChannelError, cube_layers, get_channel, validate_channels
+from glaciermap.data import channels, indices, terrain
+
+from glaciermap.segmentation import patches
+from glaciermap.data.channels import CHANNEL_SETS, ChannelError, cube_layers, get_channel, validate_channels
 
 # the curvatures with DL4GAM's own definitions (xdem 0.1.0, docs/terrain.md): curv_*_ref, not xdem 0.2.3's curv_*
 DL4GAM_BEFORE = ["B04", "B03", "B02", "B08", "B11", "ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin",
@@ -16,7 +18,7 @@ DL4GAM_BEFORE = ["B04", "B03", "B02", "B08", "B11", "ndsi", "ndwi", "ndvi", "dem
 
 
 def test_the_dl4gam_set_is_the_former_channel_list():
-    from glaciermap.features import DL4GAM_CHANNELS
+    from glaciermap.data.features import DL4GAM_CHANNELS
 
     assert CHANNEL_SETS["dl4gam"] == DL4GAM_BEFORE == DL4GAM_CHANNELS
     assert channels.resolve_channels("dl4gam") == DL4GAM_BEFORE and channels.resolve_channels(None) == DL4GAM_BEFORE

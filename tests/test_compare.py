@@ -10,7 +10,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from glaciermap.compare import aggregate, debris_on_cube, glacier_counts
+from glaciermap.area_change.compare import aggregate, debris_on_cube, glacier_counts
 from glaciermap.io import GlacierInputError
 
 

@@ -189,7 +189,7 @@ def test_a_raster_by_stac_item_needs_the_stac_source():
 
 
 def test_model_variants_are_named_entries_over_the_model_and_train_defaults():
-    from glaciermap.channels import CHANNEL_SETS
+    from glaciermap.data.channels import CHANNEL_SETS
     from glaciermap.config import model_registry
 
     cfg = validate_config(_with(train={"members": 4, "epochs": 2},

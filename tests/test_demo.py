@@ -303,7 +303,7 @@ def test_odc_stac_loads_items(region):
 
 
 def test_workflow_stac_search_finds_the_scenes(region):
-    from glaciermap import stac
+    from glaciermap.data import stac
 
     root, _ = region
     inv = gpd.read_file(root / "inputs" / "inventory.gpkg", layer="glaciers")

@@ -15,8 +15,8 @@ from rasterio import features as rio_features
 from rasterio.transform import from_origin
 from shapely.geometry import Polygon, box
 
-from glaciermap import features
-from glaciermap.channels import COMMON_BANDS
+from glaciermap.data import features
+from glaciermap.data.channels import COMMON_BANDS
 from glaciermap.io import GlacierInputError, UpstreamSkipped, read_status, skip_dataset, write_netcdf_atomic
 
 CRS = "EPSG:32632"
@@ -317,7 +317,7 @@ def test_plane_dem_gives_analytic_slope_aspect_and_zero_curvature(tmp_path):
 
 def test_small_dem_gap_is_filled_and_recorded(tmp_path, caplog):
     inp = make_inputs(tmp_path, dem_nan_box=(401000, 5098800, 401100, 5098900))  # ~100 m square inside G1
-    with caplog.at_level("WARNING", logger="glaciermap.features"):
+    with caplog.at_level("WARNING", logger="glaciermap.data.features"):
         ds, _ = features.build_cube(*_args(inp))
     n = ds.attrs["dem_nan_filled"]
     assert 50 <= n <= 250
@@ -502,7 +502,7 @@ def test_describe_variables_covers_every_cube_variable(built):
 def _write_old_format(ds: xr.Dataset, path) -> None:
     """The cube as it was written before the layer stack: one (y, x) variable per layer, the 12 bands as
     uint16 x 1e-4 (fill 0), the rest float32, zlib (the former features.cube_encoding). Test-only."""
-    from glaciermap.georef import write_georef
+    from glaciermap.data.georef import write_georef
 
     raw = {}
     for n in ds["band"].values:
@@ -531,15 +531,15 @@ def _write_old_format(ds: xr.Dataset, path) -> None:
 
 def _unquantised_bands(monkeypatch):
     """Make cube_dataset store reflectance as computed (float32), i.e. what the old writer was handed."""
-    from glaciermap import channels
+    from glaciermap.data import channels
 
     monkeypatch.setattr(channels, "quantise_reflectance", lambda v: np.asarray(v, np.float32))
 
 
 def test_training_inputs_are_bit_identical_to_the_former_uint16_cube(tmp_path, monkeypatch):
     """load_cube on the float32 stack == what load_cube read from the former per-variable uint16 cube."""
-    from glaciermap.netcdf import read_variables
-    from glaciermap.patches import load_cube
+    from glaciermap.data.netcdf import read_variables
+    from glaciermap.segmentation.patches import load_cube
 
     inp = make_inputs(tmp_path)
     new = tmp_path / "new.nc"
@@ -579,7 +579,7 @@ def test_without_dhdt_the_cube_has_no_dhdt_layer(tmp_path):
 
 
 def test_only_the_needed_layers_and_sources_are_built(tmp_path, monkeypatch):
-    from glaciermap.channels import ChannelError
+    from glaciermap.data.channels import ChannelError
 
     inp = make_inputs(tmp_path, height=120, width=100)
     read = []
@@ -597,7 +597,7 @@ def test_only_the_needed_layers_and_sources_are_built(tmp_path, monkeypatch):
 
 
 def test_other_registry_layers_build(tmp_path):
-    from glaciermap import indices, terrain
+    from glaciermap.data import indices, terrain
 
     inp = make_inputs(tmp_path, height=120, width=100)
     vel = os.path.join(tmp_path, "vel.tif")

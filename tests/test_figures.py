@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glaciermap import figures
+from glaciermap.area_change import figures
 
 
 def test_grid_rates_hand_built():

@@ -1,4 +1,4 @@
-"""glaciermap.georef against rioxarray: the same grid mapping written, the same CRS read back."""
+"""glaciermap.data.georef against rioxarray: the same grid mapping written, the same CRS read back."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from glaciermap.georef import read_crs, read_grid, transform_from_coords, write_georef
+from glaciermap.data.georef import read_crs, read_grid, transform_from_coords, write_georef
 
 
 def _ds():

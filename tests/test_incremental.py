@@ -47,6 +47,10 @@ def confusion_jobs(models=MODELS) -> set:
     return {("confusion", f"model={m}") for m in models}
 
 
+# the permutation importance of the 3-class model (conftest: importance.models), over its test glaciers at t0
+IMPORTANCE_JOBS = {("importance", "model=ice_debris")}
+
+
 def label_jobs(glaciers, epochs=("inventory",)) -> set:
     return {("labels", f"labelset=ice_debris, epoch={e}, glacier={g}") for g in glaciers for e in epochs}
 
@@ -138,9 +142,9 @@ def add_scene(catalog: Path, template_id: str, new_id: str, when: datetime, bbox
 
 def _search_boxes(work) -> dict:
     """glacier -> (epoch -> lon/lat search box of its cube), as the acquisition computes it."""
-    from glaciermap.acquire import search_extent
+    from glaciermap.data.acquire import search_extent
     from glaciermap.config import validate_config
-    from glaciermap.inventory import glacier_list
+    from glaciermap.data.inventory import glacier_list
 
     cfg = validate_config(_config(work))
     g = glacier_list(cfg)
@@ -184,9 +188,9 @@ def test_missing_scene_file_and_its_return_rerun_the_glaciers_it_covers(base, tm
     """A scene file that goes missing (or comes back after a run that dropped it) re-runs the acquisitions that
     consider that scene, and nothing for glaciers that never see it."""
     work, _ = base
-    from glaciermap.acquire import candidate_ids
+    from glaciermap.data.acquire import candidate_ids
     from glaciermap.config import validate_config
-    from glaciermap.inventory import glacier_list
+    from glaciermap.data.inventory import glacier_list
 
     cfg = validate_config(_config(work))
     g = glacier_list(cfg)
@@ -229,7 +233,7 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
     expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | infer_jobs(folds, ["inventory"])
-                | calibrate_jobs(folds) | confusion_jobs() | REGION_JOBS)
+                | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
     rules = {r for r, _ in forced}
@@ -310,7 +314,7 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
         expected = (data_jobs([gid], epochs) | label_jobs([gid]) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
-                    | confusion_jobs() | {("inventory", ""), ("split", "")} | REGION_JOBS)
+                    | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS)
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
@@ -318,7 +322,7 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         # after it has run (a real run of inventory + split), the next plan still trains nothing
         proc = run_snakemake(work, "results/tiny/split/folds.csv")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        from glaciermap.split import read_split
+        from glaciermap.segmentation.split import read_split
 
         ext = read_split(work / "results/tiny/split/split.csv")
         row = ext.set_index("glac_id").loc[gid]
@@ -340,7 +344,7 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
         cfg = _config(work)
         cfg["split"]["added_glaciers"] = "longitude"
         _write_config(work, cfg)
-        from glaciermap.split import assign_by_longitude, read_split
+        from glaciermap.segmentation.split import assign_by_longitude, read_split
 
         meta = read_split(work / "results/tiny/split/split.csv").attrs["meta"]
         inv = gpd.read_file(work / "inputs/inventory.gpkg").set_index("glac_id").loc[[gid]]
@@ -360,8 +364,8 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
 
 # ---------------------------------------------------------------------------------------------------- d. config edits
 
-MODEL_CHAIN = {"infer", "calibrate", "confusion", "areas", "change", "evaluate", "outlines", "figures", "summary",
-               "compare", "all"}
+MODEL_CHAIN = {"infer", "calibrate", "confusion", "importance", "areas", "change", "evaluate", "outlines", "figures",
+               "summary", "compare", "all"}
 
 
 def _set(cfg, dotted, value):
@@ -377,19 +381,20 @@ def _set(cfg, dotted, value):
     ("change.snr_min", 0.5, {"change", "baseline", "evaluate", "figures", "summary", "compare", "all"}, None),
     ("outlines.min_patch_px", 5, {"outlines", "figures", "all"}, None),
     ("figures.dpi", 60, {"figures", "all"}, None),
+    ("importance.n_repeats", 3, {"importance", "all"}, None),
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),
     ("area_change.compare", ["dl4gam", "rgb_dem"], {"compare", "summary", "all"}, None),
     ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"}, None),
     ("infer.blend", "mean", MODEL_CHAIN, None),
     ("train.lr", 0.0003, MODEL_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
-    ("models.rgb_dem.epochs", 2, MODEL_CHAIN | {"train", "ensemble"}, "rgb_dem"),
+    ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
     ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
     ("labels.ice_debris.classes.1.name", "ice",
-     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "all"}, "ice_debris"),
+     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "all"}, "ice_debris"),
 ])
 def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
     work, _ = base

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from glaciermap.indices import ndsi, ndvi, ndwi, normalized_difference
+from glaciermap.data.indices import ndsi, ndvi, ndwi, normalized_difference
 
 
 def test_hand_computed_values():

@@ -7,8 +7,8 @@ import pytest
 import torch
 import xarray as xr
 
-from glaciermap import infer, patches, train
-from glaciermap.features import DL4GAM_CHANNELS
+from glaciermap.segmentation import infer, patches, train
+from glaciermap.data.features import DL4GAM_CHANNELS
 from glaciermap.io import read_status, skip_dataset, write_netcdf_atomic
 from test_patches import CRS, IDS, scene_labels, write_cube
 

@@ -7,7 +7,7 @@ import pytest
 import shapely
 from shapely.geometry import Polygon, box
 
-from glaciermap.inventory import (MANIFEST_COLUMNS, InventoryError, check_inventory, parse_inventory_date,
+from glaciermap.data.inventory import (MANIFEST_COLUMNS, InventoryError, check_inventory, parse_inventory_date,
                                   read_inventory, shoelace_area, write_inventory)
 
 X0, Y0 = 410000, 5100000

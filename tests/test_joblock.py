@@ -2,7 +2,7 @@
 
 Snakemake 9.27 deletes ``.snakemake/locks`` when any invocation exits, so two invocations can run the same job
 at once. The twin waits for the running job's lock and then uses its outputs; a killed holder leaves no stale
-lock. Tested with real processes: the lock helper alone, the real training job (glaciermap.train.run_train), the
+lock. Tested with real processes: the lock helper alone, the real training job (glaciermap.segmentation.train.run_train), the
 inference job's lock-and-stage pattern (run_infer with a stand-in model), and two real `snakemake` invocations.
 """
 
@@ -101,7 +101,7 @@ def test_twin_waits_and_uses_the_first_jobs_outputs(tmp_path):
 TRAIN = textwrap.dedent("""
     import json, sys
     from glaciermap.io import setup_logging
-    from glaciermap.train import run_train
+    from glaciermap.segmentation.train import run_train
     a = json.loads(sys.argv[1])
     setup_logging(a["log"])
     print(json.dumps(run_train(a["train"], a["val"], a["split"], a["norm"], 0, 1, a["settings"], a["done"], 1)))
@@ -153,7 +153,7 @@ def test_concurrent_training_twin_neither_retrains_nor_removes_outputs(tmp_path,
 
     # the real inference job with this model: staged writes end on the final paths, nothing else is left
     from glaciermap.io import read_status
-    from glaciermap.infer import run_infer
+    from glaciermap.segmentation.infer import run_infer
 
     cubes = sorted((job_inputs / "cubes").glob("*/inventory.nc"))
     outs = [tmp_path / "predictions" / c.parent.name / "inventory.nc" for c in cubes]
@@ -169,7 +169,7 @@ def test_concurrent_training_twin_neither_retrains_nor_removes_outputs(tmp_path,
 INFER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    import glaciermap.infer as infer, glaciermap.train as train
+    import glaciermap.segmentation.infer as infer, glaciermap.segmentation.train as train
     a = json.loads(sys.argv[1])
 
     def fake_predict(models, cubes, outs, stats, members, cfg, patch_size, device, classes=None):
@@ -182,7 +182,7 @@ INFER = textwrap.dedent("""
 
     infer.predict_files = fake_predict
     train.load_member = lambda path, device=None: (None, {})
-    import glaciermap.patches as patches
+    import glaciermap.segmentation.patches as patches
     patches.load_normalisation = lambda p: {}
     from glaciermap.io import setup_logging
     setup_logging(a["log"])

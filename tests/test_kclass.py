@@ -14,9 +14,10 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score, log_loss, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 
-from glaciermap import calibrate, confusion, infer, patches, train
-from glaciermap.features import DL4GAM_CHANNELS
-from glaciermap.labels import IGNORE, read_label_raster, write_label_raster
+from glaciermap.segmentation import calibrate, confusion, infer, patches, train
+from glaciermap.data.features import DL4GAM_CHANNELS
+from glaciermap.results import read_cube_masks
+from glaciermap.segmentation.labels import IGNORE, read_label_raster, write_label_raster
 from test_patches import IDS, scene_labels, write_cube
 
 CLASSES = ["background", "clean_ice", "debris"]
@@ -241,15 +242,32 @@ def test_run_calibrate_classes_and_confusion(labelled, tmp_path):
     assert out["temperatures"][0] > 1.2 and out["ece_after"] < out["ece_before"]     # over-confident -> T > 1
     assert json.loads((tmp_path / "calibration.json").read_text())["tau_model"] is None
     o = {k: tmp_path / f"{k}.out" for k in ("confusion", "metrics", "json")}
-    s = confusion.run_confusion({g: str(pred)}, {g: str(labels[g])}, [tmp_path / "calibration.json"], CLASSES, o)
-    sel = (target != IGNORE) & (np.arange(W) >= 3)
-    assert s["pixels"] == n and s["overall_accuracy"] == pytest.approx((cls[sel] == truth[sel]).mean())
+    s = confusion.run_confusion({g: str(pred)}, {g: str(paths[g])}, {g: str(labels[g])},
+                                [tmp_path / "calibration.json"], CLASSES, o)
+    # scored: the glacier + 50 m (other glaciers, maybe training glaciers, never), predicted, labelled, clear
+    m = read_cube_masks(paths[g])
+    sel = (target != IGNORE) & (np.arange(W) >= 3) & m["buffer50"] & ~m["masked"]
+    others = (scene_labels() >= 0) & ~m["glacier"]
+    assert others.any() and not (sel & others).any() and 0 < sel.sum() < n
+    assert s["pixels"] == sel.sum() and s["overall_accuracy"] == pytest.approx((cls[sel] == truth[sel]).mean())
     conf = pd.read_csv(o["confusion"])
     cm = conf[conf["fold"] == "all"].pivot(index="truth", columns="predicted", values="pixels").loc[CLASSES, CLASSES]
     np.testing.assert_array_equal(cm.to_numpy(), sk_confusion(truth[sel], cls[sel], labels=range(3)))
     assert s["ece_after"] < s["ece_before"]
     # the labels' class names must be the model's
     with pytest.raises(ValueError, match="has classes"):
-        confusion.run_confusion({g: str(pred)}, {g: str(labels[g])}, [tmp_path / "calibration.json"],
-                                ["a", "b", "c"], o)
+        confusion.run_confusion({g: str(pred)}, {g: str(paths[g])}, {g: str(labels[g])},
+                                [tmp_path / "calibration.json"], ["a", "b", "c"], o)
     assert read_label_raster(labels[g])[1] == CLASSES
+    # a binary model: background/glacier from the outline, glacier where the calibrated mean >= 0.5
+    pb = np.where(np.arange(W) >= 3, np.where(m["glacier"], 0.8, 0.3), np.nan)[None].repeat(2, 0).astype(np.float32)
+    pb[:, 5:8] = 1 - pb[:, 5:8]                               # a band of errors
+    bpred = tmp_path / "fold0" / "inventory" / "bin.nc"
+    infer.write_predictions(bpred, pb, paths[g])
+    sb = confusion.run_confusion({g: str(bpred)}, {g: str(paths[g])}, None, [], ["glacier"], o)
+    selb = (np.arange(W) >= 3) & m["buffer50"] & ~m["masked"]
+    want = sk_confusion(m["glacier"][selb].astype(int), (pb[0] >= 0.5)[selb].astype(int), labels=[0, 1])
+    conf = pd.read_csv(o["confusion"])
+    got = conf[conf["fold"] == "all"].pivot(index="truth", columns="predicted", values="pixels")
+    np.testing.assert_array_equal(got.loc[["background", "glacier"], ["background", "glacier"]].to_numpy(), want)
+    assert sb["classes"] == ["background", "glacier"] and sb["pixels"] == selb.sum()

@@ -11,9 +11,9 @@ from pyproj import Transformer
 import shapely
 from shapely.geometry import MultiPoint, Point, box
 
-from glaciermap import labels as L
-from glaciermap.features import cube_dataset, cube_encoding
-from glaciermap.georef import read_grid
+from glaciermap.segmentation import labels as L
+from glaciermap.data.features import cube_dataset, cube_encoding
+from glaciermap.data.georef import read_grid
 from glaciermap.io import GlacierInputError, skip_dataset, write_netcdf_atomic
 
 CRS, RES, LEFT, TOP = "EPSG:32632", 10.0, 400000.0, 5100000.0

@@ -136,7 +136,7 @@ def test_three_class_variant_end_to_end(run):
     import rasterio
     import xarray as xr
 
-    from glaciermap.labels import read_label_raster
+    from glaciermap.segmentation.labels import read_label_raster
 
     work, _ = run
     r = work / "results/tiny"
@@ -176,6 +176,16 @@ def test_three_class_variant_end_to_end(run):
     assert conf.loc[conf["fold"] == "all", "pixels"].sum() == met["pixels"] > 0
     per = pd.read_csv(r / "segmentation/ice_debris/metrics.csv")
     assert set(per["class"]) == set(classes) and set(per["fold"].astype(str)) == {"0", "1", "all"}
+    # permutation importance (importance.models): every layer and the default groups the model has channels of
+    imp = json.loads((r / "segmentation/ice_debris/importance.json").read_text())
+    channels = ["B04", "B03", "B02", "B08", "B11", "dem"]
+    assert imp["classes"] == classes and imp["folds"] == [0, 1] and imp["n_repeats"] == 2
+    assert set(imp["top_layers"]) <= set(channels) and len(imp["top_layers"]) == 3
+    summ = pd.read_csv(r / "segmentation/ice_debris/importance_summary.csv")
+    assert set(summ.loc[summ["kind"] == "layer", "feature"]) == set(channels)
+    assert set(summ.loc[summ["kind"] == "group", "feature"]) == {"optical", "terrain"}
+    assert (summ["n_samples"] == 4).all() and {"drop_iou_debris_mean", "drop_mean_iou_std"} <= set(summ.columns)
+    assert set(imp["baseline"]) == {"overall_accuracy", "mean_iou", *(f"iou_{c}" for c in classes)}
     # binary models get the same table as background/glacier
     assert json.loads((r / "segmentation/dl4gam/metrics.json").read_text())["classes"] == ["background", "glacier"]
     # not an area-change model: no area products, not in Table 7
@@ -236,9 +246,9 @@ def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
 
 def test_comparison_without_debris_map_or_ablation(run, tmp_path):
     """One model, no debris map: debris columns null, and the summary says why."""
-    from glaciermap.compare import run_compare
+    from glaciermap.area_change.compare import run_compare
     from glaciermap.io import prediction_files
-    from glaciermap.summary import build_summary
+    from glaciermap.area_change.summary import build_summary
 
     work, _ = run
     r, a = work / "results/tiny", work / A
@@ -269,7 +279,7 @@ def test_comparison_without_debris_map_or_ablation(run, tmp_path):
 def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
     """Glaciers excluded by QC are counted by step in summary.json and explained in its notes (no silent drops)."""
     from glaciermap.config import validate_config
-    from glaciermap.summary import build_summary
+    from glaciermap.area_change.summary import build_summary
 
     work, _ = run
     r = work / "results/tiny"

@@ -1,11 +1,11 @@
-"""glaciermap.netcdf (h5py reads) against xarray's decoding, on real workflow files and on hand-made ones."""
+"""glaciermap.data.netcdf (h5py reads) against xarray's decoding, on real workflow files and on hand-made ones."""
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from glaciermap.netcdf import decode_times, read_attrs, read_slices, read_times, read_variables
-from glaciermap.patches import DL4GAM_CHANNELS, load_cube, open_cube
+from glaciermap.data.netcdf import decode_times, read_attrs, read_slices, read_times, read_variables
+from glaciermap.segmentation.patches import DL4GAM_CHANNELS, load_cube, open_cube
 
 
 def _same(a, b, name):
@@ -77,7 +77,7 @@ def _stack_file(path, enc_layers=None):
 
 @pytest.mark.parametrize("enc", [None, {"dtype": "int16", "scale_factor": 0.001, "_FillValue": -32768}])
 def test_read_layers_equals_the_xarray_selection(tmp_path, enc):
-    from glaciermap.netcdf import MissingVariablesError, read_layers
+    from glaciermap.data.netcdf import MissingVariablesError, read_layers
 
     p = tmp_path / "s.nc"
     names = _stack_file(p, enc)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glaciermap.inventory import check_inventory, prepare_inventory, read_glacier, read_inventory, write_inventory
+from glaciermap.data.inventory import check_inventory, prepare_inventory, read_glacier, read_inventory, write_inventory
 
 from conftest import oggm_sample
 

@@ -33,10 +33,10 @@ import pytest
 import xdem
 from scipy import ndimage
 
-from glaciermap import channels, features, terrain
-from glaciermap.acquire import glacier_grid
-from glaciermap.inventory import check_inventory, read_inventory
-from glaciermap.masks import glacier_masks
+from glaciermap.data import channels, features, terrain
+from glaciermap.data.acquire import glacier_grid
+from glaciermap.data.inventory import check_inventory, read_inventory
+from glaciermap.data.masks import glacier_masks
 
 from conftest import oggm_sample
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from rasterio.transform import from_origin
 
-from glaciermap import outlines
+from glaciermap.area_change import outlines
 
 T = from_origin(500000.0, 5100000.0, 10.0, 10.0)  # 10 m pixels, north-up
 

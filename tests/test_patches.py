@@ -11,8 +11,8 @@ from affine import Affine
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.distance import cdist
 
-from glaciermap import patches
-from glaciermap.features import DL4GAM_CHANNELS, cube_dataset, cube_encoding
+from glaciermap.segmentation import patches
+from glaciermap.data.features import DL4GAM_CHANNELS, cube_dataset, cube_encoding
 from glaciermap.io import skip_dataset, write_netcdf_atomic
 
 CRS = "EPSG:32632"

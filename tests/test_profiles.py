@@ -68,8 +68,8 @@ def _job_resources(out, rule):
 
 def test_per_glacier_and_region_jobs_are_sized_from_glacier_and_region_size(workdir):
     from glaciermap.config import load_config
-    from glaciermap.grid import cube_margin_m
-    from glaciermap.inventory import glacier_list
+    from glaciermap.data.grid import cube_margin_m
+    from glaciermap.data.inventory import glacier_list
     from glaciermap.resources import cube_megapixels, glacier_job, region_job
 
     out = _dry(workdir, "qc")
@@ -120,7 +120,7 @@ def test_gpu_switch_reaches_training_and_inference_only(workdir):
 
 
 def test_packed_training_leaves_finished_members_alone_and_checks_its_outputs(tmp_path):
-    from glaciermap.train import run_train_fold
+    from glaciermap.segmentation.train import run_train_fold
 
     done = [tmp_path / f"fold0/member{m}/done.json" for m in range(2)]
     for d in done:

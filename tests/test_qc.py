@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from glaciermap.io import skip_dataset, write_netcdf_atomic
-from glaciermap.qc import AllSkippedError, collect_qc
+from glaciermap.data.qc import AllSkippedError, collect_qc
 
 
 def _manifest(tmp_path, ids):

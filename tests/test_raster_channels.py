@@ -6,13 +6,13 @@ import pytest
 import yaml
 
 from conftest import REPO
-from glaciermap.acquire import acquire
+from glaciermap.data.acquire import acquire
 from glaciermap.config import validate_config
-from glaciermap.features import write_cube
-from glaciermap.inventory import prepare_inventory, write_inventory
+from glaciermap.data.features import write_cube
+from glaciermap.data.inventory import prepare_inventory, write_inventory
 from glaciermap.io import read_status
-from glaciermap.netcdf import read_layers
-from glaciermap.select import select_image
+from glaciermap.data.netcdf import read_layers
+from glaciermap.data.select import select_image
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,8 @@ def test_velocity_and_coherence_channels_hold_the_planted_signals(chosen, tiny_r
     (vel, coh), ice = stack, v["mask_glacier"].astype(bool)
     off = v["mask_glacier_id"] == -1
     # the layer is the scene year's (2023) mosaic, read through the source registry on the cube grid
-    from glaciermap.scenes import read_scenes
-    from glaciermap.sources import build_source
+    from glaciermap.data.scenes import read_scenes
+    from glaciermap.data.sources import build_source
 
     grid = read_scenes(out / "scenes.nc", ["blue"]).grid
     src = build_source("velocity", _sources(tiny_region, [2015, 2023])["velocity"]["config"])

@@ -1,6 +1,6 @@
 """A training job killed with SIGKILL mid-epoch resumes from last.pt and ends bit-identical to an uninterrupted run.
 
-The job is run the way the `train` rule runs it (glaciermap.train.run_train on centre tables, a frozen split
+The job is run the way the `train` rule runs it (glaciermap.segmentation.train.run_train on centre tables, a frozen split
 file and a normalisation file), in a separate process, on CPU. The killed process gets no chance to clean up,
 exactly like a Slurm preemption or an out-of-memory kill.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from glaciermap import patches, split as sp
+from glaciermap.segmentation import patches, split as sp
 from test_patches import IDS, scene_labels, write_cube
 
 SETTINGS = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 2, "epochs": 3,
@@ -30,7 +30,7 @@ RUNNER = textwrap.dedent("""
     import json, sys
     import torch
     from glaciermap.io import setup_logging
-    from glaciermap.train import run_train
+    from glaciermap.segmentation.train import run_train
     a = json.loads(sys.argv[1])
     setup_logging(a["log"])
     run_train(a["train"], a["val"], a["split"], a["norm"], 0, 1, a["settings"], a["done"], 1)

@@ -1,12 +1,12 @@
-"""glaciermap.scenes (h5py reads of acquisition files) against xarray + rioxarray on real workflow files."""
+"""glaciermap.data.scenes (h5py reads of acquisition files) against xarray + rioxarray on real workflow files."""
 
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401
 import xarray as xr
 
-from glaciermap.grid import CubeGrid
-from glaciermap.scenes import read_scenes
+from glaciermap.data.grid import CubeGrid
+from glaciermap.data.scenes import read_scenes
 
 
 def _acquisitions(work):

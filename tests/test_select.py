@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from glaciermap.select import albedo, rank_candidates
+from glaciermap.data.select import albedo, rank_candidates
 
 
 def _scores(rows):

@@ -1,4 +1,4 @@
-"""glaciermap.sources: the source registry, config checks and reading every kind onto a CubeGrid.
+"""glaciermap.data.sources: the source registry, config checks and reading every kind onto a CubeGrid.
 
 Generated data: small GeoTIFFs written with rasterio into tmp_path and pystac items pointing at them (one
 static catalog for the search path). Real data: the ITS_LIVE velocity crop of the OGGM sample data.
@@ -18,9 +18,9 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from conftest import oggm_sample
-from glaciermap.grid import CubeGrid, utm_crs_for
+from glaciermap.data.grid import CubeGrid, utm_crs_for
 from glaciermap.io import GlacierInputError
-from glaciermap.sources import (KINDS, LandsatC2L2, PerYearRasterSource, RasterSource, Sentinel1, Sentinel2L1C,
+from glaciermap.data.sources import (KINDS, LandsatC2L2, PerYearRasterSource, RasterSource, Sentinel1, Sentinel2L1C,
                                 Sentinel2L2A, SourceConfigError, build_sources, check_sources, read, register_kind,
                                 s2_offset)
 
@@ -423,7 +423,7 @@ def test_landsat_all_fill_scene_is_an_error(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 def test_sentinel1_db_linear_and_no_cloud_cover(tmp_path):
-    from glaciermap import stac
+    from glaciermap.data import stac
 
     d = tmp_path / "s1"
     d.mkdir()

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glaciermap import split as sp
+from glaciermap.segmentation import split as sp
 
 N_FOLDS = 5
 
@@ -180,7 +180,7 @@ def test_extend_drops_and_reports_removed(m0, s0, caplog):
     m = m0.copy()
     m.loc[m.glac_id == gone[0], "qc_status"] = "skipped"
     m = m[m.glac_id != gone[1]]
-    with caplog.at_level("WARNING", logger="glaciermap.split"):
+    with caplog.at_level("WARNING", logger="glaciermap.segmentation.split"):
         ext = sp.extend_split(s0, m)
     assert ext.attrs["dropped"] == gone
     assert ext.attrs["meta"]["history"][-1]["dropped"] == gone

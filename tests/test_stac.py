@@ -4,7 +4,7 @@ import pystac
 import pytest
 from shapely.geometry import box, mapping
 
-from glaciermap import stac
+from glaciermap.data import stac
 
 
 def _item(iid, bbox, when, cloud, collection):
@@ -64,12 +64,12 @@ def test_items_without_cloud_cover_are_kept_or_dropped_never_silently(catalog, c
     cat.save(pystac.CatalogType.SELF_CONTAINED)
     stac._static_items.cache_clear()
     args = (catalog, "sentinel-2-l2a", (7.6, 45.95, 7.7, 46.0), "2023-08-01", "2023-10-15")
-    with caplog.at_level(logging.INFO, logger="glaciermap.stac"):
+    with caplog.at_level(logging.INFO, logger="glaciermap.data.stac"):
         kept = [i.id for i in stac.search_scenes(*args, 75)]
     assert kept == ["good", "no-cc", "last-day"]
     assert "without eo:cloud_cover kept" in caplog.text and "no-cc" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="glaciermap.stac"):
+    with caplog.at_level(logging.INFO, logger="glaciermap.data.stac"):
         dropped = [i.id for i in stac.search_scenes(*args, 75, missing_cloud_cover="drop")]
     assert dropped == ["good", "last-day"]
     assert "1 item(s) of sentinel-2-l2a without eo:cloud_cover dropped" in caplog.text

@@ -8,7 +8,7 @@ import pytest
 import xdem
 from scipy import ndimage
 
-from glaciermap import terrain
+from glaciermap.data import terrain
 
 RES = 10.0
 INNER = (slice(1, -1), slice(1, -1))
@@ -349,7 +349,7 @@ def test_terrain_attributes_reference_curvatures_are_smoothed_clipped_and_not_fl
 
 
 def test_the_dl4gam_set_takes_the_reference_curvatures():
-    from glaciermap import channels
+    from glaciermap.data import channels
 
     for name in ("dl4gam", "dl4gam_no_dhdt"):
         s = channels.CHANNEL_SETS[name]

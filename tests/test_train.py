@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from glaciermap import patches, train
+from glaciermap.segmentation import patches, train
 from test_patches import IDS, scene_labels, split_table, write_cube
 
 TINY = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 4, "epochs": 2, "seed": 7,

@@ -114,7 +114,7 @@ def _describe(schema: dict, key: str) -> str:
 
 def model_channels(cfg: dict) -> list[str]:
     """The default channels of every model variant (``model.channels``, null = the 16 DL4GAM channels)."""
-    from .channels import CHANNEL_SETS
+    from glaciermap.data.channels import CHANNEL_SETS
 
     return list(cfg.get("model", {}).get("channels") or CHANNEL_SETS["dl4gam"])
 
@@ -130,7 +130,7 @@ def model_registry(cfg: dict) -> dict[str, dict]:
     Each value holds the network (arch, encoder, encoder_weights), the training settings (members, epochs,
     patch_size, strides, lr, ...) and ``channels``, the resolved list of channel names.
     """
-    from .channels import CHANNEL_SETS
+    from glaciermap.data.channels import CHANNEL_SETS
 
     base = {k: v for k, v in cfg.get("model", {}).items() if k != "channels"}
     base.update({k: v for k, v in cfg.get("train", {}).items() if k not in RUN_ONLY_TRAIN_KEYS})
@@ -178,7 +178,7 @@ def used_label_sets(cfg: dict) -> list[str]:
 
 def label_set_channels(cfg: dict) -> list[str]:
     """Channels the used label sets threshold (the cubes must hold them as layers)."""
-    from .labels import label_channels
+    from glaciermap.segmentation.labels import label_channels
 
     seen = []
     for name in used_label_sets(cfg):
@@ -220,13 +220,13 @@ def source_configs(cfg: dict) -> dict:
 
 def _check_semantics(cfg: dict) -> None:
     problems = []
-    from .sources import check_sources
+    from glaciermap.data.sources import check_sources
 
     sources = source_configs(cfg)
     problems += check_sources({"sources": sources})
     if cfg.get("imagery") not in sources:
         problems.append(f"imagery: '{cfg.get('imagery')}' is not a source (sources: {', '.join(sources) or 'none'})")
-    from .channels import RASTER_SOURCES, ChannelError, cube_layers, get_channel
+    from glaciermap.data.channels import RASTER_SOURCES, ChannelError, cube_layers, get_channel
 
     problems += _check_models(cfg)
     problems += _check_labels(cfg)
@@ -290,7 +290,7 @@ def _check_semantics(cfg: dict) -> None:
 
 def _check_models(cfg: dict) -> list[str]:
     """Model entries: known channel sets, drops that exist, area_change lists naming models."""
-    from .channels import CHANNEL_SETS, ChannelError, get_channel
+    from glaciermap.data.channels import CHANNEL_SETS, ChannelError, get_channel
 
     problems = []
     models = cfg.get("models") or {}
@@ -321,6 +321,14 @@ def _check_models(cfg: dict) -> list[str]:
         if labels != GLACIER_LABELS and labels not in (cfg.get("labels") or {}):
             problems.append(f"models.{name}.labels: '{labels}' is neither `glacier` (the binary target) nor a label set "
                             f"of `labels` ({', '.join(cfg.get('labels') or {}) or 'none is configured'})")
+    for m in (cfg.get("importance") or {}).get("models") or []:
+        if m not in models:
+            problems.append(f"importance.models: '{m}' is not an entry of `models` ({', '.join(models)})")
+    from glaciermap.data.channels import known_channels
+
+    for g in (cfg.get("importance") or {}).get("groups") or {}:
+        if g in known_channels():
+            problems.append(f"importance.groups.{g}: a group may not be named like a channel")
     ac = cfg.get("area_change", {})
     registry = model_registry(cfg) if not problems else {}
     for key in ("models", "compare"):
@@ -334,9 +342,9 @@ def _check_models(cfg: dict) -> list[str]:
 
 
 def _check_labels(cfg: dict) -> list[str]:
-    """Label sets: their rules (glaciermap.labels) and the channels their thresholds read."""
-    from .channels import ChannelError, get_channel
-    from .labels import check_labelset, label_channels
+    """Label sets: their rules (glaciermap.segmentation.labels) and the channels their thresholds read."""
+    from glaciermap.data.channels import ChannelError, get_channel
+    from glaciermap.segmentation.labels import check_labelset, label_channels
 
     problems = []
     for name, spec in (cfg.get("labels") or {}).items():

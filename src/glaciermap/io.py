@@ -111,7 +111,7 @@ def skip_dataset(glacier_id: str, epoch: str, reason: str, step: str):
 
 def read_status(path: str | os.PathLike) -> dict:
     """Status attributes of a per-glacier NetCDF without loading its data."""
-    from .netcdf import read_attrs  # h5py: attributes only, no xarray dataset set-up per upstream file
+    from glaciermap.data.netcdf import read_attrs  # h5py: attributes only, no xarray dataset set-up per upstream file
 
     attrs = read_attrs(path)
     return {k: attrs.get(k, "") for k in ("glacier_id", "epoch", "status", "reason", "skipped_at_step")}
@@ -121,7 +121,7 @@ def read_record(path: str | os.PathLike, names, optional=()):
     """(values, global attributes) of the named variables of a per-glacier NetCDF, in one read; None for a
     skip record. A non-skipped file without one of ``names`` raises MissingVariablesError (a KeyError)
     naming file and variables."""
-    from .netcdf import MissingVariablesError, read_variables
+    from glaciermap.data.netcdf import MissingVariablesError, read_variables
 
     values, attrs = read_variables(path, [], optional=[*names, *optional])
     if attrs.get("status") == STATUS_SKIPPED:

@@ -28,9 +28,6 @@ PER_GLACIER = {
     "acquire": (220.0, 186.0, 2.3, 2.2),
     "select": (216.0, 99.0, 2.2, 0.5),
     "features": (224.0, 578.0, 2.7, 4.1),
-    # not from the fit: the label rasters of a K-class model read one cube's masks and a few layers (features'
-    # memory model is an upper bound) and the user's maps
-    "labels": (224.0, 578.0, 2.7, 4.1),
 }
 
 #: rule -> (peak RSS MB on the demo, seconds intercept, seconds per glacier) for region-level rules: the
@@ -51,8 +48,10 @@ REGION = {
     "compare": (452.0, 0.0, 1.41),
     "outlines": (261.0, 0.0, 0.55),
     "figures": (861.0, 0.0, 0.28),
-    # not from the fit: reads what calibrate reads, for the test glaciers (as areas does)
-    "confusion": (414.0, 0.0, 0.52),
+    "confusion": (273.0, 0.0, 0.19),
+    # not from the fit: ensemble passes over max_patches test patches per fold; memory as an infer job (profile:
+    # 1.0 GB measured on the demo), runtime set generously per glacier until measured
+    "importance": (1000.0, 0.0, 5.0),
 }
 
 
@@ -72,7 +71,7 @@ def cube_megapixels(xmin: float, ymin: float, xmax: float, ymax: float, margin_m
 
 
 def glacier_job(rule: str, megapixels: float, n_scenes: int, attempt: int = 1) -> dict:
-    """{"mem_mb", "runtime"} of one per-glacier job (acquire, select, features or labels)."""
+    """{"mem_mb", "runtime"} of one per-glacier job (acquire, select or features)."""
     a, b, c, d = PER_GLACIER[rule]
     size = megapixels * max(int(n_scenes), 1) if rule in ("acquire", "select") else megapixels
     return {"mem_mb": _mb(a + b * size) * attempt, "runtime": _minutes(c + d * size) * attempt}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import read_record
+from glaciermap.io import read_record
 
 
 def read_manifest(path) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def calibrated_stats(probs: np.ndarray, temperatures) -> tuple[np.ndarray, np.nd
 
     ``probs`` [M, H, W] (binary) or [M, K, H, W] (K classes: each member's classes scaled together).
     """
-    from .calibrate import apply_temperature, apply_temperature_classes, ensemble_stats
+    from glaciermap.segmentation.calibrate import apply_temperature, apply_temperature_classes, ensemble_stats
 
     temperatures = list(temperatures) or [1.0] * len(probs)
     if np.ndim(probs) == 4:

@@ -7,12 +7,12 @@ import sys
 
 import pandas as pd
 
-from glaciermap.acquire import candidate_ids
+from glaciermap.data.acquire import candidate_ids
 from glaciermap.config import source_configs, validate_config
-from glaciermap.grid import cube_margin_m
-from glaciermap.inventory import GLACIER_LIST_COLUMNS, glacier_list, missing_inventory_message
+from glaciermap.data.grid import cube_margin_m
+from glaciermap.data.inventory import GLACIER_LIST_COLUMNS, glacier_list, missing_inventory_message
 from glaciermap.resources import cube_megapixels, glacier_job, region_job
-from glaciermap.stac import is_api, resolve_raster
+from glaciermap.data.stac import is_api, resolve_raster
 
 config.update(validate_config(config))
 
@@ -21,7 +21,7 @@ R = f"{config['results_dir']}/{config['region']}"
 IMAGERY_SOURCE = source_configs(config)[config["imagery"]]
 IMAGERY_STAC = (IMAGERY_SOURCE.get("stac") or {}).get("source") or ""
 EPOCHS = list(config["epochs"])
-CONDA_ENV = "../../envs/glaciermap.yaml"
+CONDA_ENV = "../../../envs/glaciermap.yaml"  # relative to workflow/rules/<group>/
 
 # The glacier list is read from the inventory when the DAG is built (ids, status, bounds and a
 # content fingerprint per outline); per-glacier jobs depend on that fingerprint, not on the shared
@@ -135,9 +135,9 @@ def raster_href(kind):
 # The split must be known when the DAG is built (per-fold jobs name per-glacier files): the frozen file
 # is read (and extended in memory) when it exists, else the same deterministic make_split is computed
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
-from glaciermap.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
+from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
 from glaciermap.config import all_model_channels, label_set_channels, model_registry, used_label_sets
-from glaciermap.split import SplitError, make_split, split_for, split_hash
+from glaciermap.segmentation.split import SplitError, make_split, split_for, split_hash
 
 SPLIT_FILE = f"{R}/split/split.csv"
 SPLIT_CFG = config["split"]
@@ -283,9 +283,11 @@ MODEL_TARGETS = [f"{R}/area_change/{m}/{f}" for m in AREA_MODELS
 MODEL_TARGETS += [f"{R}/area_change/method_comparison.csv"] if FOLDS and not ONE_EPOCH and COMPARE_MODELS else []
 # the shared segmentation core's scores of every model: per-class metrics and confusion matrices (rule confusion)
 MODEL_TARGETS += [f"{R}/segmentation/{m}/metrics.json" for m in MODELS] if FOLDS else []
+# permutation importance of the models named in `importance.models`
+MODEL_TARGETS += [f"{R}/segmentation/{m}/importance.json" for m in config["importance"]["models"]] if FOLDS else []
 
 # The layers every cube holds: every model's channels, the channels the label sets threshold, plus the bands the
-# baseline, comparison and figures read (glaciermap.channels.READER_LAYERS); nothing else is computed.
+# baseline, comparison and figures read (glaciermap.data.channels.READER_LAYERS); nothing else is computed.
 CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config),
                                         extra=list(READER_LAYERS) + label_set_channels(config))
 # the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)

@@ -9,7 +9,7 @@
     <out>/inputs/scenes/<item_id>/<B..>.tif  12 L2A bands (uint16, reflectance x 10000, nodata 0, native 10/20/60 m)
                                            and SCL (uint8, 20 m), all COGs (deflate + predictor, overviews /4 /16)
     <out>/inputs/debris/debris_map.gpkg    layer "debris": a user's debris-cover map (the t0 debris at 30 m, patches
-                                           < 0.27 ha missed; the labels of K-class models, glaciermap.labels)
+                                           < 0.27 ha missed; the labels of K-class models, glaciermap.segmentation.labels)
     <out>/inputs/catalog/catalog.json      static STAC catalog (collections sentinel-2-l2a and auxiliary, then
                                            the other sensors' collections listed below)
     <out>/truth/                           outlines_t0.gpkg, outlines_2023.gpkg, areas.csv, debris_t0.tif,

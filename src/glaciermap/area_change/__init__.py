@@ -1,0 +1,1 @@
+"""The area change method (DL4GAM): calibrated areas and bounds, change rates and the regional extrapolation, the band-ratio baseline, the method comparison, the truth evaluation, outlines, figures and the summary."""

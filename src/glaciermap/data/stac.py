@@ -1,0 +1,156 @@
+"""STAC search with one interface for a STAC API and a local static catalog."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pystac
+from shapely.geometry import box, shape
+
+log = logging.getLogger("glaciermap.data.stac")
+
+
+class StacSourceError(ValueError):
+    """A static catalog that cannot be read (not JSON, not STAC, a broken link); the message names the file."""
+
+
+def is_api(source: str) -> bool:
+    return str(source).startswith(("http://", "https://"))
+
+
+@functools.lru_cache(maxsize=4)
+def _static_items(source: str) -> tuple:
+    """All items of a local static catalog, read once per process."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"STAC catalog {source} does not exist")
+    items = []
+    try:
+        cat = pystac.read_file(str(path))
+        for item in cat.get_items(recursive=True):
+            item.make_asset_hrefs_absolute()
+            items.append(item)
+    except FileNotFoundError as e:  # a child catalog or item the catalog links to
+        raise StacSourceError(f"STAC catalog {source}: a linked file does not exist: {e.filename or e}") from e
+    except (ValueError, KeyError, TypeError, pystac.STACError, pystac.STACTypeError) as e:
+        # json.JSONDecodeError is a ValueError; pystac raises STACTypeError/KeyError for JSON that is not STAC
+        where = f" ({e.doc and 'line %d column %d' % (e.lineno, e.colno)})" if hasattr(e, "lineno") else ""
+        raise StacSourceError(f"STAC catalog {source} (or a file it links to) cannot be read{where}: "
+                              f"{type(e).__name__}: {e}") from e
+    return tuple(items)
+
+
+def _parse_day(s: str, end: bool) -> datetime:
+    d = datetime.fromisoformat(s)
+    if end and len(s) == 10:  # an end date is inclusive: the whole day
+        d = d.replace(hour=23, minute=59, second=59)
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d
+
+
+def _matches(item: pystac.Item, collection: str | None, aoi, start: datetime, end: datetime, max_cloud: float | None,
+             keep_missing_cloud: bool = True) -> bool:
+    if collection and item.collection_id != collection:
+        return False
+    dt = item.datetime or _parse_day(item.properties.get("start_datetime"), False)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    if not (start <= dt <= end):
+        return False
+    if max_cloud is not None:
+        cc = item.properties.get("eo:cloud_cover")
+        if cc is None:
+            if not keep_missing_cloud:
+                return False
+        elif not cc < max_cloud:
+            return False
+    geom = shape(item.geometry) if item.geometry else box(*item.bbox)
+    return geom.intersects(aoi)
+
+
+def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: str, max_cloud: float | None,
+                  missing_cloud_cover: str = "keep") -> list[pystac.Item]:
+    """Items of ``collection`` intersecting ``bbox_lonlat`` in [start, end] with ``eo:cloud_cover < max_cloud``.
+
+    ``max_cloud`` None: no cloud filter (SAR). An item without ``eo:cloud_cover`` is kept
+    (``missing_cloud_cover="keep"``: the per-pixel mask decides; logged by id) or dropped (``"drop"``; the count
+    is logged), never silently. A STAC API is asked with item search (the cloud filter is sent to the server
+    only with ``"drop"``, where the server's answer is the same); a static catalog is filtered here with the
+    same predicate, so both sources give the same answer. Sorted by datetime, then id.
+    """
+    if missing_cloud_cover not in ("keep", "drop"):
+        raise ValueError(f"missing_cloud_cover must be 'keep' or 'drop', not {missing_cloud_cover!r}")
+    keep = missing_cloud_cover == "keep"
+    t0, t1 = _parse_day(start, False), _parse_day(end, True)
+    aoi = box(*bbox_lonlat)
+    if is_api(source):
+        from pystac_client import Client
+
+        client = Client.open(source)
+        query = {"eo:cloud_cover": {"lt": max_cloud}} if (max_cloud is not None and not keep) else None
+        search = client.search(collections=[collection], bbox=bbox_lonlat, datetime=[t0, t1], query=query)
+        items = list(search.items())
+    else:
+        items = list(_static_items(str(source)))
+    found = [it for it in items if _matches(it, collection, aoi, t0, t1, max_cloud, keep)]
+    if max_cloud is not None:
+        in_window = [it for it in items if _matches(it, collection, aoi, t0, t1, None)]
+        no_cc = [it.id for it in in_window if it.properties.get("eo:cloud_cover") is None]
+        if no_cc and keep:
+            log.info("%d item(s) of %s without eo:cloud_cover kept (the per-pixel mask decides): %s",
+                     len(no_cc), collection, ", ".join(no_cc))
+        elif no_cc:
+            log.warning("%d item(s) of %s without eo:cloud_cover dropped (stac.missing_cloud_cover: drop): %s",
+                        len(no_cc), collection, ", ".join(no_cc))
+    return sorted(found, key=lambda it: (it.datetime or t0, it.id))
+
+
+@functools.lru_cache(maxsize=None)
+def _file_state(href: str) -> str:
+    """``<size>`` of a local file, ``missing`` when it is absent, ``remote`` for a URL (not looked at)."""
+    import os
+
+    if "://" in href and not href.startswith("file://"):
+        return "remote"
+    try:
+        return str(os.stat(href.removeprefix("file://")).st_size)
+    except OSError:
+        return "missing"
+
+
+def item_token(item: pystac.Item, keys) -> str:
+    """``<id>`` or ``<id>@<hash>`` of an item: the hash changes when one of its local asset files ``keys``
+    appears, disappears or changes size, so a scene file that was missing or truncated and comes back re-runs
+    the acquisitions that use it (a Snakemake param). One stat per asset file, cached per process."""
+    import hashlib
+
+    states = [f"{k}={_file_state(item.assets[k].get_absolute_href())}" if k in item.assets else f"{k}=absent"
+              for k in keys]
+    if all(st.endswith("=remote") for st in states):
+        return item.id
+    return f"{item.id}@{hashlib.sha1(';'.join(states).encode()).hexdigest()[:8]}"
+
+
+def find_item(source: str, item_id: str, collection: str | None = None) -> pystac.Item:
+    if is_api(source):
+        from pystac_client import Client
+
+        client = Client.open(source)
+        items = list(client.search(ids=[item_id], collections=[collection] if collection else None).items())
+    else:
+        items = [it for it in _static_items(str(source)) if it.id == item_id and (collection is None or it.collection_id == collection)]
+    if len(items) != 1:
+        raise KeyError(f"STAC item '{item_id}' found {len(items)} times in {source}")
+    return items[0]
+
+
+def resolve_raster(spec: dict, source: str) -> str:
+    """Path or URL of a raster given as ``{path}`` or ``{stac_item, asset}`` (see the config schema)."""
+    if spec.get("path"):
+        return spec["path"]
+    item = find_item(source, spec["stac_item"], spec.get("collection"))
+    if spec["asset"] not in item.assets:
+        raise KeyError(f"STAC item '{item.id}' has no asset '{spec['asset']}' (assets: {', '.join(item.assets)})")
+    return item.assets[spec["asset"]].get_absolute_href()

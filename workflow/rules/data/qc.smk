@@ -1,0 +1,23 @@
+rule qc:
+    """Collect every skipped glacier (with step and reason), every chosen image and every dropped candidate scene."""
+    input:
+        manifest=f"{R}/inventory/manifest.csv",
+        scenes=per_glacier(f"{R}/scenes/{{glacier}}/{{epoch}}.nc"),
+        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
+        selections=per_glacier(f"{R}/selection/{{glacier}}/{{epoch}}.csv"),
+    output:
+        skipped=f"{R}/qc/skipped.csv",
+        selected=f"{R}/qc/selected_images.csv",
+        dropped=f"{R}/qc/dropped_candidates.csv",
+        summary=f"{R}/qc/summary.json",
+    resources:
+        mem_mb=region_resources("qc", "mem_mb"),
+        runtime=region_resources("qc", "runtime"),
+    log:
+        f"{R}/logs/qc.log",
+    benchmark:
+        f"{R}/benchmarks/qc.tsv",
+    conda:
+        CONDA_ENV
+    script:
+        "../../scripts/data/qc.py"

@@ -1,0 +1,23 @@
+# One job per (model, fold, epoch) covers every member of the fold's ensemble and writes one folder: a file per
+# test glacier (<glacier>.nc) and, at t0, per validation glacier (val/<glacier>.nc, for calibration). One rule
+# for any number of folds and models; consumers take the folders (glaciermap.io.prediction_files).
+rule infer:
+    """Ensemble probabilities of one model, fold and epoch on the fold's test (and, at t0, validation) glaciers."""
+    input:
+        ensemble=f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
+        norm=f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
+        test=lambda w: [f"{R}/cubes/{g}/{w.epoch}.nc" for g in TEST_OF[int(w.fold)]],
+        val=lambda w: [f"{R}/cubes/{g}/{w.epoch}.nc" for g in VAL_OF[int(w.fold)]] if w.epoch == T0 else [],
+    output:
+        directory(f"{R}/predictions/{{model}}/fold{{fold}}/{{epoch}}"),
+    params:
+        settings=canonical(config["infer"]),
+        patch_size=lambda w: MODELS[w.model]["patch_size"],
+    log:
+        f"{R}/logs/infer/{{model}}/fold{{fold}}/{{epoch}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/{{model}}/fold{{fold}}/{{epoch}}.tsv",
+    conda:
+        CONDA_ENV
+    script:
+        "../../scripts/segmentation/infer.py"

@@ -1,0 +1,42 @@
+rule patches:
+    """Patch-centre table (stride grid inside the 50 m buffer + centroid) of every t0 cube, for one stride."""
+    input:
+        # ancient: a re-made t0 cube (new scene) does not retrain; `--forcerun patches` does
+        cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for g in TRAINING_GLACIERS],
+    output:
+        f"{R}/patches/centres_stride{{stride}}.csv",
+    resources:
+        mem_mb=region_resources("patches", "mem_mb"),
+        runtime=region_resources("patches", "runtime"),
+    log:
+        f"{R}/logs/patches/stride{{stride}}.log",
+    benchmark:
+        f"{R}/benchmarks/patches/stride{{stride}}.tsv",
+    conda:
+        CONDA_ENV
+    script:
+        "../../scripts/segmentation/patches.py"
+
+
+rule normalise:
+    """Per-channel normalisation of one model and fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
+    input:
+        folds=ancient(f"{R}/split/folds.csv"),
+        cubes=fold_cubes("train", protect=True),
+    output:
+        f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
+    params:
+        split=SPLIT_FILE,
+        roles=fold_roles_hash,
+        channels=lambda w: MODELS[w.model]["channels"],
+    resources:
+        mem_mb=region_resources("normalise", "mem_mb"),
+        runtime=region_resources("normalise", "runtime"),
+    log:
+        f"{R}/logs/normalise/{{model}}/fold{{fold}}.log",
+    benchmark:
+        f"{R}/benchmarks/normalise/{{model}}/fold{{fold}}.tsv",
+    conda:
+        CONDA_ENV
+    script:
+        "../../scripts/segmentation/normalise.py"

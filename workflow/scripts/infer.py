@@ -1,7 +1,0 @@
-from glaciermap.infer import run_infer_folder
-from glaciermap.io import setup_logging
-
-setup_logging(snakemake.log[0])
-i = snakemake.input
-run_infer_folder(i.ensemble, i.norm, list(i.test), list(i.get("val", [])), snakemake.output[0],
-                 snakemake.params.settings, snakemake.params.patch_size, snakemake.threads)

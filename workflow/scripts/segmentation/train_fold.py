@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from glaciermap.segmentation.ensemble import write_ensemble
+from glaciermap.io import setup_logging
+from glaciermap.segmentation.train import run_train_fold
+
+setup_logging(snakemake.log[0])
+# checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)
+settings = dict(snakemake.params.settings, checkpoint_every_s=snakemake.config["train"]["checkpoint_every_s"])
+i, w = snakemake.input, snakemake.wildcards
+fold_dir = Path(snakemake.output[0]).parent
+done = [str(fold_dir / f"member{m}" / "done.json") for m in snakemake.params.members]
+run_train_fold(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), snakemake.params.members,
+               settings, done, snakemake.threads, labels=list(i.labels))
+write_ensemble(done, snakemake.output[0])
