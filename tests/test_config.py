@@ -249,3 +249,36 @@ def test_an_inventory_without_mappable_glaciers_stops_before_any_job(tmp_path):
     rc, out = _snakemake_on_demo_config(tmp_path, tmp_path / "inv.gpkg", "-n")
     assert rc != 0 and "no mappable glacier in the inventory" in out, out[-3000:]
     assert "2 small (e.g. area 0.0001 km2 below min_area_km2 0.1)" in out, out[-3000:]
+
+
+def test_k_class_models_label_sets_and_importance_are_checked_before_any_job(tmp_path):
+    from glaciermap.config import label_set_channels, model_registry, used_label_sets
+
+    debris = tmp_path / "debris.gpkg"
+    debris.write_text("")   # existence is what the config check looks at
+    sets = {"ice_debris": {"classes": [{"name": "background", "rule": "rest"}, {"name": "ice", "rule": "outline"},
+                                       {"name": "debris", "rule": "map", "path": str(debris), "within": "outline"},
+                                       {"name": "water", "rule": "channel", "channel": "ndwi", "above": 0.17,
+                                        "outside": "outline"}]}}
+    models = {"dl4gam": {}, "deb": {"labels": "ice_debris", "arch": "UnetPlusPlus", "weight_decay": 1e-4,
+                                    "model_kwargs": {"decoder_attention_type": "scse"}}}
+    cfg = validate_config(_with(labels=sets, models=models, importance={"models": ["deb"]}))
+    m = model_registry(cfg)
+    assert m["deb"]["classes"] == ["background", "ice", "debris", "water"] and m["dl4gam"]["classes"] == ["glacier"]
+    assert m["deb"]["label_rules"] == sets["ice_debris"] and m["dl4gam"]["label_rules"] is None
+    assert m["deb"]["weight_decay"] == 1e-4 and m["dl4gam"]["weight_decay"] == 0
+    # the defaults of area_change leave the K-class model out; its threshold channel becomes a cube layer
+    assert cfg["area_change"] == {"models": ["dl4gam"], "compare": ["dl4gam"]}
+    assert used_label_sets(cfg) == ["ice_debris"] and label_set_channels(cfg) == ["ndwi"]
+    for bad, msg in ((dict(models={"a": {"labels": "nope"}}), r"models.a.labels: 'nope' is neither `glacier`"),
+                     (dict(models=models, area_change={"models": ["deb"]}),
+                      r"area_change.models: 'deb' is a K-class model \(labels: ice_debris\)"),
+                     (dict(labels={"glacier": sets["ice_debris"]}), r"labels.glacier: .*reserved"),
+                     (dict(labels={"s": {"classes": [{"name": "a", "rule": "rest"},
+                                                     {"name": "b", "rule": "channel", "channel": "ndwii", "above": 0}]}}),
+                      r"labels.s: unknown channel"),
+                     (dict(importance={"models": ["zz"]}), r"importance.models: 'zz' is not an entry of `models`"),
+                     (dict(importance={"groups": {"dem": ["dem"]}}), r"importance.groups.dem: a group may not be named"),
+                     (dict(models={"a": {"loss": "dice"}}), r"models.a.loss: 'dice' is not one of")):
+        with pytest.raises(ConfigError, match=msg):
+            validate_config(_with(labels=sets, **bad) if "labels" not in bad else _with(**bad))

@@ -196,3 +196,19 @@ def test_sparse_checkpoints_write_last_and_best_together_and_change_no_result(tm
     part = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 1e9}, tmp_path / "part", "cpu",
                               test_glaciers=fi.test_glaciers, max_epochs_this_run=1)
     assert not part["complete"] and torch.load(tmp_path / "part" / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_weight_decay_reaches_adam_and_the_fingerprint_only_when_set(tmp_path, fold_data):
+    fi, stats, *_ = fold_data
+    cfg = {**TINY, "epochs": 1}
+    a = train.train_member(fi.train, fi.val, stats, cfg, tmp_path / "a", "cpu", test_glaciers=fi.test_glaciers)
+    z = train.train_member(fi.train, fi.val, stats, {**cfg, "weight_decay": 0.0}, tmp_path / "z", "cpu",
+                           test_glaciers=fi.test_glaciers)
+    w = train.train_member(fi.train, fi.val, stats, {**cfg, "weight_decay": 0.5}, tmp_path / "w", "cpu",
+                           test_glaciers=fi.test_glaciers)
+    assert a["fingerprint"] == z["fingerprint"] != w["fingerprint"]   # 0 (the default) leaves it as it was
+    ck = torch.load(tmp_path / "w" / "last.pt", weights_only=False)
+    assert ck["optimizer"]["param_groups"][0]["weight_decay"] == 0.5
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    ww = ck["model"]
+    assert any(not torch.equal(wa[k], ww[k]) for k in wa if wa[k].is_floating_point())

@@ -182,7 +182,8 @@ def label_set_channels(cfg: dict) -> list[str]:
 
     seen = []
     for name in used_label_sets(cfg):
-        seen += [c for c in label_channels(cfg["labels"][name]) if c not in seen]
+        if name in (cfg.get("labels") or {}):   # an unknown set is reported by the model checks
+            seen += [c for c in label_channels(cfg["labels"][name]) if c not in seen]
     return seen
 
 

@@ -55,6 +55,7 @@ DEFAULTS = {
     "batch_size": 16,
     "val_batch_size": None,      # default: batch_size
     "lr": 1e-4,
+    "weight_decay": 0.0,         # Adam's L2 penalty (CryoNet 1e-4; DL4GAM none)
     "epochs": 30,
     "seed": 0,
     "num_workers": 0,
@@ -327,7 +328,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     multi = K > 1
     if multi and label_paths is None:
         raise ValueError(f"train_member: a {K}-class model ({', '.join(cfg['classes'])}) needs label rasters")
-    keys = FINGERPRINT_KEYS + (CLASS_FINGERPRINT_KEYS if multi else ())
+    # K-class keys, and a weight decay when there is one: a binary model without it keeps its earlier fingerprint
+    keys = FINGERPRINT_KEYS + (CLASS_FINGERPRINT_KEYS if multi else ()) + (("weight_decay",) if cfg["weight_decay"] else ())
     fingerprint = items_fingerprint(train_items, val_items, stats, sorted(str(g) for g in test_glaciers),
                                     {k: cfg[k] for k in keys},
                                     *([sorted(map(str, label_paths.items()))] if multi else []))
@@ -336,7 +338,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
 
     model = build_model(cfg["arch"], cfg["encoder"], len(channels), cfg["encoder_weights"], seed, K,
                         **cfg["model_kwargs"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     done_epoch, best_score, best_epoch, metrics = 0, float("nan"), 0, []
     last_pt, best_pt = out / "last.pt", out / "best.pt"
     if last_pt.exists():
