@@ -105,28 +105,32 @@ def _read_prediction(pred_path, glacier: str):
     """(member probabilities, transform, crs) of a prediction file; None for a skip record (h5py reads)."""
     from glaciermap.data.georef import read_grid
 
-    try:
-        rec = read_record(pred_path, ["prob"])
-        grid = None if rec is None else read_grid(pred_path)
-    except KeyError as e:
-        raise GlacierInputError(glacier, pred_path, "prediction file has no 'prob' variable") from e
-    except (OSError, ValueError) as e:
-        raise GlacierInputError(glacier, pred_path, f"cannot read the prediction file: {e}") from e
+    rec = _read(pred_path, "prob", glacier, "prediction file")
     if rec is None:
         return None
+    try:
+        grid = read_grid(pred_path)
+    except (OSError, ValueError) as e:
+        raise GlacierInputError(glacier, pred_path, f"cannot read the prediction file: {e}") from e
     if grid.crs is None:
         raise GlacierInputError(glacier, pred_path, "prediction file has no CRS (spatial_ref)")
     return rec[0]["prob"].astype(np.float64), grid.transform, grid.crs
 
 
+def _read(path, name: str, glacier: str, what: str):
+    """``read_record(path, [name])`` (None for a skip record); a missing variable or an unreadable file is a
+    GlacierInputError naming the glacier, the file and what is wrong."""
+    try:
+        return read_record(path, [name])
+    except KeyError as e:
+        raise GlacierInputError(glacier, path, f"{what} has no '{name}' variable") from e
+    except (OSError, ValueError) as e:
+        raise GlacierInputError(glacier, path, f"cannot read the {what}: {e}") from e
+
+
 def _read_masks(cube_path, glacier: str) -> dict | None:
     """20 m buffer mask and image date of a cube (None for a skip record)."""
-    try:
-        rec = read_record(cube_path, ["mask_buffer_20m"])
-    except KeyError as e:
-        raise GlacierInputError(glacier, cube_path, "cube has no 'mask_buffer_20m' variable") from e
-    except (OSError, ValueError) as e:
-        raise GlacierInputError(glacier, cube_path, f"cannot read the cube: {e}") from e
+    rec = _read(cube_path, "mask_buffer_20m", glacier, "cube")
     if rec is None:
         return None
     values, attrs = rec

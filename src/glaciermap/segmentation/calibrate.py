@@ -140,10 +140,14 @@ def top_label_reliability(p, y, n_bins: int = 10) -> pd.DataFrame:
     y = np.asarray(y).astype(np.int64).ravel()
     ok = np.isfinite(p).all(1)
     p, y = p[ok], y[ok]
-    K = p.shape[1]
-    conf = p.max(1)
-    correct = (p.argmax(1) == y).astype(np.float64)
-    edges = np.linspace(1.0 / K, 1.0, n_bins + 1)
+    return _binned(p.max(1), (p.argmax(1) == y).astype(np.float64), 1.0 / p.shape[1], n_bins)
+
+
+def _binned(conf, correct, lo: float, n_bins: int) -> pd.DataFrame:
+    """Reliability table: ``n_bins`` equal-width bins of the confidence over [lo, 1] (the last one closed), each
+    with its mean confidence, accuracy (mean of ``correct``) and count; empty bins NaN with count 0."""
+    edges = np.linspace(lo, 1.0, n_bins + 1)
+    # compare with the edges themselves (not floor((c - lo) * n / (1 - lo))): 0.7 must open bin [0.7, 0.75)
     b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
     count = np.bincount(b, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,17 +186,7 @@ def reliability_curve(p, y, n_bins: int = 10) -> pd.DataFrame:
     y = np.asarray(y, dtype=np.float64).ravel()
     ok = np.isfinite(p) & np.isfinite(y)
     p, y = p[ok], y[ok]
-    conf = np.maximum(p, 1.0 - p)
-    correct = ((p >= 0.5) == (y >= 0.5)).astype(np.float64)
-    edges = np.linspace(0.5, 1.0, n_bins + 1)
-    # compare with the edges themselves (not floor((c - 0.5) * 2n)): 0.7 must open bin [0.7, 0.75)
-    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
-    count = np.bincount(b, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
-        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
-    return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "confidence": mean_conf,
-                         "accuracy": acc, "count": count})
+    return _binned(np.maximum(p, 1.0 - p), ((p >= 0.5) == (y >= 0.5)).astype(np.float64), 0.5, n_bins)
 
 
 def ece(p, y, n_bins: int = 10) -> float:
