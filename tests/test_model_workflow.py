@@ -248,7 +248,7 @@ def test_comparison_without_debris_map_or_ablation(run, tmp_path):
     """One model, no debris map: debris columns null, and the summary says why."""
     from glaciermap.area_change.compare import run_compare
     from glaciermap.io import prediction_files
-    from glaciermap.area_change.summary import build_summary
+    from glaciermap.area_change.summary import build_summary, summary_settings
 
     work, _ = run
     r, a = work / "results/tiny", work / A
@@ -270,7 +270,7 @@ def test_comparison_without_debris_map_or_ablation(run, tmp_path):
     from glaciermap.config import validate_config
 
     s = build_summary(r / "qc/summary.json", calib, a / "areas/glacier_areas.csv", a / "rates/regional.json", None, None,
-                      validate_config(cfg), comparison_json=out["json"])
+                      summary_settings(validate_config(cfg), "dl4gam"), comparison_json=out["json"])
     assert s["debris_recall_dl"] is None and s["debris_recall_band_ratio"] is None
     assert s["debris_recall_by_method"] == {"dl4gam": None}
     assert any("no debris map" in n for n in s["notes"]) and any("band-ratio baseline disabled" in n for n in s["notes"])
@@ -278,8 +278,8 @@ def test_comparison_without_debris_map_or_ablation(run, tmp_path):
 
 def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
     """Glaciers excluded by QC are counted by step in summary.json and explained in its notes (no silent drops)."""
+    from glaciermap.area_change.summary import build_summary, summary_settings
     from glaciermap.config import validate_config
-    from glaciermap.area_change.summary import build_summary
 
     work, _ = run
     r = work / "results/tiny"
@@ -290,7 +290,7 @@ def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
     cfg = validate_config(yaml.safe_load((work / "config.yaml").read_text()))
     a = work / A
     args = (sorted(r.glob("models/dl4gam/fold*/calibration.json")), a / "areas/glacier_areas.csv",
-            a / "rates/regional.json", None, None, cfg)
+            a / "rates/regional.json", None, None, summary_settings(cfg, "dl4gam"))
     clean = build_summary(r / "qc/summary.json", *args)
     assert clean["skipped_by_step"] == {} and not any("skipped by QC" in n for n in clean["notes"])
     assert clean["n_glaciers_small"] == qc["n_glaciers_small"]

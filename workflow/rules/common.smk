@@ -137,6 +137,7 @@ def raster_href(kind):
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
 from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
 from glaciermap.config import all_model_channels, label_set_channels, model_registry, used_label_sets
+from glaciermap.area_change.summary import summary_settings
 from glaciermap.segmentation.split import SplitError, make_split, split_for, split_hash
 
 SPLIT_FILE = f"{R}/split/split.csv"

@@ -33,16 +33,24 @@ def _load(p):
     return json.loads(Path(p).read_text()) if p else None
 
 
-def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, evaluation_json, cfg: dict,
-                  comparison_json=None, model: str = "dl4gam") -> dict:
-    """Headline numbers of the area-change run of ``model`` (an entry of the config's `models`)."""
+def summary_settings(cfg: dict, model: str) -> dict:
+    """The run settings a summary states (rule summary's ``settings`` param): region, change period, folds and the
+    model's members."""
     from glaciermap.config import model_registry
 
+    return {"region": cfg["region"], "period": [cfg["change"]["from"], cfg["change"]["to"]],
+            "folds": int(cfg["split"]["n_folds"]), "members": int(model_registry(cfg)[model]["members"])}
+
+
+def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, evaluation_json, settings: dict,
+                  comparison_json=None, model: str = "dl4gam") -> dict:
+    """Headline numbers of the area-change run of ``model`` (an entry of the config's `models`); ``settings``:
+    :func:`summary_settings`."""
     qc = _load(qc_json)
     calib = [_load(p) for p in calib_jsons]
     areas = pd.read_csv(areas_csv, dtype={"glac_id": str, "epoch": str})
     totals = _load(totals_json) or {}
-    t0, t1 = cfg["change"]["from"], cfg["change"]["to"]
+    t0, t1 = settings["period"]
     ok = areas[areas["status"] == "ok"]
     ref = ok[ok["epoch"] == t0]
     both = set(ok.loc[ok["epoch"] == t0, "glac_id"]) & set(ok.loc[ok["epoch"] == t1, "glac_id"])
@@ -59,7 +67,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
                      f"{qc.get('skipped_by_step', {})}; each with its reason in qc/skipped.csv); their change is "
                      "extrapolated regionally")
     s = {
-        "region": cfg["region"],
+        "region": settings["region"],
         "model": model,
         "n_glaciers_inventory": qc["n_glaciers_inventory"],
         "n_glaciers_processed": len(both),
@@ -67,8 +75,8 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         # why glaciers were left out: QC skips by step (qc/skipped.csv has each one) and those under the area limit
         "skipped_by_step": dict(qc.get("skipped_by_step", {})),
         "n_glaciers_small": qc.get("n_glaciers_small"),
-        "folds": int(cfg["split"]["n_folds"]),
-        "members": int(model_registry(cfg)[model]["members"]),
+        "folds": int(settings["folds"]),
+        "members": int(settings["members"]),
         "test_iou_mean": _finite_mean(ref["iou"]),
         "test_f1_mean": _finite_mean(ref["f1"]),
         "test_recall_mean": _finite_mean(ref["recall"]),

@@ -30,6 +30,7 @@ rule summary:
     params:
         period=[T0, T1],
         model=lambda w: w.model,
+        settings=lambda w: summary_settings(config, w.model),
     resources:
         mem_mb=region_resources("summary", "mem_mb"),
         runtime=region_resources("summary", "runtime"),

@@ -7,6 +7,7 @@ rule inventory:
         manifest=f"{R}/inventory/manifest.csv",
     params:
         content=INVENTORY_HASH,
+        settings=canonical({"inventory": config["inventory"], "grid": {"crs": config["grid"]["crs"]}}),
     resources:
         mem_mb=region_resources("inventory", "mem_mb"),
         runtime=region_resources("inventory", "runtime"),

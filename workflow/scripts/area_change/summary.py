@@ -4,5 +4,5 @@ from glaciermap.area_change.summary import write_summary
 setup_logging(snakemake.log[0])
 i = snakemake.input
 write_summary(snakemake.output[0], qc_json=i.qc, calib_jsons=i.calibration, areas_csv=i.areas, totals_json=i.get("totals"),
-              baseline_json=i.get("baseline"), evaluation_json=i.get("evaluation"), cfg=snakemake.config,
+              baseline_json=i.get("baseline"), evaluation_json=i.get("evaluation"), settings=snakemake.params.settings,
               comparison_json=i.get("comparison"), model=snakemake.params.model)
