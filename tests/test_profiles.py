@@ -110,7 +110,7 @@ def test_gpu_switch_reaches_training_and_inference_only(workdir):
     blocks = {}
     for m in re.finditer(r"^rule (\w+):\n(.*?)(?=\n\n|\Z)", out, re.M | re.S):
         blocks.setdefault(m.group(1), m.group(2))
-    for rule in ("train", "infer"):
+    for rule in ("train", "infer", "importance"):
         res = re.search(r"resources: (.*)", blocks[rule]).group(1)
         assert "gpu=1" in res and "gpu_model=a100" in res and "slurm_partition=gpu" in res, (rule, res)
     for rule in ("acquire", "normalise", "calibrate"):
