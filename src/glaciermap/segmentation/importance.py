@@ -332,18 +332,6 @@ def _by_fold(paths, folds, what: str, fold_in_file: bool = False) -> dict:
     return dict(zip(sorted(folds), paths))
 
 
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def run_importance(ensemble_jsons, norm_jsons, calib_jsons, test_cubes_by_fold: dict, label_paths_by_fold: dict | None,
                    groups: dict, classes: list, cfg: dict, out: dict) -> dict:
     """What rule ``importance`` runs (one job per model): layer and group permutation importance on every fold's
@@ -479,6 +467,8 @@ def run_importance(ensemble_jsons, norm_jsons, calib_jsons, test_cubes_by_fold: 
             "baseline": pooled, "baseline_by_fold": baselines, "top_layers": top["layer"], "top_groups": top["group"],
             "n_repeats": n_repeats, "seed": seed, "skipped_groups": skipped_groups, "forward_passes": passes,
             "seconds": time.perf_counter() - t_start}
+    from glaciermap.results import _clean
+
     info = _clean(info)
     write_json_atomic(out["json"], info)
     return info
