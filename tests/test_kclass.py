@@ -168,6 +168,11 @@ def test_three_class_member_trains_predicts_and_resumes(labelled, tmp_path):
         assert ds["mu"].dims == ("class", "y", "x")
         np.testing.assert_array_equal(ds["label"].values[ok], ds["mu"].values[:, ok].argmax(0))
         assert np.isnan(ds["label"].values[~ok]).all()          # the fill value 255 (no data), decoded
+        mu = ds["mu"].values[:, ok].astype(np.float64)
+        want = -(mu * np.log(np.clip(mu, 1e-30, None))).sum(0) / np.log(len(CLASSES))
+        np.testing.assert_allclose(ds["entropy"].values[ok], want, atol=1e-5)
+        assert np.isnan(ds["entropy"].values[~ok]).all() and 0 <= np.nanmin(ds["entropy"].values) < np.nanmax(
+            ds["entropy"].values) <= 1
     with xr.open_dataset(out, engine="h5netcdf", mask_and_scale=False) as ds:
         assert ds["label"].dtype == np.uint8 and (ds["label"].values[~ok] == 255).all()
 
@@ -254,6 +259,11 @@ def test_run_calibrate_classes_and_confusion(labelled, tmp_path):
     cm = conf[conf["fold"] == "all"].pivot(index="truth", columns="predicted", values="pixels").loc[CLASSES, CLASSES]
     np.testing.assert_array_equal(cm.to_numpy(), sk_confusion(truth[sel], cls[sel], labels=range(3)))
     assert s["ece_after"] < s["ece_before"]
+    # per class (one-vs-rest): the binary ECE of p(class) against truth == class, before (raw ensemble mean)
+    raw = probs.mean(0)[:, sel].T
+    for i, c in enumerate(CLASSES):
+        assert s["ece_per_class"][c]["ece_before"] == pytest.approx(calibrate.ece(raw[:, i], truth[sel] == i, 10))
+        assert s["ece_per_class"][c]["ece_after"] < s["ece_per_class"][c]["ece_before"]
     # the labels' class names must be the model's
     with pytest.raises(ValueError, match="has classes"):
         confusion.run_confusion({g: str(pred)}, {g: str(paths[g])}, {g: str(labels[g])},

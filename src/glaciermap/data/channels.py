@@ -104,6 +104,8 @@ class Channel:
     scale: float | None = None  # the constant of normalisation "divide"
     patch_fill: str = "mean"   # PATCH_FILLS: what training does with NaN left in a patch
     quantise: bool = False     # stored as the value of its uint16 digital number (x 1e-4): reflectance bands
+    stored: bool = True        # False: not a cube layer, computed from its ``inputs`` (stored layers) when a cube
+                               # is loaded for a model, with parameters fitted per fold (the PCA components)
     compute: Callable | None = field(default=None, compare=False, repr=False)  # (LayerContext) -> 2-D array
 
     def __post_init__(self):
@@ -346,6 +348,69 @@ register(Channel("surface_temperature", "raster", ("temperature",), ("temperatur
                  "land surface temperature (band 1) reprojected bilinearly onto the cube grid; NaN where it has no data",
                  compute=lambda ctx: ctx.raster("temperature")[0]))
 
+#: Tasseled Cap transformation of Sentinel-2 MSI: Nedkov (2017), "Orthogonal transformation of segmented images
+#: from the satellite Sentinel-2", Comptes rendus de l'Academie bulgare des Sciences 70(5), 687-692, Table 1.
+#: CryoNet (seed 003) uses brightness, greenness and wetness without stating coefficients. Nedkov's coefficients are
+#: for 13 L1C top-of-atmosphere bands; the cubes hold the 12 L2A surface-reflectance bands (no B10, whose
+#: coefficients are 0.0009, -0.0009, 0.0003: left out), so these are the TOA coefficients applied to surface
+#: reflectance, an approximation any L2A user of them makes.
+TASSELED_CAP = {
+    "brightness": {"B01": 0.0356, "B02": 0.0822, "B03": 0.1360, "B04": 0.2611, "B05": 0.2964, "B06": 0.3338,
+                   "B07": 0.3877, "B08": 0.3895, "B8A": 0.4750, "B09": 0.0949, "B11": 0.3882, "B12": 0.1366},
+    "greenness": {"B01": -0.0635, "B02": -0.1128, "B03": -0.1680, "B04": -0.3480, "B05": -0.3303, "B06": 0.0852,
+                  "B07": 0.3302, "B08": 0.3165, "B8A": 0.3625, "B09": 0.0467, "B11": -0.4578, "B12": -0.4064},
+    "wetness": {"B01": 0.0649, "B02": 0.1363, "B03": 0.2802, "B04": 0.3072, "B05": 0.5288, "B06": 0.1379,
+                "B07": -0.0001, "B08": -0.0807, "B8A": -0.1389, "B09": -0.0302, "B11": -0.4064, "B12": -0.5602},
+}
+
+
+def _tasseled_cap_channel(component: str) -> Channel:
+    coef = TASSELED_CAP[component]
+
+    def compute(ctx):
+        out = None
+        for b, c in coef.items():
+            v = np.asarray(ctx.band(b), np.float32) * np.float32(c)
+            out = v if out is None else out + v
+        return out
+
+    return register(Channel(f"tc_{component}", "tasseled_cap", tuple(coef), ("sentinel2",), "1",
+                            f"Tasseled Cap {component}",
+                            f"sum of the 12 Sentinel-2 reflectance bands x Nedkov (2017) {component} coefficients "
+                            "(TOA coefficients applied to L2A surface reflectance; B10 left out); NaN where a band has "
+                            "no data", compute=compute))
+
+
+for _tc in TASSELED_CAP:
+    _tasseled_cap_channel(_tc)
+
+#: Principal components of the 12 Sentinel-2 bands, fitted per fold on the training cubes only (not stored in
+#: the cubes: computed from the stored bands when a cube is loaded for a model, with the fold's components).
+PCA_INPUTS = list(S2_BANDS)
+N_PCA = 3
+for _k in range(1, N_PCA + 1):
+    register(Channel(f"pca{_k}", "pca", tuple(PCA_INPUTS), ("sentinel2",), "1",
+                     f"principal component {_k} of the Sentinel-2 bands",
+                     f"projection of the 12 reflectance bands (centred, not scaled) on the fold's principal component {_k} "
+                     "(scikit-learn PCA fitted on the fold's training cubes only, a pixel subsample; the components and "
+                     "explained variance are in the fold's normalisation.json); NaN where a band has no data",
+                     stored=False))
+
+
+def projection_channels(channels) -> list[str]:
+    """The channels of ``channels`` computed from fold-fitted components (not stored in the cubes)."""
+    return [c for c in channels if not get_channel(c).stored]
+
+
+def stored_layers(channels) -> list[str]:
+    """The cube layers ``channels`` need: stored channels as they are, a projection channel's inputs after them."""
+    out = [c for c in channels if get_channel(c).stored]
+    for c in channels:
+        if not get_channel(c).stored:
+            out += [i for i in get_channel(c).inputs if i not in out]
+    return out
+
+
 #: Texture defaults: GLCM of the band quantised to ``levels`` grey levels over [0, ``vmax``] reflectance.
 GLCM_LEVELS = 32
 GLCM_VMAX = 1.0
@@ -390,6 +455,14 @@ CHANNEL_SETS = {
                "tri", "curv_planform_ref", "curv_profile_ref", "dhdt"],
 }
 CHANNEL_SETS["dl4gam_no_dhdt"] = [c for c in CHANNEL_SETS["dl4gam"] if c != "dhdt"]
+#: "cryonet": the 30 layers of the debris-covered glacier method (CryoNet, seed 003, which says 30 without listing
+#: them): 12 Sentinel-2 bands, 4 indices, land surface temperature, elevation, slope, aspect (as sin and cos),
+#: GLCM dissimilarity, velocity magnitude, InSAR coherence, 3 principal components (fitted per fold) and the
+#: Tasseled Cap brightness, greenness and wetness.
+CHANNEL_SETS["cryonet"] = (S2_BANDS + ["ndvi", "ndsi", "ndwi", "ndgi", "surface_temperature", "dem", "slope",
+                                       "aspect_sin", "aspect_cos", "glcm_dissimilarity_B08_w7", "velocity",
+                                       "coherence", "pca1", "pca2", "pca3", "tc_brightness", "tc_greenness",
+                                       "tc_wetness"])
 #: The layers a cube holds by default: all 12 bands, the 3 indices, the DEM and terrain (both curvature
 #: definitions, so a default cube holds the DL4GAM set), dh/dt.
 DEFAULT_LAYERS = S2_BANDS + ["ndsi", "ndwi", "ndvi", "dem", "slope", "aspect_sin", "aspect_cos", "tri",
@@ -458,12 +531,13 @@ READER_LAYERS = ["B04", "B03", "B02", "B08", "B11"]
 def cube_layers(channels, extra=()) -> tuple[list[str], list[str]]:
     """(layers a cube must hold, sources they need) for the model channels ``channels`` (validated).
 
-    Every model channel is a stored layer (computed once when the cube is built, read as it is in
+    Every model channel is a stored layer (a fold-fitted projection channel, ``pca1``: the layers it is computed
+    from instead) (computed once when the cube is built, read as it is in
     training and inference), in channel order, then those of ``extra`` not among them (the workflow passes
     :data:`READER_LAYERS`); sources in SOURCES order.
     """
-    layers = validate_channels(channels)
-    layers += [c for c in validate_channels(extra) if c not in layers] if len(extra) else []
+    layers = stored_layers(validate_channels(channels))
+    layers += [c for c in stored_layers(validate_channels(extra)) if c not in layers] if len(extra) else []
     need = {s for c in layers for s in get_channel(c).sources}
     return layers, [s for s in SOURCES if s in need]
 
@@ -476,6 +550,8 @@ def sources_of(layers) -> list[str]:
 def compute_layer(name: str, ctx: LayerContext) -> np.ndarray:
     """One layer as float32 (before the fill rule and the reflectance quantisation)."""
     ch = get_channel(name)
+    if ch.compute is None:
+        raise ValueError(f"channel {name} is not a cube layer: it is computed per fold from {', '.join(ch.inputs)}")
     return np.asarray(ch.compute(ctx), dtype=np.float32)
 
 

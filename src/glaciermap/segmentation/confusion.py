@@ -111,6 +111,7 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
     (``["glacier"]`` for a binary model: scored as background/glacier). ``out``: paths ``confusion``,
     ``metrics`` (CSV) and ``json``.
     """
+    from glaciermap.segmentation.calibrate import ece as calibrate_ece
     from glaciermap.segmentation.calibrate import ece_from_curve, top_label_reliability
     from glaciermap.results import fold_temperatures
 
@@ -145,11 +146,16 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
     metrics = pd.concat(metric_rows, ignore_index=True)[["fold", "class", "iou", "precision", "recall", "f1",
                                                          "support_px", "predicted_px"]]
     y = np.concatenate(y_all) if y_all else np.zeros(0, np.int64)
-    ece = {}
+    ece, per_class_ece = {}, {c: {} for c in classes}
     for name, ps in (("ece_before", raw_all), ("ece_after", cal_all)):
-        ece[name] = ece_from_curve(top_label_reliability(np.concatenate(ps), y, ece_bins)) if y.size else None
+        pp = np.concatenate(ps) if y.size else None
+        ece[name] = ece_from_curve(top_label_reliability(pp, y, ece_bins)) if y.size else None
+        for i, c in enumerate(classes):   # one-vs-rest: the binary ECE of p(class) against (truth == class)
+            per_class_ece[c][name] = calibrate_ece(pp[:, i], (y == i).astype(np.float64), ece_bins) if y.size else None
     summary = {"classes": classes, "glaciers": len(pred_files) - len(skipped), "skipped": skipped,
                **overall(total, class_metrics(total, classes)), **ece, "ece": "top-label, test pixels",
+               "ece_per_class": per_class_ece, "ece_per_class_kind": "one-vs-rest: binary ECE of p(class) against "
+               "(truth == class), |p - 0.5| confidence bins as DL4GAM",
                "per_fold": {str(f): overall(cm, class_metrics(cm, classes)) for f, cm in sorted(cms.items())},
                "per_class": class_metrics(total, classes).set_index("class").to_dict("index")}
     write_csv_atomic(out["confusion"], pd.DataFrame(conf_rows, columns=["fold", "truth", "predicted", "pixels"]))

@@ -102,7 +102,7 @@ def collect_patches(cube_paths, channels, stats: dict, patch_size: int, stride: 
     valid = np.zeros((n, P, P), bool)
     j = 0
     for i in sorted({w[0] for w in wins}):
-        cube = load_cube(paths[i], channels)
+        cube = load_cube(paths[i], channels, projection=stats.get("projection"))
         if label_paths is not None:
             lab, names, _ = read_label_raster(label_paths[i])
             if lab.shape != cube.shape:

@@ -298,7 +298,7 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
     def load(path):
         if cube_status(path)[1] == STATUS_SKIPPED:
             return None
-        return load_cube(path, channels)
+        return load_cube(path, channels, projection=stats.get("projection"))
 
     paths = [str(p) for p in cube_paths]
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -351,8 +351,9 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
     """NetCDF with ``prob`` (member, y, x), ``mu`` and ``sigma`` (ensemble mean and population std) on the cube grid.
 
     A K-class prediction (``probs_by_member`` [M, K, H, W], ``classes`` its K names) has ``prob`` (member, class,
-    y, x), ``mu`` and ``sigma`` (class, y, x) and ``label`` (y, x): the class of the largest ``mu`` (uint8, 255
-    outside the predicted region), the map to open in QGIS.
+    y, x), ``mu`` and ``sigma`` (class, y, x; sigma = the member spread per class), ``label`` (y, x): the class of
+    the largest ``mu`` (uint8, 255 outside the predicted region), the map to open in QGIS, and ``entropy`` (y, x):
+    the uncertainty map, the entropy of ``mu`` over log K (0 = certain, 1 = uniform; uncalibrated).
 
     Coordinates, CRS and attributes come from the cube at ``cube_path`` (read through h5py: opening it as
     an xarray dataset cost ~0.2 s per file, a third of an inference job).
@@ -380,6 +381,9 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
         coords["class"] = ("class", np.asarray([str(c) for c in classes]))
         finite = np.isfinite(mu).all(0)
         label = np.where(finite, np.nanargmax(np.where(finite, mu, 0), axis=0), 255).astype(np.uint8)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(mu > 0, mu * np.log(np.where(mu > 0, mu, 1)), 0)
+        entropy = np.where(finite, -plogp.sum(0) / np.log(len(classes)), np.nan).astype(np.float32)
         ds = xr.Dataset(
             {"prob": (("member", "class", "y", "x"), p, {"long_name": "class probability per ensemble member",
                                                          "units": "1"}),
@@ -388,7 +392,9 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
                                                                  "probability (ddof 0)", "units": "1"}),
              "label": (("y", "x"), label, {"long_name": "class of the largest ensemble mean probability (uncalibrated)",
                                            "flag_values": np.arange(len(classes), dtype=np.uint8),
-                                           "flag_meanings": " ".join(map(str, classes))})},
+                                           "flag_meanings": " ".join(map(str, classes))}),
+             "entropy": (("y", "x"), entropy, {"long_name": "predictive entropy of the ensemble mean (uncalibrated), "
+                                                            "divided by log(K): 0 = certain, 1 = uniform", "units": "1"})},
             coords=coords)
     else:
         ds = xr.Dataset(
@@ -411,6 +417,7 @@ def write_predictions(path, probs_by_member: np.ndarray, cube_path, members=None
     enc = {"mu": {"dtype": "float32", "_FillValue": np.float32(np.nan), **z, **gm},
            "sigma": {"dtype": "float32", "_FillValue": np.float32(np.nan), **z, **gm}}
     if "label" in ds:
+        enc["entropy"] = {"dtype": "float32", "_FillValue": np.float32(np.nan), **z, **gm}
         enc["label"] = {"dtype": "uint8", "_FillValue": np.uint8(255), **z, **gm}
     if dtype == "uint8":
         enc["prob"] = {"dtype": "uint8", "scale_factor": np.float32(1 / 250), "_FillValue": np.uint8(255), **z, **gm}

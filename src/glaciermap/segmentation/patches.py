@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import distance_transform_edt
 
-from glaciermap.data.channels import get_channel
+from glaciermap.data.channels import get_channel, projection_channels, stored_layers
 from glaciermap.data.features import DL4GAM_CHANNELS
 from glaciermap.io import STATUS_SKIPPED, write_csv_atomic, write_json_atomic
 from glaciermap.data.netcdf import MissingVariablesError, read_attrs, read_layers
@@ -98,8 +98,12 @@ def cube_status(path) -> tuple[str, str]:
 _OPTIONAL_MASKS = ("mask_nodata", "mask_cloud", "mask_glacier")
 
 
-def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeArrays:
+def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True, projection: dict | None = None) -> CubeArrays:
     """Read the needed arrays of one cube into memory; a skip record raises ValueError (callers skip it first).
+
+    Channels that are not cube layers (``pca1`` ...: fitted per fold) are computed from the stored layers they
+    come from with ``projection`` (the ``projection`` entry of the fold's normalisation statistics,
+    :func:`fit_projection`); without it such a channel is an error.
 
     The channels are layers of the cube's stack (``ds["layers"].sel(band=channels)``), read with the masks
     in one open through :func:`glaciermap.data.netcdf.read_layers` (h5py): the same values as ``open_cube`` +
@@ -107,7 +111,12 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
     """
     required = ["mask_glacier_id", "mask_buffer_50m"]
     optional = required + list(_OPTIONAL_MASKS) + ["x", "glacier_ids"]
-    wanted = list(channels) if with_inputs else []
+    channels = list(channels)
+    proj = projection_channels(channels) if with_inputs else []
+    if proj and not projection:
+        raise ValueError(f"channel(s) {', '.join(proj)} are fitted per fold: loading cube {path} needs the fold's "
+                         "projection (normalisation.json 'projection')")
+    wanted = stored_layers(channels) if with_inputs else []
     try:
         x, v, attrs = read_layers(path, wanted, optional=optional)
     except MissingVariablesError as e:
@@ -125,6 +134,8 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
     h, w = labels.shape
     if x.dtype != np.float32:
         x = x.astype(np.float32)
+    if proj:
+        x = _assemble(x, wanted, channels, projection)
     if not with_inputs:
         x = np.empty((0, h, w), np.float32)
     xs = v["x"]
@@ -143,14 +154,87 @@ def load_cube(path, channels=DL4GAM_CHANNELS, with_inputs: bool = True) -> CubeA
                       attrs=attrs)
 
 
-def load_training_cube(key):
-    """Loader of a shared :class:`CubeCache`: key (path, channels, excluded glaciers, edge_guard[, label raster])
-    -> (cube, loss mask) or, with a label raster (K-class models), (cube, loss mask, class raster).
+def _assemble(stack: np.ndarray, layers, channels, projection: dict) -> np.ndarray:
+    """The model channels [C, H, W] from the stored ``layers`` of ``stack``, projection channels computed."""
+    pos = {n: i for i, n in enumerate(layers)}
+    names = list(projection["channels"])
+    missing = [c for c in projection_channels(channels) if c not in names]
+    if missing:
+        raise ValueError(f"the fold's projection has channels {names}, not {missing}")
+    projected = apply_projection(stack[[pos[b] for b in projection["inputs"]]], projection)
+    out = np.empty((len(channels),) + stack.shape[1:], np.float32)
+    for i, c in enumerate(channels):
+        out[i] = projected[names.index(c)] if c in names else stack[pos[c]]
+    return out
 
-    The class raster (glaciermap.segmentation.labels: uint8 class index, 255 = no label) must lie on the cube's grid.
+
+def apply_projection(bands: np.ndarray, projection: dict) -> np.ndarray:
+    """(bands - mean) . components per pixel: bands [n_inputs, ...] -> [n_components, ...] float32; NaN where any
+    input is NaN (the same numbers as scikit-learn's ``PCA.transform`` of the pixels, without whitening)."""
+    b = np.asarray(bands, np.float64)
+    comp = np.asarray(projection["components"], np.float64)
+    mean = np.asarray(projection["mean"], np.float64)
+    flat = b.reshape(b.shape[0], -1)
+    out = comp @ (flat - mean[:, None])
+    out[:, ~np.isfinite(flat).all(0)] = np.nan
+    return out.reshape((comp.shape[0],) + b.shape[1:]).astype(np.float32)
+
+
+def fit_projection(cube_paths, channels, exclude_glaciers=(), buffer_m: float = NO_LEAK_BUFFER_M,
+                   max_pixels: int = 200_000, seed: int = 0) -> dict | None:
+    """Principal components of the bands behind the projection channels of ``channels`` (``pca1`` ...), fitted on
+    the given (training-glacier) cubes only: the pixels :func:`fit_normalisation` pools (not no data, not within
+    ``buffer_m`` of an excluded glacier) with every band finite, a seeded subsample of at most ``max_pixels``
+    spread evenly over the cubes; scikit-learn ``PCA`` (centred, not scaled, not whitened). None when
+    ``channels`` has no projection channel."""
+    from sklearn.decomposition import PCA
+
+    proj = projection_channels(channels)
+    if not proj:
+        return None
+    inputs = list(get_channel(proj[0]).inputs)
+    names = sorted(proj, key=lambda c: int(c.removeprefix("pca")))
+    n = int(names[-1].removeprefix("pca"))
+    paths = [str(p) for p in sorted(str(p) for p in cube_paths) if cube_status(p)[1] != STATUS_SKIPPED]
+    if not paths:
+        raise ValueError("projection: no usable training cube")
+    rng = np.random.default_rng(seed)
+    quota = max(1, int(max_pixels) // len(paths))
+    parts = []
+    for p in paths:
+        cube = load_cube(p, inputs)
+        keep = ~exclusion_zone(cube.labels, cube.glacier_ids, exclude_glaciers, cube.resolution, buffer_m, edge_guard=False)
+        keep &= ~cube.nodata & np.isfinite(cube.x).all(0)
+        px = cube.x[:, keep].T
+        if len(px) > quota:
+            px = px[np.sort(rng.choice(len(px), quota, replace=False))]
+        parts.append(px)
+    X = np.concatenate(parts).astype(np.float64)
+    if len(X) <= n:
+        raise ValueError(f"projection: {len(X)} usable training pixel(s) for {n} principal components")
+    pca = PCA(n_components=n, svd_solver="full").fit(X)
+    return {"kind": "pca", "inputs": inputs, "channels": [f"pca{k}" for k in range(1, n + 1)],
+            "mean": pca.mean_.tolist(), "components": pca.components_.tolist(),
+            "explained_variance_ratio": pca.explained_variance_ratio_.tolist(), "n_pixels": int(len(X)),
+            "n_cubes": len(paths), "seed": int(seed)}
+
+
+def projection_key(stats: dict | None):
+    """A hashable form of the statistics' projection (part of a cube cache key), None without one."""
+    proj = (stats or {}).get("projection")
+    return None if not proj else json.dumps(proj, sort_keys=True)
+
+
+def load_training_cube(key):
+    """Loader of a shared :class:`CubeCache`: key (path, channels, excluded glaciers, edge_guard[, label raster[,
+    projection]]) -> (cube, loss mask) or, with a label raster (K-class models), (cube, loss mask, class raster).
+
+    The class raster (glaciermap.segmentation.labels: uint8 class index, 255 = no label) must lie on the cube's grid;
+    the projection is :func:`projection_key` of the fold's statistics (models with ``pca`` channels).
     """
     path, channels, exclude, edge_guard = key[:4]
-    cube = load_cube(path, list(channels))
+    projection = json.loads(key[5]) if len(key) > 5 and key[5] else None
+    cube = load_cube(path, list(channels), projection=projection)
     lm = loss_mask(cube, exclude, edge_guard=edge_guard)
     if len(key) < 5 or key[4] is None:
         return cube, lm
@@ -397,6 +481,7 @@ def fit_normalisation(cube_paths, channels=DL4GAM_CHANNELS, exclude_glaciers=(),
     once per cube, as the reference's per-glacier stacks do. Moments combined per cube in float64 (Chan).
     """
     channels = list(channels)
+    projection = fit_projection(cube_paths, channels, exclude_glaciers, buffer_m)
     C = len(channels)
     n = np.zeros(C)
     mean = np.zeros(C)
@@ -405,7 +490,7 @@ def fit_normalisation(cube_paths, channels=DL4GAM_CHANNELS, exclude_glaciers=(),
     for p in sorted(str(p) for p in cube_paths):
         if cube_status(p)[1] == STATUS_SKIPPED:
             continue
-        cube = load_cube(p, channels)
+        cube = load_cube(p, channels, projection=projection)
         keep = ~exclusion_zone(cube.labels, cube.glacier_ids, exclude_glaciers, cube.resolution, buffer_m, edge_guard=False)
         keep &= ~cube.nodata
         for i in range(C):
@@ -436,10 +521,13 @@ def fit_normalisation(cube_paths, channels=DL4GAM_CHANNELS, exclude_glaciers=(),
             if n[i] == 0:
                 raise ValueError(f"normalisation: channel {c} has no finite value in the training cubes")
             offset.append(float(mean[i])), scale.append(float(std[i]) if std[i] > 0 else 1.0)
-    return {"channels": channels, "transform": kind, "offset": offset, "scale": scale,
-            "mean": mean.tolist(), "std": std.tolist(), "n_pixels": n.astype(np.int64).tolist(),
-            "n_cubes": len(used), "excluded_glaciers": len(set(exclude_glaciers)),
-            "region": f"whole cubes minus no data and minus excluded glaciers + {buffer_m:g} m"}
+    stats = {"channels": channels, "transform": kind, "offset": offset, "scale": scale,
+             "mean": mean.tolist(), "std": std.tolist(), "n_pixels": n.astype(np.int64).tolist(),
+             "n_cubes": len(used), "excluded_glaciers": len(set(exclude_glaciers)),
+             "region": f"whole cubes minus no data and minus excluded glaciers + {buffer_m:g} m"}
+    if projection is not None:  # only then: the statistics of models without pca channels are unchanged
+        stats["projection"] = projection
+    return stats
 
 
 def save_normalisation(stats: dict, path) -> None:
@@ -547,9 +635,13 @@ class PatchDataset:
         return d
 
     def _key(self, path):
-        if self.label_paths is None:
+        proj = projection_key(self.stats)
+        if self.label_paths is None and proj is None:
             return str(path), tuple(self.channels), self.exclude, self.edge_guard
-        return str(path), tuple(self.channels), self.exclude, self.edge_guard, self.label_paths[str(path)]
+        label = None if self.label_paths is None else self.label_paths[str(path)]
+        if proj is None:
+            return str(path), tuple(self.channels), self.exclude, self.edge_guard, label
+        return str(path), tuple(self.channels), self.exclude, self.edge_guard, label, proj
 
     def _load(self, path):
         return load_training_cube(self._key(path))
