@@ -30,6 +30,7 @@ include: "workflow/rules/segmentation/infer.smk"
 include: "workflow/rules/segmentation/calibrate.smk"
 include: "workflow/rules/segmentation/confusion.smk"
 include: "workflow/rules/segmentation/importance.smk"
+include: "workflow/rules/segmentation/random_split.smk"
 include: "workflow/rules/area_change/areas.smk"
 include: "workflow/rules/area_change/change.smk"
 include: "workflow/rules/area_change/baseline.smk"
@@ -38,6 +39,10 @@ include: "workflow/rules/area_change/summary.smk"
 include: "workflow/rules/area_change/compare.smk"
 include: "workflow/rules/area_change/outlines.smk"
 include: "workflow/rules/area_change/figures.smk"
+# the debris-covered glacier method (CryoNet) on the K-class models of `debris.models`
+include: "workflow/rules/debris/cover.smk"
+include: "workflow/rules/debris/thresholds.smk"
+include: "workflow/rules/debris/debris_summary.smk"
 
 
 rule all:

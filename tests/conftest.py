@@ -33,13 +33,37 @@ def tiny_region(tmp_path_factory):
     return out
 
 
+def _repoint(obj, old: str, new: str):
+    """Every string of a config that starts with ``old`` starts with ``new`` instead (paths of the demo's inputs)."""
+    if isinstance(obj, dict):
+        return {k: _repoint(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_repoint(v, old, new) for v in obj]
+    return new + obj[len(old):] if isinstance(obj, str) and obj.startswith(old) else obj
+
+
+def with_models(cfg: dict, models: dict) -> dict:
+    """``cfg`` with these model entries; the lists naming models (importance, random_split, debris) keep those left."""
+    cfg["models"] = models
+    for section in ("importance", "random_split", "debris"):
+        if isinstance(cfg.get(section), dict) and "models" in cfg[section]:
+            cfg[section]["models"] = [m for m in cfg[section]["models"] if m in models]
+    imp = cfg.get("importance") or {}
+    if imp.get("overrides"):
+        imp["overrides"] = {m: v for m, v in imp["overrides"].items() if m in models}
+    if isinstance(cfg.get("debris"), dict) and not cfg["debris"].get("models"):
+        cfg["debris"]["label_set"] = None      # no debris model: no baseline of its label set
+    return cfg
+
+
 def tiny_workdir(tiny_region, work):
-    """Copy the tiny region's inputs into ``work``; return the repository config pointed at them (region "tiny")."""
+    """Copy the tiny region's inputs into ``work``; return the repository config pointed at them (region "tiny"):
+    every path into the demo's inputs (inventory, catalog, velocity, coherence, debris map) leads to the copy."""
     shutil.copytree(tiny_region / "inputs", work / "inputs")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = _repoint(yaml.safe_load((REPO / "config.yaml").read_text()), "resources/demo/inputs/", f"{work}/inputs/")
     cfg["region"] = "tiny"
-    cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
-    cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")
+    assert cfg["inventory"]["path"] == str(work / "inputs" / "inventory.gpkg")
+    assert cfg["stac"]["source"] == str(work / "inputs" / "catalog" / "catalog.json")
     cfg["grid"]["patch_size"] = 32
     return cfg
 
@@ -83,9 +107,17 @@ def model_run(tiny_region, tmp_path_factory):
                    "rgb_dem": {"channels": ["B04", "B03", "B02", "dem"], "members": 1},
                    # a 3-class toy variant (the K-class core): background, clean ice and debris from the region's
                    # debris map (an input, not the truth), softmax and class-weighted cross-entropy
-                   "ice_debris": {"labels": "ice_debris", "channels": ["B04", "B03", "B02", "B08", "B11", "dem"],
-                                  "members": 2, "model_kwargs": {"decoder_attention_type": "scse"}}},
+                   # ... on a small CryoNet stack: per-fold PCA, Tasseled Cap, coherence, velocity and Landsat
+                   # surface temperature (the region's own sensors), and the whole debris method on it
+                   "ice_debris": {"labels": "ice_debris", "members": 2,
+                                  "channels": ["B04", "B03", "B02", "B08", "B11", "dem", "pca1", "tc_wetness",
+                                               "coherence", "velocity", "surface_temperature"],
+                                  "model_kwargs": {"decoder_attention_type": "scse"}}},
         "importance": {"models": ["ice_debris"], "n_repeats": 2, "max_patches": 8},
+        "random_split": {"models": ["ice_debris"]},
+        "debris": {"models": ["ice_debris"], "label_set": "ice_debris", "thresholds": [
+            {"class": "clean_ice", "conditions": [{"channel": "ndsi", "above": 0.4}]},
+            {"class": "debris", "conditions": [{"channel": "slope", "below": 24}, {"channel": "velocity", "above": 1}]}]},
         "labels": {"ice_debris": {"classes": [
             {"name": "background", "rule": "rest"}, {"name": "clean_ice", "rule": "outline"},
             {"name": "debris", "rule": "map", "path": str(work / "inputs" / "debris" / "debris_map.gpkg"),

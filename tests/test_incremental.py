@@ -25,10 +25,9 @@ from shapely.geometry import box, mapping
 from conftest import planned_jobs, run_snakemake
 
 DATA_JOBS = ("acquire", "select", "features")
-# the model variants of the tiny run (conftest.model_run), the binary ones (mapped at both change epochs), those with
-# area-change products, and the 3-class one (mapped at t0 only: its scores; labels from its label set)
+# the model variants of the tiny run (conftest.model_run), all mapped at both change epochs (the 3-class one for its
+# debris cover), the binary ones, those with area-change products; labels from the 3-class model's label set
 MODELS = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem", "ice_debris")
-BINARY = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem")
 AREA_MODELS = ("dl4gam", "rgb_dem")
 MEMBERS = {"dl4gam": 2, "dl4gam_no_dhdt": 1, "rgb_dem": 1, "ice_debris": 2}
 # region-wide rules that take every glacier: once (qc, the band-ratio baseline, the Table 7 comparison) or once
@@ -38,9 +37,8 @@ REGION_JOBS = {(r, "") for r in ("qc", "baseline", "compare", "all")} | {
 
 
 def infer_jobs(folds, epochs, models=None) -> set:
-    """Inference jobs; by default of every model that maps each epoch (the K-class model maps t0 only)."""
-    return {("infer", f"model={m}, fold={k}, epoch={e}") for e in epochs for m in
-            (models or (MODELS if e == "inventory" else BINARY)) for k in folds}
+    """Inference jobs; by default of every model (each maps the change epochs)."""
+    return {("infer", f"model={m}, fold={k}, epoch={e}") for e in epochs for m in (models or MODELS) for k in folds}
 
 
 def confusion_jobs(models=MODELS) -> set:
@@ -49,6 +47,12 @@ def confusion_jobs(models=MODELS) -> set:
 
 # the permutation importance of the 3-class model (conftest: importance.models), over its test glaciers at t0
 IMPORTANCE_JOBS = {("importance", "model=ice_debris")}
+# the debris method on it (conftest: debris): cover per glacier (its predictions at both change epochs) and the
+# method summary; the threshold baseline (the test glaciers' t0 cubes and labels, the model's scores); the random
+# tile split (every t0 cube as an ancient input, the model's geographic scores)
+DEBRIS_JOBS = {("cover", "model=ice_debris"), ("debris_summary", "model=ice_debris")}
+THRESHOLD_JOBS = {("thresholds", "")}
+RANDOM_SPLIT_JOBS = {("random_split", "model=ice_debris")}
 
 
 def label_jobs(glaciers, epochs=("inventory",)) -> set:
@@ -180,7 +184,7 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
         # a new scene is only a changed param (the glacier's candidate scene ids): invisible to mtime triggers
         assert dry_run(work, "--rerun-triggers", "mtime") == set()
     # validation glaciers are mapped at t0 only (calibration): a 2023 cube feeds its test fold's inference alone
-    expected = data_jobs([gid], ["2023"]) | infer_jobs([test_fold], ["2023"]) | REGION_JOBS
+    expected = data_jobs([gid], ["2023"]) | infer_jobs([test_fold], ["2023"]) | REGION_JOBS | DEBRIS_JOBS
     assert jobs == expected, diff(jobs, expected)
 
 
@@ -233,7 +237,8 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
     expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | infer_jobs(folds, ["inventory"])
-                | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS)
+                | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS | DEBRIS_JOBS
+                | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
     rules = {r for r, _ in forced}
@@ -267,8 +272,9 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
     # the area-change models map every epoch; a model that is only compared maps the change epochs
     expected = data_jobs(glaciers, ["2024"]) | infer_jobs(folds, ["2024"], AREA_MODELS) | REGION_JOBS
     assert jobs == expected, diff(jobs, expected)
-    # same jobs, plus the compared-only model's inference at the new change epoch
-    assert jobs_to_2024 == jobs | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt"])
+    # same jobs, plus the compared-only and the debris model's inference at the new change epoch, and the debris cover
+    expected_to = jobs | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt", "ice_debris"]) | DEBRIS_JOBS
+    assert jobs_to_2024 == expected_to, diff(jobs_to_2024, expected_to)
 
 
 def test_switching_change_period_reruns_the_rates_only(base, tmp_path):
@@ -314,7 +320,8 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
         expected = (data_jobs([gid], epochs) | label_jobs([gid]) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
-                    | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS)
+                    | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS
+                    | DEBRIS_JOBS | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS)
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
@@ -366,6 +373,9 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
 
 MODEL_CHAIN = {"infer", "calibrate", "confusion", "importance", "areas", "change", "evaluate", "outlines", "figures",
                "summary", "compare", "all"}
+# what follows every model's scores: the debris method (cover, its summary), the baseline that prints the model's
+# pixel counts beside its own, the random split (its inflation over the geographic scores)
+DEBRIS_CHAIN = {"cover", "debris_summary", "thresholds", "random_split"}
 
 
 def _set(cfg, dotted, value):
@@ -381,26 +391,29 @@ def _set(cfg, dotted, value):
     ("change.snr_min", 0.5, {"change", "baseline", "evaluate", "figures", "summary", "compare", "all"}, None),
     ("outlines.min_patch_px", 5, {"outlines", "figures", "all"}, None),
     ("figures.dpi", 60, {"figures", "all"}, None),
-    ("importance.n_repeats", 3, {"importance", "all"}, None),
+    # (the area-change summary embeds the debris summary, which takes the importance)
+    ("importance.n_repeats", 3, {"importance", "debris_summary", "summary", "all"}, None),
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),
     ("area_change.compare", ["dl4gam", "rgb_dem"], {"compare", "summary", "all"}, None),
-    ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"}, None),
-    ("infer.blend", "mean", MODEL_CHAIN, None),
-    ("train.lr", 0.0003, MODEL_CHAIN | {"train", "ensemble"}, None),
+    ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"} | DEBRIS_CHAIN, None),
+    ("infer.blend", "mean", MODEL_CHAIN | DEBRIS_CHAIN, None),
+    ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN, None),
+    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
-    ("labels.ice_debris.classes.1.name", "ice",
-     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "all"}, "ice_debris"),
+    # (here: the debris map's path, written another way; the record holds the definition as written)
+    ("labels.ice_debris.classes.2.path", lambda work: f"{work}/inputs/debris/./debris_map.gpkg",
+     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "summary", "all"}
+     | DEBRIS_CHAIN, "ice_debris"),
 ])
 def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
     work, _ = base
     with mutable(work, tmp_path):
         cfg = _config(work)
-        _set(cfg, key, value)
+        _set(cfg, key, value(work) if callable(value) else value)
         _write_config(work, cfg)
         jobs = dry_run(work)
     assert {r for r, _ in jobs} == rules, (key, sorted({r for r, _ in jobs} ^ rules))

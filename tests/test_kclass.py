@@ -259,6 +259,10 @@ def test_run_calibrate_classes_and_confusion(labelled, tmp_path):
     cm = conf[conf["fold"] == "all"].pivot(index="truth", columns="predicted", values="pixels").loc[CLASSES, CLASSES]
     np.testing.assert_array_equal(cm.to_numpy(), sk_confusion(truth[sel], cls[sel], labels=range(3)))
     assert s["ece_after"] < s["ece_before"]
+    # member 0 alone (uncalibrated argmax): the single-model reference of rule random_split
+    first = probs[0][:, sel].argmax(0)
+    assert s["single_member"]["overall_accuracy"] == pytest.approx((first == truth[sel]).mean())
+    assert s["single_member"]["pixels"] == s["pixels"]
     # per class (one-vs-rest): the binary ECE of p(class) against truth == class, before (raw ensemble mean)
     raw = probs.mean(0)[:, sel].T
     for i, c in enumerate(CLASSES):

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ("data", "segmentation", "area_change")
+GROUPS = ("data", "segmentation", "area_change", "debris")
 # rules whose code is a function of a sibling module (README "What the workflow does")
-MODULE_OF = {"train_fold": "train", "label_set": "labels"}
+MODULE_OF = {"train_fold": "train", "label_set": "labels", "debris_summary": "summary"}
 
 
 def _rules():

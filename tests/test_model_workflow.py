@@ -178,16 +178,51 @@ def test_three_class_variant_end_to_end(run):
     assert set(per["class"]) == set(classes) and set(per["fold"].astype(str)) == {"0", "1", "all"}
     # permutation importance (importance.models): every layer and the default groups the model has channels of
     imp = json.loads((r / "segmentation/ice_debris/importance.json").read_text())
-    channels = ["B04", "B03", "B02", "B08", "B11", "dem"]
+    channels = ["B04", "B03", "B02", "B08", "B11", "dem", "pca1", "tc_wetness", "coherence", "velocity",
+                "surface_temperature"]
     assert imp["classes"] == classes and imp["folds"] == [0, 1] and imp["n_repeats"] == 2
     assert set(imp["top_layers"]) <= set(channels) and len(imp["top_layers"]) == 3
     summ = pd.read_csv(r / "segmentation/ice_debris/importance_summary.csv")
     assert set(summ.loc[summ["kind"] == "layer", "feature"]) == set(channels)
-    assert set(summ.loc[summ["kind"] == "group", "feature"]) == {"optical", "terrain"}
+    assert set(summ.loc[summ["kind"] == "group", "feature"]) == {"optical", "terrain", "pca_tasseled_cap",
+                                                                   "sar_coherence", "surface_velocity",
+                                                                   "thermal_infrared"}
     assert (summ["n_samples"] == 4).all() and {"drop_iou_debris_mean", "drop_mean_iou_std"} <= set(summ.columns)
     assert set(imp["baseline"]) == {"overall_accuracy", "mean_iou", *(f"iou_{c}" for c in classes)}
     # binary models get the same table as background/glacier
     assert json.loads((r / "segmentation/dl4gam/metrics.json").read_text())["classes"] == ["background", "glacier"]
+    # the stack: PCA fitted per fold on the training cubes (in the fold's normalisation), the other sensors' layers
+    # in the cubes with their sources recorded
+    for k in (0, 1):
+        norm = json.loads((r / f"models/ice_debris/fold{k}/normalisation.json").read_text())
+        assert norm["projection"]["channels"] == ["pca1"] and len(norm["projection"]["components"][0]) == 12
+        assert norm["projection"]["explained_variance_ratio"][0] > 0.3
+    with xr.open_dataset(r / f"cubes/{g}/inventory.nc", engine="h5netcdf") as cube:
+        layers = list(cube["band"].values)
+        assert {"tc_wetness", "coherence", "velocity", "surface_temperature", "B12"} <= set(layers)
+        assert "pca1" not in layers and str(cube.attrs["temperature_kind"]) == "landsat_c2l2"
+        t = cube["layers"].sel(band="surface_temperature").values
+        assert np.isfinite(t).any() and 230 < np.nanmedian(t) < 320            # kelvin
+    # the debris method: cover per glacier and epoch with member spread, change, the random split, the summary
+    cov = pd.read_csv(r / "debris/ice_debris/cover.csv", dtype={"epoch": str})
+    assert set(cov["epoch"]) == {"inventory", "2023"} and set(cov["glac_id"]) == set(split["glac_id"])
+    ok = cov[cov["status"] == "ok"]
+    assert len(ok) > 0 and (ok["debris_km2"] >= 0).all() and (ok["clean_km2"] > 0).any()
+    assert {"truth_debris_km2", "truth_debris_inter_km2"} <= set(cov.columns)
+    rs = json.loads((r / "segmentation/ice_debris/random_split.json").read_text())
+    assert rs["n_test_tiles"] > 0 and 0 <= rs["mean_iou"] <= 1
+    # like for like: one random-split member against the geographic folds' member 0 (rule confusion's single_member)
+    assert rs["inflation"]["mean_iou"] == pytest.approx(rs["mean_iou"] - met["single_member"]["mean_iou"])
+    assert rs["geographic"]["ensemble_mean_iou"] == pytest.approx(met["mean_iou"])
+    ds = json.loads((r / "debris/ice_debris/summary.json").read_text())
+    assert ds["mean_iou"] == met["mean_iou"] and ds["random_split_mean_iou"] == rs["mean_iou"]
+    assert ds["top_layers"] == imp["top_layers"] and ds["debris_area_t0_km2"] >= 0
+    assert ds["truth_debris_area_t0_km2"] > 0
+    assert json.loads((r / "area_change/dl4gam/summary.json").read_text())["debris"] == ds
+    thr = json.loads((r / "debris/thresholds/metrics.json").read_text())
+    assert thr["classes"] == classes and ds["thresholds_mean_iou"] == thr["mean_iou"]
+    assert abs(thr["pixels"] - met["pixels"]) <= 0.01 * met["pixels"]       # the same scored pixels, up to NaN layers
+    assert (r / "debris/thresholds/vs_ice_debris.png").stat().st_size > 10_000
     # not an area-change model: no area products, not in Table 7
     assert not (r / "area_change/ice_debris").exists()
     assert "ice_debris" not in set(pd.read_csv(r / "area_change/method_comparison.csv")["method"])
@@ -240,8 +275,9 @@ def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
         inp = re.search(r"\n\s+input: (.*)", block)
         if m and inp and truth_dir in inp.group(1):
             readers.add(m.group(1))
-    # evaluation rules: evaluate (planted areas) and compare (the debris map); no modelling rule
-    assert readers == {"evaluate", "compare"}
+    # evaluation rules: evaluate (planted areas), compare (the debris map) and cover (its truth columns: the planted
+    # debris next to the mapped one); no modelling rule
+    assert readers == {"evaluate", "compare", "cover"}
 
 
 def test_comparison_without_debris_map_or_ablation(run, tmp_path):

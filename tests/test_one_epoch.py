@@ -7,18 +7,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import planned_jobs, run_snakemake, tiny_workdir
+from conftest import planned_jobs, run_snakemake, tiny_workdir, with_models
 
 
 @pytest.fixture(scope="module")
 def one_epoch_run(tiny_region, tmp_path_factory):
     work = tmp_path_factory.mktemp("one_epoch")
-    cfg = tiny_workdir(tiny_region, work)
+    cfg = with_models(tiny_workdir(tiny_region, work), {"dl4gam": {}})
     cfg["epochs"] = {"inventory": cfg["epochs"]["inventory"]}
     cfg["change"] = {}  # from and to left out: both resolve to the only epoch
     cfg.update({
         "split": {"n_folds": 2, "val_fraction": 0.3},
-        "models": {"dl4gam": {}},
         "train": {"members": 1, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8},
         "infer": {"stride": 16, "batch_size": 32},
         "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": None},

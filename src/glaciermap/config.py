@@ -233,6 +233,14 @@ def _check_semantics(cfg: dict) -> None:
     problems += _check_labels(cfg)
     channels = all_model_channels(cfg)
     channels += [c for c in label_set_channels(cfg) if c not in channels]
+    deb = cfg.get("debris") or {}
+    if deb.get("label_set"):   # the threshold baseline's layers are cube layers too (common.smk CUBE_LAYERS)
+        from glaciermap.debris.thresholds import threshold_channels
+
+        try:
+            channels += [c for c in threshold_channels(deb.get("thresholds")) if c not in channels]
+        except (KeyError, TypeError):
+            pass   # a malformed rule list is reported by _check_models (debris.thresholds)
     try:
         layers, needs = cube_layers(channels)
     except ChannelError as e:
@@ -258,12 +266,13 @@ def _check_semantics(cfg: dict) -> None:
         name = (cfg.get("channel_sources") or {}).get(role)
         if not name:
             problems.append(f"channel_sources.{role}: missing, but the models' channels (models, model.channels) include "
-                            f"{', '.join(users)}; name a raster or raster_per_year entry of `sources`")
+                            f"{', '.join(users)}; name a raster or raster_per_year entry of `sources`"
+                            + (" (or a landsat_c2l2 one: its thermal band near each image's date)"
+                               if role == "temperature" else ""))
         elif name not in sources:
             problems.append(f"channel_sources.{role}: '{name}' is not a source ({', '.join(sources) or 'none'})")
         elif sources[name].get("kind") not in ("raster", "raster_per_year"):
-            problems.append(f"channel_sources.{role}: source '{name}' is of kind {sources[name].get('kind')}; "
-                            "a raster or raster_per_year source is needed")
+            problems += _check_scene_channel_source(role, name, sources[name])
     terrain = [c for c in layers if "dem" in get_channel(c).sources]
     if terrain and not cfg.get("dem"):
         problems.append(f"dem: missing, but the models' channels (models, model.channels) include {', '.join(terrain)}; "
@@ -287,6 +296,31 @@ def _check_semantics(cfg: dict) -> None:
                             "or give the raster by path")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _check_scene_channel_source(role: str, name: str, scfg: dict) -> list[str]:
+    """A scene source (STAC items) named in channel_sources: only for the roles a scene source can feed
+    (``SCENE_CHANNEL_BANDS``: temperature from the thermal band, as a near-date composite), with that band and a
+    ``stac.source`` to search. Pure: builds the source, searches nothing."""
+    from glaciermap.data.sources import SCENE_CHANNEL_BANDS, SourceConfigError, build_source
+
+    kind = scfg.get("kind")
+    band = SCENE_CHANNEL_BANDS.get(role)
+    try:
+        src = build_source(name, scfg)
+    except SourceConfigError:
+        return []  # check_sources names the problem
+    if band is None or not src.item_based:
+        scene = f", or a scene source with band '{SCENE_CHANNEL_BANDS[role]}' (landsat_c2l2)" if band else ""
+        return [f"channel_sources.{role}: source '{name}' is of kind {kind}; a raster or raster_per_year source"
+                f"{scene} is needed"]
+    if band not in src.provides:
+        return [f"channel_sources.{role}: source '{name}' is of kind {kind}, which has no band '{band}'; a raster or "
+                f"raster_per_year source, or a scene source with band '{band}' (landsat_c2l2), is needed"]
+    if not src.stac_source:
+        return [f"channel_sources.{role}: sources.{name}.stac.source is missing: the {role} channel searches that "
+                "source's scenes near each image's date (give a STAC API URL or a catalog.json)"]
+    return []
 
 
 def _check_models(cfg: dict) -> list[str]:
@@ -322,9 +356,13 @@ def _check_models(cfg: dict) -> list[str]:
         if labels != GLACIER_LABELS and labels not in (cfg.get("labels") or {}):
             problems.append(f"models.{name}.labels: '{labels}' is neither `glacier` (the binary target) nor a label set "
                             f"of `labels` ({', '.join(cfg.get('labels') or {}) or 'none is configured'})")
-    for m in (cfg.get("importance") or {}).get("models") or []:
+    for m in (cfg.get("importance") or {}).get("overrides") or {}:
         if m not in models:
-            problems.append(f"importance.models: '{m}' is not an entry of `models` ({', '.join(models)})")
+            problems.append(f"importance.overrides.{m}: not an entry of `models` ({', '.join(models)})")
+    for section in ("importance", "random_split", "debris"):
+        for m in (cfg.get(section) or {}).get("models") or []:
+            if m not in models:
+                problems.append(f"{section}.models: '{m}' is not an entry of `models` ({', '.join(models)})")
     from glaciermap.data.channels import known_channels
 
     for g in (cfg.get("importance") or {}).get("groups") or {}:
@@ -339,6 +377,32 @@ def _check_models(cfg: dict) -> list[str]:
             elif m in registry and not is_binary(registry[m]):
                 problems.append(f"area_change.{key}: '{m}' is a K-class model (labels: {registry[m]['labels']}); the "
                                 "area change method needs a binary glacier model (labels: glacier)")
+    deb = cfg.get("debris") or {}
+    for m in deb.get("models") or []:
+        if m in registry:
+            classes = registry[m]["classes"]
+            if is_binary(registry[m]):
+                problems.append(f"debris.models: '{m}' is a binary model; the debris method needs a K-class model "
+                                "whose label set has the debris and clean-ice classes")
+            for key in ("debris_class", "clean_class"):
+                name = deb.get(key, {"debris_class": "debris", "clean_class": "clean_ice"}[key])
+                if not is_binary(registry[m]) and name not in classes:
+                    problems.append(f"debris.{key}: '{name}' is not a class of model '{m}' ({', '.join(classes)})")
+    if deb.get("label_set"):
+        for m in deb.get("models") or []:
+            if m in registry and registry[m]["labels"] != deb["label_set"]:
+                problems.append(f"debris.models: '{m}' learns label set '{registry[m]['labels']}', not "
+                                f"debris.label_set '{deb['label_set']}' (the baseline is compared with it)")
+        if deb["label_set"] not in (cfg.get("labels") or {}):
+            problems.append(f"debris.label_set: '{deb['label_set']}' is not a label set of `labels`")
+        else:
+            from glaciermap.debris.thresholds import check_rules
+            from glaciermap.segmentation.labels import labelset_classes
+
+            try:
+                check_rules(deb.get("thresholds"), labelset_classes(cfg["labels"][deb["label_set"]]))
+            except ValueError as e:
+                problems.append(f"debris.{e}" if str(e).startswith("thresholds") else f"debris.thresholds: {e}")
     return problems
 
 
@@ -352,10 +416,13 @@ def _check_labels(cfg: dict) -> list[str]:
         if name == GLACIER_LABELS:
             problems.append(f"labels.{name}: the name is reserved for the built-in binary target")
             continue
-        problems += check_labelset(name, spec)
+        # map files are checked once the region's data exist (the inventory): `snakemake --lint` on a fresh clone
+        problems += check_labelset(name, spec, check_files=Path(str((cfg.get("inventory") or {}).get("path", ""))).exists())
         for c in label_channels(spec):
             try:
-                get_channel(c)
+                if not get_channel(c).stored:
+                    problems.append(f"labels.{name}: channel {c} is fitted per fold, not a cube layer; a label rule "
+                                    "can only threshold a stored layer")
             except ChannelError as e:
                 problems.append(f"labels.{name}: {e}")
     return problems

@@ -52,6 +52,14 @@ REGION = {
     # grows with folds x (layers + groups) x repeats x max_patches rather than with the glaciers: the demo's
     # (5 folds, 20 features, 2 repeats, 48 patches; 2 threads) spread over its glaciers
     "importance": (978.0, 0.0, 3.8),
+    # one member trained on every glacier's tiles and a pass over the test tiles: about one packed fold
+    # (estimate until measured on the demo)
+    "random_split": (1500.0, 0.0, 6.0),
+    # debris cover: reads each test glacier's predictions at t0 and t1 (estimate until measured on the demo)
+    "cover": (350.0, 0.0, 0.4),
+    "debris_summary": (100.0, 0.0, 0.02),
+    # the threshold baseline: the test glaciers' t0 cubes and labels (demo: 213 MB, 4 s)
+    "thresholds": (273.0, 0.0, 0.19),
 }
 
 

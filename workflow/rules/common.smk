@@ -136,6 +136,7 @@ def raster_href(kind):
 # is read (and extended in memory) when it exists, else the same deterministic make_split is computed
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
 from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
+from glaciermap.debris.thresholds import threshold_channels
 from glaciermap.config import all_model_channels, label_set_channels, model_registry, used_label_sets
 from glaciermap.area_change.summary import summary_settings
 from glaciermap.segmentation.split import SplitError, make_split, split_for, split_hash
@@ -195,6 +196,15 @@ def label_files(role, protect=False):
         return [ancient(p) for p in paths] if protect else paths
 
     return files
+
+
+def random_split_labels(wildcards):
+    """The t0 label rasters of every mapped glacier for a K-class model (none for a binary model): the random
+    split's tiles come from all cubes, whatever their fold role."""
+    labelset = MODELS[wildcards.model]["labels"]
+    if labelset not in LABEL_SETS:
+        return []
+    return [ancient(f"{R}/labels/{labelset}/{T0}/{g}.tif") for g in GLACIER_IDS]
 
 
 def label_definition(model):
@@ -264,6 +274,18 @@ def val_ids(wildcards):
 ONE_EPOCH = T0 == T1
 
 
+def debris_summary_inputs(wildcards):
+    """Optional inputs of a debris model's summary: its random split, importance and the threshold baseline."""
+    d = {}
+    if wildcards.model in config["random_split"]["models"]:
+        d["random_split"] = f"{R}/segmentation/{wildcards.model}/random_split.json"
+    if wildcards.model in config["importance"]["models"]:
+        d["importance"] = f"{R}/segmentation/{wildcards.model}/importance.json"
+    if config["debris"]["label_set"] and config["debris"]["label_set"] == MODELS[wildcards.model]["labels"]:
+        d["thresholds"] = f"{R}/debris/thresholds/metrics.json"
+    return d
+
+
 def summary_inputs(wildcards):
     """Optional inputs of a model's summary: rates, the baseline, the truth comparison and Table 7 when there are."""
     d = {}
@@ -274,6 +296,8 @@ def summary_inputs(wildcards):
         d["comparison"] = f"{R}/area_change/method_comparison.json"
         if TRUTH_DIR:
             d["evaluation"] = f"{R}/area_change/{wildcards.model}/evaluation/truth.json"
+    if config["debris"]["models"]:   # the debris method's headline numbers (its first model), as `debris`
+        d["debris"] = f"{R}/debris/{config['debris']['models'][0]}/summary.json"
     return d
 
 
@@ -286,11 +310,20 @@ MODEL_TARGETS += [f"{R}/area_change/method_comparison.csv"] if FOLDS and not ONE
 MODEL_TARGETS += [f"{R}/segmentation/{m}/metrics.json" for m in MODELS] if FOLDS else []
 # permutation importance of the models named in `importance.models`
 MODEL_TARGETS += [f"{R}/segmentation/{m}/importance.json" for m in config["importance"]["models"]] if FOLDS else []
+# CryoNet's random tile split of the models named in `random_split.models` (its inflation over the geographic CV)
+MODEL_TARGETS += [f"{R}/segmentation/{m}/random_split.json" for m in config["random_split"]["models"]] if FOLDS else []
+# the debris-covered glacier method: cover per glacier and the method's summary of each model in `debris.models`
+DEBRIS_MODELS = list(config["debris"]["models"])
+MODEL_TARGETS += [f"{R}/debris/{m}/{f}" for m in DEBRIS_MODELS for f in ("summary.json", "cover.gpkg")] if FOLDS else []
+MODEL_TARGETS += [f"{R}/debris/thresholds/metrics.json"] if FOLDS and config["debris"]["label_set"] else []
 
 # The layers every cube holds: every model's channels, the channels the label sets threshold, plus the bands the
 # baseline, comparison and figures read (glaciermap.data.channels.READER_LAYERS); nothing else is computed.
 CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config),
-                                        extra=list(READER_LAYERS) + label_set_channels(config))
+                                        extra=list(dict.fromkeys(
+                                            list(READER_LAYERS) + label_set_channels(config)
+                                            + (threshold_channels(config["debris"]["thresholds"])
+                                               if config["debris"]["label_set"] else []))))
 # the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
 CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
                           "config": source_configs(config)[config["channel_sources"][role]]}

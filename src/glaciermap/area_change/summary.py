@@ -128,7 +128,10 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     return _clean(s)
 
 
-def write_summary(out_json, **kw) -> dict:
+def write_summary(out_json, debris_json=None, **kw) -> dict:
+    """:func:`build_summary`, plus the debris method's summary (rule debris_summary) as ``debris`` when given."""
     s = build_summary(**kw)
+    if debris_json:
+        s["debris"] = _load(debris_json)
     write_json_atomic(out_json, s)
     return s

@@ -345,7 +345,10 @@ register(Channel("coherence", "raster", ("coherence",), ("coherence",), "1", "In
                  "interferometric coherence (band 1) reprojected bilinearly onto the cube grid; NaN where it has no data",
                  compute=lambda ctx: ctx.raster("coherence")[0]))
 register(Channel("surface_temperature", "raster", ("temperature",), ("temperature",), "K", "surface temperature",
-                 "land surface temperature (band 1) reprojected bilinearly onto the cube grid; NaN where it has no data",
+                 "land surface temperature: a raster source's band 1 reprojected bilinearly onto the cube grid, or, from a "
+                 "landsat_c2l2 source, the ST band (K) of the usable dates nearest to the image date averaged per pixel "
+                 "with cloud/shadow/fill masked (items and dates in the cube's temperature_* attributes); NaN where it "
+                 "has no data",
                  compute=lambda ctx: ctx.raster("temperature")[0]))
 
 #: Tasseled Cap transformation of Sentinel-2 MSI: Nedkov (2017), "Orthogonal transformation of segmented images

@@ -294,20 +294,48 @@ def _load_scene(acquisition_nc, glacier_id: str, item_id: str) -> SceneLayers:
                        scenes.times[0], sun)
 
 
-def _read_raster_source(spec: dict, role: str, grid: CubeGrid, when, glacier_id: str) -> np.ndarray:
-    """A raster layer from a source of the registry (``raster`` or ``raster_per_year``, read for the scene's year):
-    velocity as the stack (vx, vy) in the grid's axes when the source has components, else (magnitude, 0); any
-    other role as one band. A read error (no mosaic for the year, no coverage, unreadable file) skips the glacier
-    with the source and file named (GlacierInputError)."""
-    from glaciermap.data.sources import build_source
+def _read_raster_source(spec: dict, role: str, grid: CubeGrid, when, glacier_id: str,
+                        record: dict | None = None) -> np.ndarray:
+    """A raster layer from a source of the registry: a ``raster`` or ``raster_per_year`` source (read for the
+    scene's year) gives velocity as the stack (vx, vy) in the grid's axes when the source has components, else
+    (magnitude, 0), and any other role as one band; a scene source (``landsat_c2l2`` for ``temperature``) gives the
+    near-date composite of the role's band (:func:`glaciermap.data.sources.neardate.near_date_composite`: the
+    ``near_date.n_dates`` usable dates nearest to the scene's date, cloud / shadow / fill masked, averaged).
+    A read error (no mosaic for the year, no coverage, unreadable file; a required composite without a usable
+    date) skips the glacier with the source and file named (GlacierInputError). ``record``: filled with what was
+    read (source, kind, files, items and dates of a composite), for the cube attributes."""
+    from glaciermap.data.sources import SCENE_CHANNEL_BANDS, build_source, near_date_composite
 
     source = build_source(spec["name"], spec["config"])
+    record = {} if record is None else record
+    if source.item_based:
+        band = SCENE_CHANNEL_BANDS.get(role)
+        if band is None:  # the config check refuses this before any job
+            raise ValueError(f"channel source {role}: source '{source.name}' ({source.kind}) is a scene source; "
+                             f"only {', '.join(SCENE_CHANNEL_BANDS)} may come from one")
+        comp = near_date_composite(source, grid, band, when, glacier_id)
+        record.update(comp.attrs)
+        return comp.values[None]
     if role == "velocity" and {"vx", "vy"} <= set(source.bands()):
         res = source.read(grid, ["vx", "vy"], when=when, glacier_id=glacier_id)
-        return np.stack([res.bands["vx"], res.bands["vy"]]).astype(np.float32)
-    res = source.read(grid, None, when=when, glacier_id=glacier_id)
-    first = next(iter(res.bands.values())).astype(np.float32)
-    return np.stack([first, np.zeros_like(first)]) if role == "velocity" else first[None]
+        out = np.stack([res.bands["vx"], res.bands["vy"]]).astype(np.float32)
+    else:
+        res = source.read(grid, None, when=when, glacier_id=glacier_id)
+        first = next(iter(res.bands.values())).astype(np.float32)
+        out = np.stack([first, np.zeros_like(first)]) if role == "velocity" else first[None]
+    files = res.attrs.get("files") or {}
+    record.update({"source": source.name, "kind": source.kind,
+                   "files": " ".join(str(files[k]) for k in sorted(files)) if isinstance(files, dict) else str(files)})
+    if res.attrs.get("year") is not None:
+        record["year"] = int(res.attrs["year"])
+    return out
+
+
+def _source_label(spec) -> str:
+    """What to name for a raster source in messages and attributes: the file, or the registry source's name."""
+    if isinstance(spec, dict):
+        return f"source '{spec.get('name')}'"
+    return str(spec)
 
 
 def _sun_from(scene_time, grid: CubeGrid):
@@ -330,8 +358,10 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     ``layers``: the layers to build (channel registry names, in stack order); default :data:`DEFAULT_LAYERS`
     (without ``dhdt`` when ``dhdt_href`` is None or "", and without the band layers a non-Sentinel-2 scene cannot
     give; named layers it cannot give skip the glacier). Only the sources those layers need are read: no DEM
-    without a DEM layer, no dh/dt map without ``dhdt``. ``sources``: hrefs of further raster sources
-    (``velocity``, ``coherence``, ``temperature``) for layers that need them. A layer list naming an unknown
+    without a DEM layer, no dh/dt map without ``dhdt``. ``sources``: further raster sources (``velocity``,
+    ``coherence``, ``temperature``) for layers that need them: a file href, or a source of the registry
+    ``{"name": ..., "config": {...}}`` (``temperature`` may be a ``landsat_c2l2`` source: the near-date composite
+    of its thermal band, see :func:`_read_raster_source`); what was read is in the ``<source>_*`` attributes. A layer list naming an unknown
     channel, or a layer whose source is not given, raises :class:`glaciermap.data.channels.ChannelError` /
     ValueError (a configuration error, not a glacier problem).
     """
@@ -405,14 +435,15 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
         sun = scene.sun
     else:
         sun = _sun_from(scene.time, grid)
-    rasters = {}
+    rasters, read_info = {}, {}
     for src in channels.RASTER_SOURCES:
         if src not in need:
             continue
         nb, what = (2 if src == "velocity" else 1), f"{src} raster"
         if isinstance(sources[src], dict):  # a source of the registry: {"name": ..., "config": {...}}
             rasters[src] = (lambda spec=sources[src], role=src:
-                            _read_raster_source(spec, role, grid, scene.time, glacier_id))
+                            _read_raster_source(spec, role, grid, scene.time, glacier_id,
+                                                read_info.setdefault(role, {})))
         else:  # a raster file: band 1 (and 2: vy) as they are
             rasters[src] = (lambda h=sources[src], n=nb, w=what:
                             np.stack([warp_to_grid(h, grid, glacier_id, w, band=k + 1) for k in range(n)]))
@@ -433,7 +464,16 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
             v, _ = channels.apply_fill(name, v)
         except ValueError as e:
             src = next((s for s in ch.sources if s not in ("sentinel2", "sun")), None)
-            raise GlacierInputError(glacier_id, sources.get(src) if src else acquisition_nc, str(e)) from e
+            if src is None:
+                where = acquisition_nc
+            elif isinstance(sources.get(src), dict):
+                info = read_info.get(src, {})
+                where = info.get("files") if info.get("files") not in (None, "none") else None
+                e = ValueError(f"{_source_label(sources[src])} ({src}): {e}"
+                               + (f" (items {info['items']}, window {info['window']})" if "items" in info else ""))
+            else:
+                where = sources.get(src)
+            raise GlacierInputError(glacier_id, where, str(e)) from e
         stack[name] = v  # reflectance is quantised to its uint16 DN by cube_dataset
 
     masks = {"mask_glacier_id": m["labels"].astype(np.int32), "mask_glacier": m["glacier"].astype(np.uint8)}
@@ -470,8 +510,18 @@ def build_cube(acquisition_nc, selection_csv, inventory_gpkg, glacier_id: str, e
     if "sun" in need:
         attrs["sun_azimuth_deg"], attrs["sun_elevation_deg"] = ctx.sun
     for s in need:
-        if s not in ("sentinel2", "sun", "dem", "dhdt"):
+        if s in ("sentinel2", "sun", "dem", "dhdt"):
+            continue
+        if not isinstance(sources[s], dict):
             attrs[f"{s}_file"] = str(sources[s])
+            continue
+        # a registry source: what was read (a near-date composite: its window, items and dates)
+        info = read_info.get(s, {})
+        attrs[f"{s}_source"] = str(sources[s].get("name"))
+        attrs[f"{s}_file"] = str(info.get("files", "none"))
+        for k, v in info.items():
+            if k not in ("source", "files"):
+                attrs[f"{s}_{k}"] = v
     ds = cube_dataset(stack, masks, scene.x, scene.y, m["ids"], grid.crs, grid.transform, attrs=attrs, buffers=buffers,
                       id_column=idc)
     return ds, cube_encoding(ds)

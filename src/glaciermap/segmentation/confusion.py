@@ -69,7 +69,9 @@ def _fold_of(pred_file) -> int:
 
 
 def glacier_pixels(pred_file, cube_file, label_file, temperatures, classes):
-    """(truth [n], calibrated probs [n, K], uncalibrated probs [n, K]) of one test glacier's scored pixels: its
+    """(truth [n], calibrated probs [n, K], uncalibrated probs [n, K], member 0's class [n]) of one test glacier's
+    scored pixels (member 0 alone: the single model a random-split comparison trains; a temperature does not change
+    one member's argmax): its
     50 m buffer (the glacier + 50 m, other glaciers excluded: pixels of a neighbour, maybe a training glacier,
     are never scored), predicted, not cloud or no data, and labelled; None for a skip record.
 
@@ -86,6 +88,7 @@ def glacier_pixels(pred_file, cube_file, label_file, temperatures, classes):
         mu_cal = calibrated_stats(probs, temperatures)[0]
         mu_raw = probs.mean(0)
         cal, raw = np.stack([1 - mu_cal, mu_cal]), np.stack([1 - mu_raw, mu_raw])
+        first = (probs[0] >= 0.5).astype(np.int64)
     else:
         from glaciermap.segmentation.labels import IGNORE, read_label_raster
 
@@ -95,11 +98,12 @@ def glacier_pixels(pred_file, cube_file, label_file, temperatures, classes):
         truth, labelled = lab.astype(np.int64), lab != IGNORE
         cal = calibrated_stats(probs, temperatures)[0]
         raw = probs.mean(0)
+        first = np.nan_to_num(probs[0], nan=-1.0).argmax(0)
     if truth.shape != cal.shape[-2:] or masks["buffer50"].shape != cal.shape[-2:]:
         raise ValueError(f"{label_file or cube_file} is {truth.shape} px but the prediction {pred_file} is "
                          f"{cal.shape[-2:]}")
     sel = labelled & masks["buffer50"] & ~masks["masked"] & np.isfinite(cal).all(0)
-    return truth[sel], cal[:, sel].T, raw[:, sel].T
+    return truth[sel], cal[:, sel].T, raw[:, sel].T, first[sel]
 
 
 def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, calib_jsons, classes, out: dict,
@@ -125,6 +129,7 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
     if missing:
         raise FileNotFoundError(f"no cube or label raster for the test glacier(s) {', '.join(missing[:10])}")
     cms, raw_all, cal_all, y_all, skipped = {}, [], [], [], []
+    cm_first = np.zeros((K, K), np.int64)
     for g in sorted(pred_files):
         fold = _fold_of(pred_files[g])
         px = glacier_pixels(pred_files[g], cube_files[g], None if label_files is None else label_files[g],
@@ -132,9 +137,10 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
         if px is None:
             skipped.append(g)
             continue
-        y, cal, raw = px
+        y, cal, raw, first = px
         pred = cal.argmax(1)
         cms[fold] = cms.get(fold, np.zeros((K, K), np.int64)) + confusion_matrix(y, pred, K)
+        cm_first += confusion_matrix(y, first, K)
         y_all.append(y), cal_all.append(cal), raw_all.append(raw)
     total = sum(cms.values(), np.zeros((K, K), np.int64))
     conf_rows, metric_rows = [], []
@@ -157,7 +163,11 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
                "ece_per_class": per_class_ece, "ece_per_class_kind": "one-vs-rest: binary ECE of p(class) against "
                "(truth == class), |p - 0.5| confidence bins as DL4GAM",
                "per_fold": {str(f): overall(cm, class_metrics(cm, classes)) for f, cm in sorted(cms.items())},
-               "per_class": class_metrics(total, classes).set_index("class").to_dict("index")}
+               "per_class": class_metrics(total, classes).set_index("class").to_dict("index"),
+               # member 0 of each fold alone, uncalibrated: the like-for-like reference of a single-model score
+               # (rule random_split trains one member)
+               "single_member": {**overall(cm_first, class_metrics(cm_first, classes)),
+                                 "per_class": class_metrics(cm_first, classes).set_index("class").to_dict("index")}}
     write_csv_atomic(out["confusion"], pd.DataFrame(conf_rows, columns=["fold", "truth", "predicted", "pixels"]))
     write_csv_atomic(out["metrics"], metrics)
     write_json_atomic(out["json"], _clean(summary))

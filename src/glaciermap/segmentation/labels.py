@@ -37,8 +37,10 @@ _PALETTE = [(200, 200, 200), (31, 120, 180), (166, 86, 40), (51, 160, 44), (227,
             (106, 61, 154), (255, 255, 51), (166, 206, 227), (251, 154, 153)]
 
 
-def check_labelset(name: str, spec: dict) -> list[str]:
-    """Problems of one label set's config, each naming its dotted key (empty: fine). Channels are not looked up."""
+def check_labelset(name: str, spec: dict, check_files: bool = True) -> list[str]:
+    """Problems of one label set's config, each naming its dotted key (empty: fine). Channels are not looked up;
+    ``check_files=False`` leaves out the existence of map files (a fresh clone before its inputs exist: the maps
+    are inputs of rule label_set, so a run still stops before any job, naming the file)."""
     key = f"labels.{name}"
     if name == "glacier":
         return [f"{key}: 'glacier' is the built-in binary target; give the label set another name"]
@@ -77,7 +79,7 @@ def check_labelset(name: str, spec: dict) -> list[str]:
             path = c.get("path")
             if not isinstance(path, str) or not path:
                 out.append(f"{k}.path: missing (rule map needs the raster or vector file)")
-            elif not Path(path).exists():
+            elif check_files and not Path(path).exists():
                 out.append(f"{k}.path: file '{path}' does not exist")
         if rule == "channel":
             if not isinstance(c.get("channel"), str) or not c.get("channel"):

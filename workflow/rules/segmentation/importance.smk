@@ -15,7 +15,10 @@ rule importance:
         fold_of=lambda w: {g: k for k in FOLDS for g in TEST_OF[k]},
         groups=canonical(config["importance"]["groups"]),
         classes=lambda w: MODELS[w.model]["classes"],
-        settings=canonical({k: v for k, v in config["importance"].items() if k not in ("models", "groups")}),
+        # the section's settings, with the model's own overrides (importance.overrides.<model>) on top
+        settings=lambda w: canonical({**{k: v for k, v in config["importance"].items()
+                                         if k not in ("models", "groups", "overrides")},
+                                      **config["importance"]["overrides"].get(w.model, {})}),
         patch_size=lambda w: MODELS[w.model]["patch_size"],
     threads: 2
     resources:

@@ -13,8 +13,10 @@ file and the source.
 
 from __future__ import annotations
 
-from glaciermap.data.sources.base import (MASK_NAMES, BandSpec, Masks, MaskSpec, ReadResult, Source, SourceConfigError, SunAngles)
+from glaciermap.data.sources.base import (MASK_NAMES, BandSpec, Masks, MaskSpec, NearDate, ReadResult, Source, SourceConfigError,
+                                          SunAngles)
 from glaciermap.data.sources.landsat import LandsatC2L2
+from glaciermap.data.sources.neardate import SCENE_CHANNEL_BANDS, Composite, near_date_composite
 from glaciermap.data.sources.raster import PerYearRasterSource, RasterSource, rotate_to
 from glaciermap.data.sources.registry import KINDS, build_source, build_sources, check_sources, register_kind
 from .sentinel1 import Sentinel1, db_to_linear, linear_to_db
@@ -29,7 +31,8 @@ def read(source: Source, grid, bands=None, *, item=None, when=None, glacier_id: 
 
 
 __all__ = [
-    "KINDS", "MASK_NAMES", "BandSpec", "LandsatC2L2", "MaskSpec", "Masks", "PerYearRasterSource", "RasterSource",
+    "KINDS", "MASK_NAMES", "SCENE_CHANNEL_BANDS", "BandSpec", "Composite", "LandsatC2L2", "MaskSpec", "Masks", "NearDate",
+    "PerYearRasterSource", "RasterSource", "near_date_composite",
     "ReadResult", "Sentinel1", "Sentinel2L1C", "Sentinel2L2A", "Source", "SourceConfigError", "SunAngles",
     "build_source", "build_sources", "check_sources", "db_to_linear", "linear_to_db", "read", "register_kind",
     "rotate_to", "s2_offset",

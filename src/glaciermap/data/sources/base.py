@@ -286,6 +286,43 @@ def parse_mask(source: str, value, default: MaskSpec | None) -> MaskSpec | None:
     return spec
 
 
+@dataclasses.dataclass(frozen=True)
+class NearDate:
+    """How a scene source is read as a near-date composite (``sources.<name>.near_date``): the ``n_dates``
+    acquisition dates nearest to the mapped image's date within +-``window_days`` days, averaged pixel-wise
+    (:func:`glaciermap.data.sources.neardate.near_date_composite`). ``required``: no usable scene in the window
+    skips the glacier (GlacierInputError) instead of giving an all-NaN layer."""
+
+    window_days: int = 30
+    n_dates: int = 2
+    required: bool = False
+
+
+NEAR_DATE_KEYS = {
+    "window_days": "search +-this many days (calendar days) around the date of the mapped image; default 30",
+    "n_dates": "number of acquisition dates averaged (the nearest usable ones); default 2",
+    "required": "true: no usable scene in the window skips the glacier; false (default): the layer is NaN there and "
+                "the channel's fill rule decides",
+}
+
+
+def parse_near_date(source: str, value) -> NearDate:
+    """``near_date`` config: null or a mapping of :data:`NEAR_DATE_KEYS` (each optional)."""
+    value = as_mapping(source, "near_date", value)
+    check_keys(source, value, NEAR_DATE_KEYS, prefix="near_date.")
+    out = NearDate()
+    for key in ("window_days", "n_dates"):
+        if key in value:
+            v = value[key]
+            low = 0 if key == "window_days" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise SourceConfigError(source, f"near_date.{key}", f"must be an integer >= {low}, got {v!r}")
+            out = dataclasses.replace(out, **{key: int(v)})
+    if "required" in value:
+        out = dataclasses.replace(out, required=as_bool(source, "near_date.required", value["required"]))
+    return out
+
+
 def parse_year(when) -> int:
     """Year of a date-like value: int, 'YYYY', 'YYYY-MM-DD...', date/datetime, pandas Timestamp or STAC item."""
     if hasattr(when, "datetime") and hasattr(when, "properties"):  # a pystac Item
@@ -574,6 +611,8 @@ class ItemSource(Source):
     override ``band_offset``, ``ignore_bits``, ``_post_warp`` and ``_check_item``."""
 
     item_based = True
+    #: Near-date composite settings (``near_date``; kinds that accept the key parse it with parse_near_date).
+    near_date: NearDate = NearDate()
     STAC_KEYS: ClassVar[tuple[str, ...]] = ("source", "collection", "max_cloud_cover", "missing_cloud_cover")
     DEFAULT_COLLECTION: ClassVar[str | None] = None
 
@@ -629,8 +668,11 @@ class ItemSource(Source):
             return f"every pixel of the grid is fill/no data (mask layer '{self.mask.asset}' and the bands)"
         return "every pixel of the grid is no data"
 
-    def read(self, grid: CubeGrid, bands=None, *, item=None, when=None, glacier_id: str = "") -> ReadResult:
-        """Bands ``bands`` (sensor or common names; None = the kind's default set) of STAC ``item`` on ``grid``."""
+    def read(self, grid: CubeGrid, bands=None, *, item=None, when=None, glacier_id: str = "",
+             allow_all_fill: bool = False) -> ReadResult:
+        """Bands ``bands`` (sensor or common names; None = the kind's default set) of STAC ``item`` on ``grid``.
+        A scene whose every grid pixel is fill raises GlacierInputError unless ``allow_all_fill`` (then every
+        band is NaN and ``masks.fill`` all True: the caller decides, e.g. a near-date composite moves on)."""
         ctx = _Context(glacier_id, self)
         if item is None:
             raise TypeError(f"source '{self.name}' ({self.kind}) reads STAC items: pass item=")
@@ -666,7 +708,7 @@ class ItemSource(Source):
             mask = decode_mask_code(warp_mask_code(code, native.transform, native.crs, grid))
             files[self.mask.asset] = href
         masks = combine(out, grid.shape, mask)
-        if masks.fill.all():
+        if masks.fill.all() and not allow_all_fill:
             raise ctx.error(files.get(self.mask.asset) if self.mask else where, f"item {item.id}: {self._fill_problem()}")
         sun = self.sun_angles(item)
         attrs = {"source": self.name, "kind": self.kind, "item_id": item.id, "files": files,

@@ -21,7 +21,7 @@ import re
 from datetime import datetime, timezone
 
 from glaciermap.data.sources.base import (BandSpec, ItemSource, MaskSpec, SourceConfigError, apply_band_overrides, as_mapping, as_str,
-                   parse_mask, resolve_name)
+                   parse_mask, parse_near_date, resolve_name)
 
 SR_SCALE, SR_OFFSET = 2.75e-5, -0.2
 ST_SCALE, ST_OFFSET = 0.00341802, 149.0
@@ -83,6 +83,9 @@ class LandsatC2L2(ItemSource):
         "clip": "[low, high] clip of the physical values per band, or null (default)",
         "mask": "QA layer {asset, type, fill, cloud, shadow, snow}; default QA_PIXEL bits fill [0], cloud [1, 2, 3], "
                 "shadow [4], snow [5] (bit 2 ignored on TM/ETM+)",
+        "near_date": "as a raster channel's source (channel_sources.temperature: thermal band): {window_days: 30, "
+                     "n_dates: 2, required: false}; the n_dates usable dates nearest the image date within "
+                     "+-window_days, cloud/shadow/fill masked, averaged pixel-wise",
     }
 
     def _parse(self, cfg: dict) -> None:
@@ -109,6 +112,7 @@ class LandsatC2L2(ItemSource):
                 resolve_name(self.name, f"assets.{fam}.{name}", name, bands, aliases)
             fam_cfg["assets"] = fam_assets
             self._fam_bands[fam] = apply_band_overrides(self.name, fam_cfg, bands, aliases)
+        self.near_date = parse_near_date(self.name, cfg.get("near_date"))
         self.mask = parse_mask(self.name, cfg["mask"], QA_MASK) if "mask" in cfg else QA_MASK
         if self.mask is not None:
             as_str(self.name, "mask.asset", self.mask.asset)
