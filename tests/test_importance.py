@@ -379,7 +379,8 @@ def test_run_importance_end_to_end(scene, tmp_path, classes, caplog, torch_threa
               "elevation_change": ["dhdt"], "radar": ["vv", "vh"], "ice_cues": ["ndsi", "vv"]}
     cfg = {"patch_size": 32, "stride": 32, "max_patches": 3, "n_repeats": 2, "seed": 0, "batch_size": 4,
            "device": "cpu", "threads": 1}
-    out = {"csv": tmp_path / "imp.csv", "summary": tmp_path / "summary.csv", "json": tmp_path / "imp.json"}
+    out = {"csv": tmp_path / "imp.csv", "summary": tmp_path / "summary.csv", "json": tmp_path / "imp.json",
+           "figure": tmp_path / "imp.png"}
     with caplog.at_level("INFO", logger="glaciermap.segmentation.importance"):
         info = importance.run_importance(ens[::-1], norms, cals, test_of, None if binary else label_of, groups,
                                          classes, cfg, out)
@@ -405,6 +406,14 @@ def test_run_importance_end_to_end(scene, tmp_path, classes, caplog, torch_threa
     assert len(js["top_groups"]) == 3 and set(js["top_groups"]) <= {"optical", "terrain", "elevation_change", "ice_cues"}
     assert js["top_layers"] == summ.loc[summ["kind"] == "layer", "feature"].head(3).tolist()
     assert js["forward_passes"] == 2 * (1 + 2 * n_feat)
+    # the figure: every group and the top layers by mean-IoU drop, and the per-class drops of the same features
+    assert out["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = importance.plot_importance(summ, tmp_path / "again.png", top=5)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    n_groups = int((summ["kind"] == "group").sum())
+    assert len(fig.axes) == 2 and len(labels) == n_groups + 5
+    assert labels[-1] in {f"{g} (group)" for g in summ.loc[summ["kind"] == "group", "feature"]}
+    assert len(fig.axes[1].get_legend().get_texts()) == len(names)
     # the numbers are those of the fold's members, temperatures and test patches (fold 0, recomputed here)
     models = [train.load_member(tmp_path / "models" / "m" / "fold0" / f"member{m}" / "best.pt", "cpu")[0] for m in (0, 1)]
     x, y, valid = importance.collect_patches(test_of[0], DL4GAM_CHANNELS, stats, 32, 32,

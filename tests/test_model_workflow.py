@@ -189,6 +189,7 @@ def test_three_class_variant_end_to_end(run):
                                                                    "thermal_infrared"}
     assert (summ["n_samples"] == 4).all() and {"drop_iou_debris_mean", "drop_mean_iou_std"} <= set(summ.columns)
     assert set(imp["baseline"]) == {"overall_accuracy", "mean_iou", *(f"iou_{c}" for c in classes)}
+    assert (r / "segmentation/ice_debris/importance.png").stat().st_size > 10_000
     # binary models get the same table as background/glacier
     assert json.loads((r / "segmentation/dl4gam/metrics.json").read_text())["classes"] == ["background", "glacier"]
     # the stack: PCA fitted per fold on the training cubes (in the fold's normalisation), the other sensors' layers

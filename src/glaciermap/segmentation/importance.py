@@ -303,6 +303,47 @@ def summarise(df: pd.DataFrame, class_names) -> pd.DataFrame:
     return out
 
 
+def plot_importance(summary, out_png, top: int = 20, classes=None, title: str | None = None):
+    """The importance figure: the ``top`` layers and every group by mean-IoU drop (bars: mean over folds and
+    repeats, whiskers: their std), and, per class of ``classes`` (default: all), the drop of that class's IoU for
+    the same features. ``summary``: :func:`summarise`'s table or its CSV. Saved atomically; returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glaciermap.io import atomic_path
+
+    df = pd.read_csv(summary) if not isinstance(summary, pd.DataFrame) else summary
+    layers = df[df["kind"] == "layer"].head(int(top))
+    groups = df[df["kind"] == "group"]
+    sel = pd.concat([groups, layers]).iloc[::-1]
+    cls = [c[len("drop_iou_"):-len("_mean")] for c in df.columns if c.startswith("drop_iou_") and c.endswith("_mean")]
+    if classes is not None:
+        cls = [c for c in cls if c in set(classes)]
+    h = max(3.0, 0.28 * len(sel) + 1.2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, h), sharey=True, gridspec_kw={"width_ratios": [1, 1.4]})
+    y = np.arange(len(sel))
+    colours = np.where(sel["kind"] == "group", "tab:orange", "tab:blue")
+    axes[0].barh(y, sel["drop_mean_iou_mean"], xerr=sel["drop_mean_iou_std"], color=colours, alpha=0.85)
+    axes[0].set_yticks(y, [f"{f} (group)" if k == "group" else f for f, k in zip(sel["feature"], sel["kind"])],
+                       fontsize=8)
+    axes[0].axvline(0, color="k", lw=0.6)
+    axes[0].set_xlabel("drop of mean IoU (mean +- std over folds and repeats)")
+    axes[0].set_title(title or "permutation importance")
+    width = 0.8 / max(len(cls), 1)
+    for i, c in enumerate(cls):
+        axes[1].barh(y + (i - (len(cls) - 1) / 2) * width, sel[f"drop_iou_{c}_mean"], height=width, label=c)
+    axes[1].axvline(0, color="k", lw=0.6)
+    axes[1].set_xlabel("drop of the class's IoU")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------------- rule importance
 
 
@@ -454,6 +495,8 @@ def run_importance(ensemble_jsons, norm_jsons, calib_jsons, test_cubes_by_fold: 
     summary = summarise(rows, class_names)
     write_csv_atomic(out["csv"], rows)
     write_csv_atomic(out["summary"], summary)
+    if out.get("figure"):
+        plot_importance(summary, out["figure"], classes=class_names)
     pooled = {}
     for c in score_cols:     # mean over the folds (those where the score is defined)
         v = np.array([b[c] for b in baselines.values()], np.float64)

@@ -11,6 +11,7 @@ rule importance:
         csv=f"{R}/segmentation/{{model}}/importance.csv",
         summary=f"{R}/segmentation/{{model}}/importance_summary.csv",
         json=f"{R}/segmentation/{{model}}/importance.json",
+        figure=f"{R}/segmentation/{{model}}/importance.png",
     params:
         fold_of=lambda w: {g: k for k in FOLDS for g in TEST_OF[k]},
         groups=canonical(config["importance"]["groups"]),
