@@ -126,5 +126,5 @@ def model_run(tiny_region, tmp_path_factory):
         "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": str(tiny_region / "truth" / "debris_t0.tif")},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = run_snakemake(work)
+    proc = run_snakemake(work, timeout=1800)   # ~8 min alone on 2 cores (4 models, the debris method)
     return work, proc

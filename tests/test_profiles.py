@@ -94,10 +94,11 @@ def test_pack_members_switch_changes_job_counts_not_outputs(workdir, tmp_path):
     packed_cfg = tmp_path / "packed.yaml"
     packed_cfg.write_text(yaml.safe_dump({"train": {"pack_members": True}}))
     packed = _counts(_dry(workdir, "--configfile", str(workdir / "config.yaml"), str(packed_cfg)))
-    # two model variants (config.yaml: dl4gam with 3 members here, dl4gam_no_dhdt with 1) on 2 folds
+    # three model variants (config.yaml: dl4gam with 3 members here, dl4gam_no_dhdt with 1, debris with 2) on 2 folds
     model_folds = per_member["normalise"]
-    assert model_folds == 2 * 2
-    assert per_member["train"] == 2 * (3 + 1) and per_member["ensemble"] == model_folds and "train_fold" not in per_member
+    assert model_folds == 3 * 2
+    assert per_member["train"] == 2 * (3 + 1 + 2) and per_member["ensemble"] == model_folds
+    assert "train_fold" not in per_member
     assert packed["train_fold"] == model_folds and "train" not in packed and "ensemble" not in packed
     # everything else is planned identically (same per-member done.json feed inference)
     rest = lambda c: {k: v for k, v in c.items() if k not in ("train", "ensemble", "train_fold", "total")}  # noqa: E731

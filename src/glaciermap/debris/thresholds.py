@@ -50,7 +50,7 @@ import pandas as pd
 
 from glaciermap.io import atomic_path, write_csv_atomic, write_json_atomic
 from glaciermap.results import _clean, read_cube_masks
-from glaciermap.segmentation.confusion import class_metrics, confusion_matrix, overall
+from glaciermap.segmentation.confusion import class_metrics, confusion_matrix, confusion_tables, overall
 
 log = logging.getLogger("glaciermap.debris.thresholds")
 
@@ -266,15 +266,7 @@ def run_thresholds(cube_files: dict, label_files: dict, fold_of: dict, rules, cl
         cms[fold] = cms.get(fold, np.zeros((K, K), np.int64)) + confusion_matrix(px["truth"], px["pred"], K)
         scope[fold] = scope.get(fold, 0) + px["in_scope"]
         nonfinite[fold] = nonfinite.get(fold, 0) + px["nonfinite"]
-    total = sum(cms.values(), np.zeros((K, K), np.int64))
-    conf_rows, metric_rows = [], []
-    for fold, cm in [*sorted(cms.items()), ("all", total)]:
-        for i, t in enumerate(classes):
-            for j, p in enumerate(classes):
-                conf_rows.append({"fold": fold, "truth": t, "predicted": p, "pixels": int(cm[i, j])})
-        metric_rows.append(class_metrics(cm, classes).assign(fold=fold))
-    metrics = pd.concat(metric_rows, ignore_index=True)[["fold", "class", "iou", "precision", "recall", "f1",
-                                                         "support_px", "predicted_px"]]
+    total, conf_table, metrics = confusion_tables(cms, classes)
     in_scope = int(sum(scope.values()))
     fold_px = {str(f): int(cm.sum()) for f, cm in cms.items()}
     fold_scope = {str(f): int(n) for f, n in scope.items()}
@@ -284,8 +276,8 @@ def run_thresholds(cube_files: dict, label_files: dict, fold_of: dict, rules, cl
                **overall(total, class_metrics(total, classes)),
                "pixels_in_scope": in_scope, "pixels_nonfinite_layers": int(sum(nonfinite.values())),
                "pixels_note": ("scope = the test glaciers' 50 m buffers, not cloud or no data, labelled (rule "
-                               "confusion's); scored = scope where every rule layer is finite (the model's rule "
-                               "requires a finite prediction instead)"),
+                               "confusion's); every in-scope pixel is scored, a missing layer value failing its "
+                               "condition (the model's rule also requires a finite prediction)"),
                "per_fold": per_fold,
                "per_class": class_metrics(total, classes).set_index("class").to_dict("index"),
                "method": "fixed thresholds on cube layers, first matching rule wins, the rest background",
@@ -294,7 +286,7 @@ def run_thresholds(cube_files: dict, label_files: dict, fold_of: dict, rules, cl
     for m, path in (model_metrics or {}).items():
         models[m] = _model_comparison(path, classes, int(total.sum()), in_scope, fold_px, fold_scope)
     summary["models"] = models
-    write_csv_atomic(out["confusion"], pd.DataFrame(conf_rows, columns=["fold", "truth", "predicted", "pixels"]))
+    write_csv_atomic(out["confusion"], conf_table)
     write_csv_atomic(out["metrics"], metrics)
     write_json_atomic(out["json"], _clean(summary))
     for m, png in (figures or {}).items():

@@ -63,6 +63,23 @@ def overall(cm: np.ndarray, per_class: pd.DataFrame) -> dict:
             "macro_f1": float(np.nanmean(per_class["f1"])) if per_class["f1"].notna().any() else None}
 
 
+def confusion_tables(cms: dict, classes) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """(total matrix, confusion table, metrics table) of per-fold confusion matrices ``cms`` (fold -> [K, K]):
+    the rows of ``confusion.csv`` (fold, truth, predicted, pixels) and ``metrics.csv`` (per fold and class), each
+    with fold ``all`` for the pooled matrix."""
+    K = len(classes)
+    total = sum(cms.values(), np.zeros((K, K), np.int64))
+    conf_rows, metric_rows = [], []
+    for fold, cm in [*sorted(cms.items()), ("all", total)]:
+        for i, t in enumerate(classes):
+            for j, p in enumerate(classes):
+                conf_rows.append({"fold": fold, "truth": t, "predicted": p, "pixels": int(cm[i, j])})
+        metric_rows.append(class_metrics(cm, classes).assign(fold=fold))
+    metrics = pd.concat(metric_rows, ignore_index=True)[["fold", "class", "iou", "precision", "recall", "f1",
+                                                         "support_px", "predicted_px"]]
+    return total, pd.DataFrame(conf_rows, columns=["fold", "truth", "predicted", "pixels"]), metrics
+
+
 def _fold_of(pred_file) -> int:
     """The fold of a prediction ``predictions/<model>/fold<k>/<epoch>/<glacier>.nc``."""
     return int(Path(pred_file).parent.parent.name.replace("fold", ""))
@@ -142,15 +159,7 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
         cms[fold] = cms.get(fold, np.zeros((K, K), np.int64)) + confusion_matrix(y, pred, K)
         cm_first += confusion_matrix(y, first, K)
         y_all.append(y), cal_all.append(cal), raw_all.append(raw)
-    total = sum(cms.values(), np.zeros((K, K), np.int64))
-    conf_rows, metric_rows = [], []
-    for fold, cm in [*sorted(cms.items()), ("all", total)]:
-        for i, t in enumerate(classes):
-            for j, p in enumerate(classes):
-                conf_rows.append({"fold": fold, "truth": t, "predicted": p, "pixels": int(cm[i, j])})
-        metric_rows.append(class_metrics(cm, classes).assign(fold=fold))
-    metrics = pd.concat(metric_rows, ignore_index=True)[["fold", "class", "iou", "precision", "recall", "f1",
-                                                         "support_px", "predicted_px"]]
+    total, conf_table, metrics = confusion_tables(cms, classes)
     y = np.concatenate(y_all) if y_all else np.zeros(0, np.int64)
     ece, per_class_ece = {}, {c: {} for c in classes}
     for name, ps in (("ece_before", raw_all), ("ece_after", cal_all)):
@@ -168,7 +177,7 @@ def run_confusion(pred_files: dict, cube_files: dict, label_files: dict | None, 
                # (rule random_split trains one member)
                "single_member": {**overall(cm_first, class_metrics(cm_first, classes)),
                                  "per_class": class_metrics(cm_first, classes).set_index("class").to_dict("index")}}
-    write_csv_atomic(out["confusion"], pd.DataFrame(conf_rows, columns=["fold", "truth", "predicted", "pixels"]))
+    write_csv_atomic(out["confusion"], conf_table)
     write_csv_atomic(out["metrics"], metrics)
     write_json_atomic(out["json"], _clean(summary))
     log.info("%d glaciers, %d px: overall accuracy %s, mean IoU %s, ECE %s -> %s", summary["glaciers"], total.sum(),
