@@ -18,7 +18,7 @@ rule random_split:
     params:
         settings=canonical({k: v for k, v in config["random_split"].items() if k != "models"}),
         model=model_settings,
-    threads: 2
+    threads: 1   # one member, as a train job (runs beside the importance jobs)
     resources:
         mem_mb=region_resources("random_split", "mem_mb"),
         runtime=region_resources("random_split", "runtime"),
