@@ -201,6 +201,34 @@ def test_k_class_temperature_recovers_the_planted_temperature_and_lowers_ece():
     np.testing.assert_allclose(calibrate.apply_temperature_classes(p, 1.0, axis=1), p, atol=1e-5)  # up to the clip
 
 
+def test_per_class_temperatures_fit_at_least_as_well_and_scale_each_class():
+    """One temperature per class: never a worse log-loss than the shared one (the fit starts there), different
+    temperatures where the classes are over-confident to different degrees, applied along the class axis."""
+    from scipy.special import log_softmax
+
+    rng = np.random.default_rng(1)
+    n, K = 20000, 3
+    z = rng.normal(0, 1.5, (n, K))
+    pt = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(K, p=q) for q in pt])
+    sharp = np.array([3.0, 1.0, 1.0])                      # class 0 far more over-confident than the others
+    p = np.exp(sharp * z) / np.exp(sharp * z).sum(1, keepdims=True)
+    shared = calibrate.fit_temperature_classes(p, y, subsample=1)
+    per = calibrate.fit_temperature_classes(p, y, subsample=1, per_class=True)
+    assert isinstance(per, list) and len(per) == K and per[0] == max(per) and max(abs(t - shared) for t in per) > 0.01
+    lp = np.log(np.clip(p, 1e-6, 1))
+    nll = lambda T: -np.mean(log_softmax(lp / np.asarray(T, float), axis=1)[np.arange(n), y])   # noqa: E731
+    assert nll(per) < nll(shared)
+    q = calibrate.apply_temperature_classes(p, per, axis=1)
+    np.testing.assert_allclose(q, np.exp(log_softmax(lp / np.asarray(per), axis=1)), atol=1e-12)
+    # along axis 0 of a [K, H, W] map, as the predictions are scaled (results.calibrated_stats)
+    m = p[:12].T.reshape(K, 3, 4)
+    np.testing.assert_allclose(calibrate.apply_temperature_classes(m, per, axis=0).reshape(K, 12).T,
+                               calibrate.apply_temperature_classes(p[:12], per, axis=1), atol=1e-12)
+    with pytest.raises(ValueError, match="2 class temperatures for 3 classes"):
+        calibrate.apply_temperature_classes(p, [1.0, 2.0], axis=1)
+
+
 def test_top_label_ece_of_two_classes_is_the_binary_ece():
     rng = np.random.default_rng(3)
     q = rng.random(5000)
@@ -244,7 +272,13 @@ def test_run_calibrate_classes_and_confusion(labelled, tmp_path):
     assert out["tau_model"] is None and out["classes"] == CLASSES and len(out["temperatures"]) == 2
     n = int(((target != IGNORE) & (np.arange(W) >= 3)).sum())
     assert out["n_pixels"] == n
-    assert out["temperatures"][0] > 1.2 and out["ece_after"] < out["ece_before"]     # over-confident -> T > 1
+    # over-confident -> every class's T > 1 (per class, the default), and a lower ECE
+    assert len(out["temperatures"][0]) == 3 and min(out["temperatures"][0]) > 1.2
+    assert out["ece_after"] < out["ece_before"] and out["temperature_kind"] == "per class"
+    shared = calibrate.run_calibrate(0, [g], [pred], [paths[g]], None,
+                                     {"subsample": 1, "ece_bins": 10, "class_temperatures": "shared"},
+                                     tmp_path / "shared.json", label_paths=[labels[g]])
+    assert shared["temperatures"][0] > 1.2 and shared["temperature_kind"] == "shared by the classes"
     assert json.loads((tmp_path / "calibration.json").read_text())["tau_model"] is None
     o = {k: tmp_path / f"{k}.out" for k in ("confusion", "metrics", "json")}
     s = confusion.run_confusion({g: str(pred)}, {g: str(paths[g])}, {g: str(labels[g])},

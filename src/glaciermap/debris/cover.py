@@ -8,7 +8,8 @@ per glacier and epoch, their change between the change epochs t0 -> t1, and regi
 Region counted, per glacier and epoch: the cube's ``mask_buffer_50m`` (the glacier + 50 m, other glaciers
 excluded; the DL4GAM evaluation buffer), where the prediction is finite (inside the predicted region), cloud
 pixels included as in the glacier areas of :mod:`glaciermap.area_change.areas` (without them a cloudier epoch would
-read as lost debris; ``cloud_fraction`` reports their share). On it, with each fold's per-member temperatures (``calibration.json``; none: T = 1):
+read as lost debris; ``cloud_fraction`` reports their share). On it, with each fold's per-member temperatures
+(``calibration.json``, one per class or shared; none: T = 1):
 
 * ``<c>_km2`` (c = debris, clean): pixels whose class of largest *calibrated ensemble mean* probability is c,
   times the pixel area;

@@ -94,23 +94,33 @@ def fit_temperature(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> float:
 # --------------------------------------------------------------------------- K classes
 
 
-def apply_temperature_classes(p, T: float, axis: int = 0):
+def apply_temperature_classes(p, T, axis: int = 0):
     """Temperature-scaled class probabilities softmax(log p / T) along ``axis`` (p clipped to >= 1e-6 first).
 
-    With T = 1 the (clipped, renormalised) probabilities come back; NaN stays NaN.
+    ``T`` is one temperature for every class or one per class (a sequence of K, along ``axis``: each class's log
+    probability divided by its own temperature before the softmax). With T = 1 the (clipped, renormalised)
+    probabilities come back; NaN stays NaN.
     """
     from scipy.special import softmax
 
-    z = np.log(np.clip(np.asarray(p, dtype=np.float64), P_CLIP, 1.0)) / float(T)
-    return softmax(z, axis=axis)
+    z = np.log(np.clip(np.asarray(p, dtype=np.float64), P_CLIP, 1.0))
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim:
+        if T.size != z.shape[axis]:
+            raise ValueError(f"{T.size} class temperatures for {z.shape[axis]} classes")
+        shape = [1] * z.ndim
+        shape[axis] = T.size
+        T = T.reshape(shape)
+    return softmax(z / T, axis=axis)
 
 
 def _nll_classes(logp, y) -> float:
     return float(-np.mean(logp[np.arange(y.size), y]))
 
 
-def fit_temperature_classes(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> float:
-    """Temperature of one member of a K-class model: bounded minimisation of the multi-class log-loss.
+def fit_temperature_classes(p, y, bounds=(0.5, 5.0), subsample: int = 10, per_class: bool = False):
+    """Temperature of one member of a K-class model: bounded minimisation of the multi-class log-loss; with
+    ``per_class`` one temperature per class (a list of K; L-BFGS-B from the shared temperature, same bounds).
 
     ``p`` [n, K] class probabilities and ``y`` [n] true class indices of labelled validation pixels; rows
     with a non-finite probability are dropped; every ``subsample``-th pixel is used (as :func:`fit_temperature`).
@@ -129,7 +139,15 @@ def fit_temperature_classes(p, y, bounds=(0.5, 5.0), subsample: int = 10) -> flo
     z = np.log(np.clip(p, P_CLIP, 1.0))
     res = minimize_scalar(lambda T: _nll_classes(log_softmax(z / T, axis=1), y), bounds=tuple(bounds),
                           method="bounded", options={"xatol": 1e-4})
-    return float(res.x)
+    if not per_class:
+        return float(res.x)
+    from scipy.optimize import minimize
+
+    # one temperature per class (the log-probability of class c divided by T_c), from the shared one, bounded alike
+    K = z.shape[1]
+    fit = minimize(lambda T: _nll_classes(log_softmax(z / T[None, :], axis=1), y), np.full(K, float(res.x)),
+                   method="L-BFGS-B", bounds=[tuple(bounds)] * K)
+    return [float(t) for t in fit.x]
 
 
 def top_label_reliability(p, y, n_bins: int = 10) -> pd.DataFrame:
@@ -353,7 +371,9 @@ def run_calibrate_classes(fold: int, glaciers, pred_paths, label_paths, cfg: dic
     ps = ps or []
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     sub, bins = int(cfg["subsample"]), int(cfg["ece_bins"])
-    temps = [fit_temperature_classes(np.concatenate(p), y, subsample=sub) if y.size else 1.0 for p in ps]
+    per_class = cfg.get("class_temperatures", "per_class") == "per_class"
+    temps = [fit_temperature_classes(np.concatenate(p), y, subsample=sub, per_class=per_class) if y.size else 1.0
+             for p in ps]
     if y.size:
         before = np.mean([np.concatenate(p) for p in ps], axis=0)
         after = np.mean([apply_temperature_classes(np.concatenate(p), t, axis=1) for p, t in zip(ps, temps)], axis=0)
@@ -364,7 +384,9 @@ def run_calibrate_classes(fold: int, glaciers, pred_paths, label_paths, cfg: dic
         log.warning("fold %d: no labelled validation pixels; temperatures T = 1", fold)
         ece_b = ece_a = float("nan")
         rel = pd.DataFrame()
-    out = {"fold": int(fold), "members": len(ps), "classes": classes, "temperatures": [float(t) for t in temps],
+    out = {"fold": int(fold), "members": len(ps), "classes": classes,
+           "temperatures": [[float(v) for v in t] if np.ndim(t) else float(t) for t in temps],
+           "temperature_kind": "per class" if per_class else "shared by the classes",
            "n_pixels": int(y.size), "ece_before": ece_b, "ece_after": ece_a, "ece": "top-label",
            "tau_model": None, "validation_glaciers": [{"glac_id": g} for g in used],
            "reliability": rel.to_dict("records")}
