@@ -72,7 +72,10 @@ def two_runs(tiny_region, tmp_path_factory, slurm_cluster):
     base = tmp_path_factory.mktemp("slurm_wf")
     inputs = base / "inputs"
     shutil.copytree(tiny_region / "inputs", inputs)
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    from conftest import _repoint
+
+    # every demo input path (inventory, catalog, velocity, coherence, debris map) leads to the copy
+    cfg = _repoint(yaml.safe_load((REPO / "config.yaml").read_text()), "resources/demo/inputs/", f"{inputs}/")
     cfg["region"] = "tiny"
     cfg["inventory"]["path"] = str(inputs / "inventory.gpkg")
     cfg["stac"]["source"] = str(inputs / "catalog" / "catalog.json")

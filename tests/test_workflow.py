@@ -68,7 +68,10 @@ def run(tiny_region, tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
     shutil.copytree(tiny_region / "inputs", work / "inputs")
     faults = _plant_faults(work / "inputs")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    from conftest import _repoint
+
+    # every demo input path (inventory, catalog, velocity, coherence, debris map) leads to the copy
+    cfg = _repoint(yaml.safe_load((REPO / "config.yaml").read_text()), "resources/demo/inputs/", f"{work}/inputs/")
     cfg["region"] = "tiny"
     cfg["inventory"]["path"] = str(work / "inputs" / "inventory.gpkg")
     cfg["stac"]["source"] = str(work / "inputs" / "catalog" / "catalog.json")

@@ -48,18 +48,17 @@ REGION = {
     "compare": (452.0, 0.0, 1.41),
     "outlines": (261.0, 0.0, 0.55),
     "figures": (861.0, 0.0, 0.28),
-    "confusion": (273.0, 0.0, 0.19),
+    "confusion": (438.0, 0.0, 0.2),
     # grows with folds x (layers + groups) x repeats x max_patches rather than with the glaciers: the demo's
     # (5 folds, 20 features, 2 repeats, 48 patches; 2 threads) spread over its glaciers
     "importance": (978.0, 0.0, 3.8),
-    # one member trained on every glacier's tiles and a pass over the test tiles: about one packed fold
-    # (estimate until measured on the demo)
-    "random_split": (1500.0, 0.0, 6.0),
-    # debris cover: reads each test glacier's predictions at t0 and t1 (estimate until measured on the demo)
-    "cover": (350.0, 0.0, 0.4),
-    "debris_summary": (100.0, 0.0, 0.02),
-    # the threshold baseline: the test glaciers' t0 cubes and labels (demo: 213 MB, 4 s)
-    "thresholds": (273.0, 0.0, 0.19),
+    # one member trained on every glacier's tiles and a pass over the test tiles (demo 2026-12-01: 2,379 MB, 126 s)
+    "random_split": (2379.0, 0.0, 2.7),
+    # debris cover: each test glacier's predictions at t0 and t1 (demo: 447 MB, 18 s)
+    "cover": (447.0, 0.0, 0.4),
+    "debris_summary": (76.0, 0.0, 0.02),
+    # the threshold baseline: the test glaciers' t0 cubes and labels (demo: 250 MB, 7 s)
+    "thresholds": (250.0, 0.0, 0.15),
 }
 
 
