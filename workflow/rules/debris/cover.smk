@@ -30,7 +30,8 @@ rule cover:
         clean_class=config["debris"]["clean_class"],
         t0=T0,
         t1=T1,
-        truth_dir=DEBRIS_TRUTH_DIR,
+        # the planted truth's folder, from the truth inputs (none: no truth columns)
+        truth_dir=lambda w, input: os.path.dirname(input.truth[0]) if input.truth else "",
     resources:
         mem_mb=region_resources("cover", "mem_mb"),
         runtime=region_resources("cover", "runtime"),
