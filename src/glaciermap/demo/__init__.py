@@ -27,6 +27,18 @@ and, for the sensors the preset's ``sensors`` entry names (the "Other sensors" s
     <out>/truth/glaciers_sensors.csv       glac_id, st_debris_margin_k, max_extent_km2
     <out>/truth/landsat_scenes.csv, sentinel1_scenes.csv   conditions of every Landsat / Sentinel-1 date
 
+and, for the preset's ``facies`` entry (needs ``sensors.landsat``; the "Glacier facies" section below)::
+
+    <out>/inputs/facies/points.gpkg        layer "points", EPSG:4326 POINTs: point_id, class, scene_id (Landsat item
+                                           id), glacier_id (= the inventory's glac_id); ~15 % noisy labels, 5 bad rows
+    <out>/inputs/facies/smb.csv            glacier_id, year, annual_balance (m w.e.; glaciers >= smb_min_area_km2)
+    <out>/truth/facies/<landsat_item_id>.tif  uint8 30 m true facies (1 ice, 2 snow, 3 debris, 4 firn, 5 refrozen,
+                                           6 shadow, 7 water, 8 cloud; 0 not labelled, 255 fill)
+    <out>/truth/facies_points.csv          point_id, scene_id, glacier_id, true_class, given_class, noisy,
+                                           transition, bad_row_reason, x_32632, y_32632
+    <out>/truth/smb.csv                    glacier_id, year, annual_balance_true, annual_balance, snowline_scene_id,
+                                           snowline_regional_m, snowline_glacier_m, zmin_m, zmid_m, zmax_m, area_km2
+
 It is idempotent: when ``catalog.json`` and a ``.complete`` stamp with the same seed, preset and
 version exist nothing is done. Everything is written into ``.<out>.tmp-<pid>`` beside ``out`` and
 renamed into place at the end, so a half-generated region never looks complete. Presets are plain
@@ -148,6 +160,23 @@ details (``history``, ``landsat``, ``sentinel1``, ``motion``, ``sentinel2_l1c``)
   TOA = path reflectance + two-way transmittance x the L2A surface reflectance (Rayleigh + aerosol), +1000 DN
   from processing baseline 04.00 (2022-01-25); items carry view:sun_* and s2:processing_baseline.
 
+Glacier facies
+--------------
+``facies: {points_per_scene: n, smb_min_area_km2: a}`` (``glaciermap.demo.facies``; RNG stages 301-305, after the
+sensors, so every other file keeps its bytes): the Landsat scenes are the facies scenes (Maslov et al.). The true
+facies of a scene's 30 m pixel is recomputed from what ``render_landsat`` drew (the same state fractions, seasonal
+snow, cast shadow, and the very cloud fields, redrawn from the scene's noise seed): cloud (opacity >= 0.4) >
+shadow (cast, or cloud shadow > 0.5) > water (lake > 0.5) > snow (seasonal or perennial > 0.5) > the dominant of
+clean ice / firn / debris; ``refrozen`` = firn-dominant pixels of hot years within 100 m above the firn line (the
+render's bluish hot-year firn; rare). Only 30 m pixels wholly inside an inventory outline with < 25 % land are
+labelled. ~n points per scene (stratified to the paper's class mix; none on Landsat 7 SLC-off scenes, whose gap
+stripes every 32 rows touch every 33 x 33 px training window), 15 % of the facies labels wrong (70 % of them at
+class transitions: the neighbouring class), shadow / water / cloud never; five bad rows (unknown class "slush",
+outside every glacier, exact duplicate, scene not in the catalog, missing class). The SMB of each glacier >= a km2
+and Landsat year is 2 m w.e. x (zmid - SL) / (zmax - zmin) + N(0, 0.15) with SL the year's highest scene snow
+line shifted by the glacier's mean northness offset of the render. Adds ~7 s to the demo (2640 points on its 24
+gap-free Landsat scenes), ~0.1 s to tiny.
+
 Debris-covered ice is made hard on purpose: it is spectrally the rock / moraine family in every optical
 sensor and as rough as moraine in SAR; what tells it apart is lower coherence, slow but non-zero velocity,
 a cooler surface temperature, its dh/dt and the terrain (tongues in troughs below rock walls).
@@ -173,6 +202,7 @@ from .writers import (COG_MEDIA, CRS, _asset_proj, _footprint, _lonlat, _polygon
 from .catalog import _EXTENSIONS, build_catalog
 from .truth import _write_world_files
 from .sensors import generate_sensors
+from .facies import generate_facies
 
 # everything the single-module glaciermap.demo had (tests and tools import some private names too)
 __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", "upsample", "upsample_nearest",
@@ -187,14 +217,15 @@ __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", 
            "TERRAIN_RESIDUAL", "_ENDMEMBERS", "_cloud_fields", "_spectra_for", "_swath_valid60", "prepare_render",
            "render_scene", "surface_weights", "COG_MEDIA", "CRS", "_asset_proj", "_footprint", "_lonlat",
            "_polygons", "_transform", "_write_gpkg", "write_cog", "_EXTENSIONS", "build_catalog",
-           "_write_world_files", "generate_sensors", "generate", "main", "PRESETS", "VERSION"]
+           "_write_world_files", "generate_sensors", "generate_facies", "generate", "main", "PRESETS", "VERSION"]
 
 
 # --------------------------------------------------------------------------------------------------
 # presets and the entry points
 # --------------------------------------------------------------------------------------------------
 
-VERSION = 3  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input
+VERSION = 4  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input;
+# 4: the glacier facies data (points, SMB, truth facies of the Landsat scenes; every earlier file keeps its bytes)
 
 PRESETS = {
     "demo": {
@@ -223,6 +254,8 @@ PRESETS = {
             "velocity": {"years": [2015, 2016, 2017, 2023]},
             # "sentinel2_l1c": {},  # L1C for every L2A date: +~35 s and +550 MB on the demo, so off by default
         },
+        # glacier facies points and SMB on the Landsat scenes (glaciermap.demo.facies); needs sensors.landsat
+        "facies": {"points_per_scene": 110, "smb_min_area_km2": 0.5},
     },
     "tiny": {
         "origin": (409200.0, 5103300.0),
@@ -249,6 +282,7 @@ PRESETS = {
             "velocity": {"years": [2015, 2023]},
             "sentinel2_l1c": {},  # present = rendered
         },
+        "facies": {"points_per_scene": 60, "smb_min_area_km2": 0.1},  # tiny glaciers: SMB down to 0.1 km2
     },
 }
 
@@ -345,6 +379,11 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
         timings.update({f"sensors.{k}": v for k, v in sensor_timings.items()})
         timings["sensors"] = time.perf_counter() - t
         t = time.perf_counter()
+        facies_summary, facies_timings = generate_facies(tmp, W, spec)
+        timings.update({f"facies.{k}": v for k, v in facies_timings.items()})
+        if facies_summary:
+            timings["facies"] = time.perf_counter() - t
+        t = time.perf_counter()
         build_catalog(tmp, W, scenes, aux, colls)
         timings["catalog"] = time.perf_counter() - t
         tab = W.table
@@ -358,6 +397,8 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
             "inventory_dates": {d: int(c) for d, c in tab["src_date"].value_counts().sort_index().items()},
             "sensors": sensor_summary,
         }
+        if facies_summary:
+            summary["facies"] = facies_summary
         (tmp / ".complete").write_text(json.dumps({**_stamp(seed, preset), "summary": summary}, indent=2) + "\n")
         old = None
         if out.exists():
