@@ -31,6 +31,8 @@ include: "workflow/rules/segmentation/calibrate.smk"
 include: "workflow/rules/segmentation/confusion.smk"
 include: "workflow/rules/segmentation/importance.smk"
 include: "workflow/rules/segmentation/random_split.smk"
+# confident learning on the inventory outlines of the binary models in `outline_issues.models`
+include: "workflow/rules/segmentation/outline_issues.smk"
 include: "workflow/rules/area_change/areas.smk"
 include: "workflow/rules/area_change/change.smk"
 include: "workflow/rules/area_change/baseline.smk"
@@ -43,6 +45,15 @@ include: "workflow/rules/area_change/figures.smk"
 include: "workflow/rules/debris/cover.smk"
 include: "workflow/rules/debris/thresholds.smk"
 include: "workflow/rules/debris/debris_summary.smk"
+# the glacier facies method (seed 002): points, samples, point CNN, confident learning, calibration, maps, SMB
+include: "workflow/rules/facies/points.smk"
+include: "workflow/rules/facies/samples.smk"
+include: "workflow/rules/facies/facies_train.smk"
+include: "workflow/rules/facies/label_issues.smk"
+include: "workflow/rules/facies/facies_calibrate.smk"
+include: "workflow/rules/facies/facies_maps.smk"
+include: "workflow/rules/facies/smb.smk"
+include: "workflow/rules/facies/facies_summary.smk"
 
 
 rule all:

@@ -62,6 +62,9 @@ def tiny_workdir(tiny_region, work):
     shutil.copytree(tiny_region / "inputs", work / "inputs")
     cfg = _repoint(yaml.safe_load((REPO / "config.yaml").read_text()), "resources/demo/inputs/", f"{work}/inputs/")
     cfg["region"] = "tiny"
+    # the facies method and the outline issues only where a test asks for them (model_run): the others stay fast
+    cfg["facies"]["points"] = None
+    cfg["outline_issues"]["models"] = []
     assert cfg["inventory"]["path"] == str(work / "inputs" / "inventory.gpkg")
     assert cfg["stac"]["source"] == str(work / "inputs" / "catalog" / "catalog.json")
     cfg["grid"]["patch_size"] = 32
@@ -124,6 +127,13 @@ def model_run(tiny_region, tmp_path_factory):
              "within": "outline"}]}},
         "area_change": {"models": ["dl4gam", "rgb_dem"]},
         "evaluation": {"truth_dir": str(tiny_region / "truth"), "debris_map": str(tiny_region / "truth" / "debris_t0.tif")},
+        # the facies method on the tiny region's own points and Landsat scenes (3 glacier folds: it has 4-6
+        # glaciers), a small CNN and two map years; the outline issues of the DL4GAM model
+        "facies": {**cfg["facies"], "points": {"path": str(work / "inputs" / "facies" / "points.gpkg")}, "folds": 3,
+                   "model": {"filters": 8, "epochs": 3}, "maps": {"years": [2015, 2023]},
+                   "smb": {"path": str(work / "inputs" / "facies" / "smb.csv")},
+                   "truth": str(tiny_region / "truth" / "facies_points.csv")},
+        "outline_issues": {"models": ["dl4gam"]},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, timeout=1800)   # ~8 min alone on 2 cores (4 models, the debris method)

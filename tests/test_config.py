@@ -287,3 +287,30 @@ def test_k_class_models_label_sets_and_importance_are_checked_before_any_job(tmp
                      (dict(models={"a": {"loss": "dice"}}), r"models.a.loss: 'dice' is not one of")):
         with pytest.raises(ConfigError, match=msg):
             validate_config(_with(labels=sets, **bad) if "labels" not in bad else _with(**bad))
+
+
+def test_facies_and_outline_issue_mistakes_stop_before_any_job():
+    ls = {"kind": "landsat_c2l2", "stac": {"source": "my/catalog.json", "collection": "landsat-c2-l2"}}
+    ok = dict(sources={"ls": ls}, facies={"points": {"path": "p.gpkg"}, "source": "ls"})
+    cfg = validate_config(_with(**ok))
+    assert cfg["facies"]["classes"][:5] == cfg["facies"]["prunable"] and cfg["facies"]["folds"] == 6
+    assert validate_config(_with(outline_issues={"models": ["dl4gam"]}))["outline_issues"]["min_region_px"] == 9
+    for bad, msg in (
+            (dict(facies={"points": {"path": "p.gpkg"}, "source": "nope"}), r"facies.source: 'nope' is not a source"),
+            (dict(sources={"ls": {**ls, "near_date": {"window_days": 5}}}, facies={"points": {"path": "p"}, "source": "ls"}),
+             r"facies.source: 'ls' has near_date"),
+            (dict(facies={"points": {"path": "p"}, "source": "s2", "prunable": ["ice", "slush"]}),
+             r"facies.prunable: slush not in facies.classes"),
+            (dict(facies={"points": {"path": "p"}, "source": "s2", "patch_size": 32}), r"facies.patch_size: must be odd"),
+            (dict(facies={"points": {"path": "p"}, "source": "s2", "smb": {"path": "smb.csv"}}),
+             r"facies.maps.years: empty, but facies.smb.path is set"),
+            (dict(facies={"points": {"path": "p"}, "source": "s2", "maps": {"reference": "02-30"}}),
+             r"facies.maps.reference: '02-30' is not a day"),
+            (dict(facies={"points": {"path": "p"}, "source": "s2", "feature_set": "all"}), r"facies.feature_set: 'all' is not one of"),
+            (dict(outline_issues={"models": ["zz"]}), r"outline_issues.models: 'zz' is not an entry of `models`")):
+        with pytest.raises(ConfigError, match=msg):
+            validate_config(_with(**bad))
+    # the source must be a scene kind
+    with pytest.raises(ConfigError, match=r"facies.source: 'dem' is a raster source; the points are labelled on scenes"):
+        validate_config(_with(sources={"dem": {"kind": "raster", "path": "d.tif"}},
+                              facies={"points": {"path": "p"}, "source": "dem"}))

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ("data", "segmentation", "area_change", "debris")
+GROUPS = ("data", "segmentation", "area_change", "debris", "facies")
 # rules whose code is a function of a sibling module (README "What the workflow does")
-MODULE_OF = {"train_fold": "train", "label_set": "labels", "debris_summary": "summary"}
+MODULE_OF = {"train_fold": "train", "label_set": "labels", "debris_summary": "summary", "facies_train": "train",
+             "facies_calibrate": "calibrate", "facies_maps": "maps", "facies_summary": "summary"}
 
 
 def _rules():

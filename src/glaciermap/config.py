@@ -231,6 +231,8 @@ def _check_semantics(cfg: dict) -> None:
 
     problems += _check_models(cfg)
     problems += _check_labels(cfg)
+    problems += _check_facies(cfg, sources)
+    problems += _check_outline_issues(cfg)
     channels = all_model_channels(cfg)
     channels += [c for c in label_set_channels(cfg) if c not in channels]
     deb = cfg.get("debris") or {}
@@ -425,6 +427,63 @@ def _check_labels(cfg: dict) -> list[str]:
                                     "can only threshold a stored layer")
             except ChannelError as e:
                 problems.append(f"labels.{name}: {e}")
+    return problems
+
+SCENE_KINDS = ("landsat_c2l2", "sentinel2_l1c", "sentinel2_l2a")
+
+
+def _check_facies(cfg: dict, sources: dict) -> list[str]:
+    """The facies method (facies.*): its source, class lists, patch size, DEM and SMB table."""
+    fa = cfg.get("facies") or {}
+    if not fa.get("points"):
+        return []
+    problems = []
+    src = fa["source"]
+    if src not in sources:
+        problems.append(f"facies.source: '{src}' is not a source ({', '.join(sources) or 'none'})")
+    elif sources[src].get("kind") not in SCENE_KINDS:
+        problems.append(f"facies.source: '{src}' is a {sources[src].get('kind')} source; the points are labelled on "
+                        f"scenes: use a {' / '.join(SCENE_KINDS)} source")
+    elif sources[src].get("near_date"):
+        problems.append(f"facies.source: '{src}' has near_date (a composite for cube channels); declare a plain "
+                        "entry of the same collection for the facies scenes")
+    classes = list(fa["classes"])
+    if len(set(classes)) != len(classes):
+        problems.append(f"facies.classes: duplicate names in {classes}")
+    for key in ("prunable", "surface_classes"):
+        bad = [c for c in fa[key] if c not in classes]
+        if bad:
+            problems.append(f"facies.{key}: {', '.join(bad)} not in facies.classes ({', '.join(classes)})")
+    if fa["snow_class"] not in classes:
+        problems.append(f"facies.snow_class: '{fa['snow_class']}' not in facies.classes ({', '.join(classes)})")
+    if fa["patch_size"] % 2 != 1:
+        problems.append(f"facies.patch_size: must be odd (a centre pixel), got {fa['patch_size']}")
+    if fa["feature_set"] != "optical" and not cfg.get("dem"):
+        problems.append(f"dem: missing, but facies.feature_set '{fa['feature_set']}' has terrain layers; give dem or "
+                        "use feature_set optical")
+    smb = fa.get("smb") or {}
+    if smb.get("path") and not (fa.get("maps") or {}).get("years"):
+        problems.append("facies.maps.years: empty, but facies.smb.path is set; the SMB regression needs the maps of "
+                        "the SMB years")
+    if (fa.get("maps") or {}).get("reference"):
+        import datetime as _dt
+
+        try:
+            _dt.date(2001, *(int(v) for v in fa["maps"]["reference"].split("-")))
+        except ValueError:
+            problems.append(f"facies.maps.reference: '{fa['maps']['reference']}' is not a day of the year (MM-DD)")
+    return problems
+
+
+def _check_outline_issues(cfg: dict) -> list[str]:
+    problems = []
+    models = model_registry(cfg)
+    for m in (cfg.get("outline_issues") or {}).get("models") or []:
+        if m not in models:
+            problems.append(f"outline_issues.models: '{m}' is not an entry of `models` ({', '.join(models)})")
+        elif not is_binary(models[m]):
+            problems.append(f"outline_issues.models: '{m}' is a K-class model; the outlines are scored with a binary "
+                            "(glacier / not glacier) model")
     return problems
 
 

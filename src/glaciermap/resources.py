@@ -59,6 +59,16 @@ REGION = {
     "debris_summary": (76.0, 0.0, 0.02),
     # the threshold baseline: the test glaciers' t0 cubes and labels (demo: 250 MB, 7 s)
     "thresholds": (250.0, 0.0, 0.15),
+    # the facies method (demo 2026-12-01, 2,640 points, 48 glaciers, 24 Landsat scenes; 2 scenes per map year)
+    "points": (139.0, 0.0, 0.02),
+    "samples": (352.0, 0.0, 1.6),
+    "facies_train": (642.0, 0.0, 0.95),
+    "label_issues": (169.0, 0.0, 0.06),
+    "facies_calibrate": (164.0, 0.0, 0.05),
+    "facies_maps": (536.0, 0.0, 0.27),
+    "smb": (161.0, 0.0, 0.04),
+    "facies_summary": (80.0, 0.0, 0.01),
+    "outline_issues": (800.0, 0.0, 0.5),
 }
 
 

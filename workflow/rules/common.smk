@@ -298,6 +298,18 @@ def summary_inputs(wildcards):
             d["evaluation"] = f"{R}/area_change/{wildcards.model}/evaluation/truth.json"
     if config["debris"]["models"]:   # the debris method's headline numbers (its first model), as `debris`
         d["debris"] = f"{R}/debris/{config['debris']['models'][0]}/summary.json"
+    if config["facies"]["points"]:   # the facies method's headline numbers, as `facies`
+        d["facies"] = f"{R}/facies/summary.json"
+    return d
+
+
+def facies_summary_inputs(wildcards):
+    """Optional inputs of the facies summary: the SMB regression and the outline issues when they run."""
+    d = {}
+    if FACIES_SMB:
+        d["smb"] = f"{FR}/smb.json"
+    if OUTLINE_ISSUES_MODELS:
+        d["outline"] = f"{R}/segmentation/{OUTLINE_ISSUES_MODELS[0]}/outline_issues.json"
     return d
 
 

@@ -1,0 +1,69 @@
+"""The facies method's headline numbers (rule ``facies_summary``): results/<region>/facies/summary.json, embedded as
+``facies`` in the area-change summary.json.
+
+- ``macro_f1_before`` / ``macro_f1_after``: macro F1 of the out-of-fold predictions of round raw (every label) and
+  round clean (retrained without the pruned labels), scored on the points whose label is correct when the planted
+  truth is known (demo), else on the given labels (``scored_on`` says which); ``f1_per_class`` of round clean;
+- ``pruned_share`` / ``pruned_share_per_class``: labels confident learning pruned (rule label_issues), with
+  ``flag_precision`` / ``flag_recall`` against the planted noise (demo);
+- ``ece_before`` / ``ece_after``: expected calibration error (100 bins) of round clean before and after the kernel
+  ridge calibration (rule facies_calibrate), with ``ece_per_class_before`` / ``_after``;
+- ``smb_r_global`` / ``smb_rmse_global`` / ``smb_r_per_glacier`` / ``smb_rmse_per_glacier`` (rule smb; null without
+  an SMB table);
+- ``outline_issues``: glaciers whose inventory outline confident learning flags (rule outline_issues), with
+  precision and recall against planted inventory errors (demo).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glaciermap.io import write_json_atomic
+
+
+def _load(path) -> dict:
+    return json.loads(Path(path).read_text()) if path else {}
+
+
+def _f1(cal: dict, truth: bool):
+    if truth and cal.get("macro_f1_true_labels") is not None:
+        return cal["macro_f1_true_labels"], cal.get("f1_per_class_true_labels")
+    return cal.get("macro_f1"), cal.get("f1_per_class")
+
+
+def build_summary(points: dict, issues: dict, cal_raw: dict, cal_clean: dict, smb: dict | None = None,
+                  outline: dict | None = None) -> dict:
+    truth = cal_clean.get("macro_f1_true_labels") is not None
+    before, _ = _f1(cal_raw, truth)
+    after, per_class = _f1(cal_clean, truth)
+    smb = smb or {}
+    out = {
+        "n_points": points.get("n_points"), "n_rejected_rows": points.get("n_rejected"),
+        "n_glaciers": points.get("n_glaciers"), "n_scenes": points.get("n_scenes"),
+        "scored_on": "points whose planted label is correct" if truth else "given labels",
+        "macro_f1_before": before, "macro_f1_after": after, "f1_per_class": per_class,
+        "macro_f1_given_labels_before": cal_raw.get("macro_f1"), "macro_f1_given_labels_after": cal_clean.get("macro_f1"),
+        "pruned_share": issues.get("pruned_share"), "pruned_share_per_class": issues.get("pruned_share_per_class"),
+        "flag_precision": issues.get("flag_precision"), "flag_recall": issues.get("flag_recall"),
+        "ece_before": cal_clean.get("ece_before"), "ece_after": cal_clean.get("ece_after"),
+        "ece_per_class_before": cal_clean.get("ece_before_per_class"),
+        "ece_per_class_after": cal_clean.get("ece_after_per_class"),
+        "ece_raw_round_before": cal_raw.get("ece_before"), "ece_raw_round_after": cal_raw.get("ece_after"),
+    }
+    for k in ("smb_r_global", "smb_rmse_global", "smb_r_per_glacier", "smb_rmse_per_glacier", "n_glacier_years"):
+        out[k] = smb.get(k)
+    if smb.get("reason"):
+        out["smb_note"] = smb["reason"]
+    if outline is not None:
+        out["outline_issues"] = {k: outline.get(k) for k in ("n_glaciers", "n_glaciers_flagged", "precision", "recall",
+                                                              "missing_ice_km2_total", "false_ice_km2_total")}
+    return out
+
+
+def run_facies_summary(points_json, issues_json, cal_raw_json, cal_clean_json, out_json, smb_json=None,
+                       outline_json=None) -> dict:
+    s = build_summary(_load(points_json), _load(issues_json), _load(cal_raw_json), _load(cal_clean_json),
+                      _load(smb_json) if smb_json else None, _load(outline_json) if outline_json else None)
+    write_json_atomic(out_json, s)
+    return s
