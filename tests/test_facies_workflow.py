@@ -79,7 +79,7 @@ def test_label_issues_prune_only_prunable_classes_and_clean_round_drops_them(run
     assert not iss.loc[iss["given"].isin(["shadow", "water", "cloud"]), "pruned"].any()
     pruned = set(iss.loc[iss["pruned"], "point_id"])
     js = json.loads((run / F / "raw" / "label_issues.json").read_text())
-    assert js["n_pruned"] == len(pruned) and js["flag_precision"] is not None
+    assert js["n_pruned"] == len(pruned) and "flag_precision" not in js    # the truth is scored by facies_summary
     for k in range(3):
         val = pd.read_csv(run / F / "clean" / f"fold{k}" / "proba.csv").query("role == 'val'")
         assert not (set(val["point_id"]) & pruned)
@@ -97,11 +97,14 @@ def test_calibration_curves_and_ece(run):
 def test_maps_and_statistics_per_glacier_and_scene(run):
     inv = gpd.read_file(run / "results/tiny/inventory/glaciers.gpkg")
     n_ok = int((inv["qc_status"] == "ok").sum())
+    n_tifs = 0
     for year in (2015, 2023):
         st = pd.read_csv(run / F / "maps" / f"{year}.csv")
         tifs = sorted((run / F / "maps" / str(year)).glob("*_facies.tif"))
-        assert len(tifs) >= 1 and st["scene_id"].nunique() == len(tifs)
-        assert st.groupby("scene_id")["glacier_id"].nunique().max() == n_ok
+        n_tifs += len(tifs)
+        assert st["scene_id"].nunique() == len(tifs)      # a year without a scene in its window has neither
+        if len(st):
+            assert st.groupby("scene_id")["glacier_id"].nunique().max() == n_ok
         for tif in tifs:
             with rasterio.open(tif) as src:
                 a = src.read(1)
@@ -115,6 +118,7 @@ def test_maps_and_statistics_per_glacier_and_scene(run):
         assert ok["snow_aar"].between(0, 1).all() and ok["valid_share"].between(0, 1).all()
         share = st[[f"share_{c}" for c in CLASSES]].sum(axis=1)
         assert (share <= 1 + 1e-9).all()
+    assert n_tifs >= 1
 
 
 def test_smb_and_summaries(run):
@@ -124,7 +128,8 @@ def test_smb_and_summaries(run):
     for k in ("macro_f1_before", "macro_f1_after", "f1_per_class", "pruned_share", "pruned_share_per_class",
               "flag_precision", "flag_recall", "ece_before", "ece_after", "outline_issues"):
         assert k in s, k
-    assert s["n_rejected_rows"] == 5
+    assert s["n_rejected_rows"] == 5 and s["scored_on"] == "points whose planted label is correct"
+    assert s["flag_precision"] is not None and 0 <= s["flag_recall"] <= 1
     area = json.loads((run / "results/tiny/area_change/dl4gam/summary.json").read_text())
     assert area["facies"] == s
 

@@ -276,9 +276,9 @@ def test_rerun_is_a_no_op_and_only_evaluation_rules_read_the_truth(run):
         inp = re.search(r"\n\s+input: (.*)", block)
         if m and inp and truth_dir in inp.group(1):
             readers.add(m.group(1))
-    # evaluation rules: evaluate (planted areas), compare (the debris map) and cover (its truth columns: the planted
-    # debris next to the mapped one); no modelling rule
-    assert readers == {"evaluate", "compare", "cover"}
+    # evaluation rules: evaluate (planted areas), compare (the debris map), cover (its truth columns: the planted
+    # debris next to the mapped one) and facies_summary (the points' planted noise); no modelling rule
+    assert readers == {"evaluate", "compare", "cover", "facies_summary"}
 
 
 def test_comparison_without_debris_map_or_ablation(run, tmp_path):

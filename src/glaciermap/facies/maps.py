@@ -210,7 +210,7 @@ def run_facies_maps(year: int, model_paths, curves_csv, points_gpkg, stats_csv, 
                    "calibrated confidence of the facies class", tags)
         log.info("facies maps %s: %d glaciers mapped", item.id, n_ok)
     df = pd.DataFrame(rows)
-    if df.empty:
-        df = pd.DataFrame(columns=STAT_COLUMNS)
+    if df.empty:   # a year without a scene in its window: the header alone, every column a user reads
+        df = pd.DataFrame(columns=STAT_COLUMNS + [f"share_{c}" for c in classes])
     write_csv_atomic(out_csv, df)
     return {"year": int(year), "n_scenes": len(items), "n_rows": int(len(df))}

@@ -61,9 +61,50 @@ def build_summary(points: dict, issues: dict, cal_raw: dict, cal_clean: dict, sm
     return out
 
 
+def truth_scores(truth_csv, issues_csv, points_csvs: dict, classes, prunable) -> tuple[dict, dict]:
+    """Scores against the planted truth of the points (demo): the flags' precision and recall (added to the label
+    issues) and, per round, macro F1 on the points whose planted label is correct (added to its calibration).
+
+    Only this evaluation rule reads the truth: the modelling rules (label_issues, facies_train, facies_calibrate)
+    never do, so the truth cannot leak into the pruning or the training."""
+    import numpy as np
+    import pandas as pd
+
+    from glaciermap.facies.calibrate import _f1
+    from glaciermap.facies.label_issues import flag_scores, read_truth
+
+    iss = pd.read_csv(issues_csv, dtype={"point_id": str})
+    t = read_truth(truth_csv, iss["point_id"])
+    issues = flag_scores(iss, t["noisy"].to_numpy(dtype=bool), prunable)
+    cal = {}
+    idx = {c: i for i, c in enumerate(classes)}
+    for rnd, path in points_csvs.items():
+        pts = pd.read_csv(path, dtype={"point_id": str})
+        tr = read_truth(truth_csv, pts["point_id"])
+        ok = ~tr["noisy"].to_numpy(dtype=bool)
+        y, p = pts["label"].map(idx).to_numpy()[ok], pts["pred"].map(idx).to_numpy()[ok]
+        macro, per_class = _f1(y, p, classes)
+        cal[rnd] = {"n_points_true_labels": int(ok.sum()), "macro_f1_true_labels": macro,
+                    "f1_per_class_true_labels": per_class,
+                    "accuracy_true_labels": float(np.mean(y == p)) if ok.any() else None}
+    return issues, cal
+
+
 def run_facies_summary(points_json, issues_json, cal_raw_json, cal_clean_json, out_json, smb_json=None,
-                       outline_json=None) -> dict:
-    s = build_summary(_load(points_json), _load(issues_json), _load(cal_raw_json), _load(cal_clean_json),
-                      _load(smb_json) if smb_json else None, _load(outline_json) if outline_json else None)
+                       outline_json=None, truth_csv=None, issues_csv=None, points_csvs=None, classes=None,
+                       prunable=None) -> dict:
+    issues, raw, clean = _load(issues_json), _load(cal_raw_json), _load(cal_clean_json)
+    if truth_csv:
+        extra, cal = truth_scores(truth_csv, issues_csv, points_csvs, classes, prunable)
+        issues.update(extra)
+        raw.update(cal.get("raw", {}))
+        clean.update(cal.get("clean", {}))
+    s = build_summary(_load(points_json), issues, raw, clean, _load(smb_json) if smb_json else None,
+                      _load(outline_json) if outline_json else None)
+    if truth_csv:
+        s["flagged_precision"], s["flagged_recall"] = issues.get("flagged_precision"), issues.get("flagged_recall")
+        s["noisy_share"] = issues.get("noisy_share")
+        s["accuracy_true_labels_before"] = raw.get("accuracy_true_labels")
+        s["accuracy_true_labels_after"] = clean.get("accuracy_true_labels")
     write_json_atomic(out_json, s)
     return s

@@ -3,7 +3,6 @@ rule facies_calibrate:
     score to accuracy on the validation fold, applied to the test fold; ECE (100 bins) before and after, macro F1."""
     input:
         proba=expand(f"{FR}/{{{{round}}}}/fold{{k}}/proba.csv", k=FACIES_FOLDS),
-        truth=FACIES_TRUTH or [],
     output:
         curves=f"{FR}/{{round}}/calibration_curves.csv",
         points=f"{FR}/{{round}}/calibrated_points.csv",

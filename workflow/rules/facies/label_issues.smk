@@ -4,7 +4,6 @@ rule label_issues:
     and recall against the planted noise."""
     input:
         proba=expand(f"{FR}/raw/fold{{k}}/proba.csv", k=FACIES_FOLDS),
-        truth=FACIES_TRUTH or [],
     output:
         csv=f"{FR}/raw/label_issues.csv",
         joint=f"{FR}/raw/confident_joint.csv",

@@ -5,4 +5,4 @@ setup_logging(snakemake.log[0])
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 s = p.settings
 run_facies_calibrate(list(i.proba), p.classes, o.curves, o.points, o.json, n_bins=s["n_bins"], alpha=s["alpha"],
-                     gamma=s["gamma"], truth_csv=i.truth or None)
+                     gamma=s["gamma"])
