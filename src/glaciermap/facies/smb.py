@@ -24,13 +24,14 @@ Pearson r and RMSE are over the pooled held-out predictions.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from glaciermap.io import write_csv_atomic, write_text_atomic
+from glaciermap.facies.label_issues import json_safe as _json_safe  # the facies rules' JSON helpers
+from glaciermap.facies.label_issues import write_json as _write_json
+from glaciermap.io import write_csv_atomic
 
 log = logging.getLogger("glaciermap.facies.smb")
 
@@ -52,26 +53,6 @@ DEFAULT_PARAMS = {
     "units": "m w.e.",
 }
 IGNORED_PARAMS = {"path"}  # config facies.smb.path: the SMB table, passed as smb_csv
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
-def _write_json(path, obj) -> None:
-    import json
-
-    write_text_atomic(path, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 # --------------------------------------------------------------------------- features
