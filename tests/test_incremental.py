@@ -53,6 +53,14 @@ IMPORTANCE_JOBS = {("importance", "model=ice_debris")}
 DEBRIS_JOBS = {("cover", "model=ice_debris"), ("debris_summary", "model=ice_debris")}
 THRESHOLD_JOBS = {("thresholds", "")}
 RANDOM_SPLIT_JOBS = {("random_split", "model=ice_debris")}
+# the outline issues read the DL4GAM t0 predictions and calibrations; the facies summary embeds them
+OUTLINE_JOBS = {("outline_issues", "model=dl4gam"), ("facies_summary", "")}
+# the whole facies chain of the model run (3 folds, map years 2015 and 2023): the points are validated against the
+# inventory, so a changed inventory re-runs it
+FACIES_JOBS = ({("points", ""), ("samples", ""), ("label_issues", ""), ("smb", ""), ("facies_summary", "")}
+               | {("facies_calibrate", f"round={r}") for r in ("raw", "clean")}
+               | {("facies_maps", f"year={y}") for y in (2015, 2023)}
+               | {("facies_train", f"round={r}, facies_fold={k}") for r in ("raw", "clean") for k in range(3)})
 
 
 def label_jobs(glaciers, epochs=("inventory",)) -> set:
@@ -238,7 +246,7 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
     expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | infer_jobs(folds, ["inventory"])
                 | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS | DEBRIS_JOBS
-                | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS)
+                | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
     rules = {r for r, _ in forced}
@@ -321,7 +329,7 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
         expected = (data_jobs([gid], epochs) | label_jobs([gid]) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
                     | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS
-                    | DEBRIS_JOBS | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS)
+                    | DEBRIS_JOBS | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS | FACIES_JOBS)
         assert jobs == expected, diff(jobs, expected)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
@@ -376,6 +384,8 @@ MODEL_CHAIN = {"infer", "calibrate", "confusion", "importance", "areas", "change
 # what follows every model's scores: the debris method (cover, its summary), the baseline that prints the model's
 # pixel counts beside its own, the random split (its inflation over the geographic scores)
 DEBRIS_CHAIN = {"cover", "debris_summary", "thresholds", "random_split"}
+# the outline issues of the DL4GAM model (its t0 predictions and calibrations) and the facies summary embedding them
+OUTLINE_CHAIN = {"outline_issues", "facies_summary"}
 
 
 def _set(cfg, dotted, value):
@@ -395,13 +405,14 @@ def _set(cfg, dotted, value):
     ("importance.n_repeats", 3, {"importance", "debris_summary", "summary", "all"}, None),
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),
     ("area_change.compare", ["dl4gam", "rgb_dem"], {"compare", "summary", "all"}, None),
-    ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"} | DEBRIS_CHAIN, None),
-    ("infer.blend", "mean", MODEL_CHAIN | DEBRIS_CHAIN, None),
-    ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | {"train", "ensemble"}, None),
+    ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"} | DEBRIS_CHAIN | OUTLINE_CHAIN, None),
+    ("infer.blend", "mean", MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN, None),
+    ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN, None),
+    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN
+     | OUTLINE_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
     # (here: the debris map's path, written another way; the record holds the definition as written)
