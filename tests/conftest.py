@@ -138,3 +138,14 @@ def model_run(tiny_region, tmp_path_factory):
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, timeout=1800)   # ~8 min alone on 2 cores (4 models, the debris method)
     return work, proc
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test (the CPUs are shared; results are then also the same on every machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -9,13 +9,7 @@ from glaciermap.facies.network import (RECEPTIVE_RADIUS, FaciesNet, default_halo
                                        predict_dense)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread per test (the CPUs are shared; results are then also the same on every machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 def smooth_image(seed, c=6, h=96, w=96, sigma=2.0, scale=5.0):

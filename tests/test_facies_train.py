@@ -21,13 +21,7 @@ REFL = ["B02", "B03", "B04", "B08"]
 FAST = {"filters": 8, "dense_units": 16, "epochs": 12, "batch_size": 32, "lr": 1e-2, "threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread per test (the CPUs are shared; results are then also the same on every machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 def class_means(k=6, c=6, seed=0):
