@@ -54,6 +54,15 @@ include: "workflow/rules/facies/facies_calibrate.smk"
 include: "workflow/rules/facies/facies_maps.smk"
 include: "workflow/rules/facies/smb.smk"
 include: "workflow/rules/facies/facies_summary.smk"
+# the glacier area time series (seed 004): acquisitions per glacier, a U-Net per fold, calibration, maps, smoothing,
+# annual areas and outlines, trends
+include: "workflow/rules/timeseries/ts_acquisitions.smk"
+include: "workflow/rules/timeseries/ts_train.smk"
+include: "workflow/rules/timeseries/ts_calibrate.smk"
+include: "workflow/rules/timeseries/ts_maps.smk"
+include: "workflow/rules/timeseries/ts_series.smk"
+include: "workflow/rules/timeseries/ts_trends.smk"
+include: "workflow/rules/timeseries/ts_summary.smk"
 
 
 rule all:

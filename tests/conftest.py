@@ -65,6 +65,7 @@ def tiny_workdir(tiny_region, work):
     # the facies method and the outline issues only where a test asks for them (model_run): the others stay fast
     cfg["facies"]["points"] = None
     cfg["outline_issues"]["models"] = []
+    cfg["timeseries"]["sources"] = []
     assert cfg["inventory"]["path"] == str(work / "inputs" / "inventory.gpkg")
     assert cfg["stac"]["source"] == str(work / "inputs" / "catalog" / "catalog.json")
     cfg["grid"]["patch_size"] = 32
@@ -134,6 +135,11 @@ def model_run(tiny_region, tmp_path_factory):
                    "smb": {"path": str(work / "inputs" / "facies" / "smb.csv")},
                    "truth": str(tiny_region / "truth" / "facies_points.csv")},
         "outline_issues": {"models": ["dl4gam"]},
+        # the time series on the tiny region's 5 Landsat scenes (1986-2023, one a year): a small ensemble, every scene
+        # kept whatever its cloud cover (the per-pixel masks still apply), trends from 3 years
+        "timeseries": {**cfg["timeseries"], "sources": ["landsat"], "max_scene_cloud": 100, "min_years": 3,
+                       "model": {"members": 2, "epochs": 2, "patch_size": 32},
+                       "truth": str(tiny_region / "truth" / "areas_timeseries.csv")},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, timeout=1800)   # ~8 min alone on 2 cores (4 models, the debris method)

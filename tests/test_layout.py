@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ("data", "segmentation", "area_change", "debris", "facies")
+GROUPS = ("data", "segmentation", "area_change", "debris", "facies", "timeseries")
 # rules whose code is a function of a sibling module (README "What the workflow does")
 MODULE_OF = {"train_fold": "train", "label_set": "labels", "debris_summary": "summary", "facies_train": "train",
-             "facies_calibrate": "calibrate", "facies_maps": "maps", "facies_summary": "summary"}
+             "facies_calibrate": "calibrate", "facies_maps": "maps", "facies_summary": "summary",
+             "ts_acquisitions": "acquisitions", "ts_train": "train", "ts_calibrate": "calibrate", "ts_maps": "maps",
+             "ts_series": "series", "ts_trends": "trends", "ts_summary": "summary"}
 
 
 def _rules():

@@ -43,3 +43,15 @@ def test_requests_grow_with_cube_size_scenes_region_and_attempt():
 def test_cube_megapixels():
     # 1 km x 0.5 km glacier, 1330 m margin, 10 m pixels: 366 x 316 px
     assert cube_megapixels(0, 0, 1000, 500, 1330, 10) == pytest.approx(366 * 316 / 1e6)
+
+
+def test_every_measured_fixed_size_job_fits_in_its_request():
+    from glaciermap.resources import FIXED, fixed_job
+
+    peaks = pd.read_csv(MEASURED / "demo_rule_peaks.csv").set_index("rule")
+    for rule in FIXED:
+        p = peaks.loc[rule]
+        req = fixed_job(rule)
+        assert req["mem_mb"] >= 1.3 * p["max_rss_mb"], rule
+        assert req["runtime"] * 60 >= 2 * p["wall_s_max"], rule
+        assert fixed_job(rule, attempt=2) == {k: 2 * v for k, v in req.items()}

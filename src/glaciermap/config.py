@@ -233,6 +233,7 @@ def _check_semantics(cfg: dict) -> None:
     problems += _check_labels(cfg)
     problems += _check_facies(cfg, sources)
     problems += _check_outline_issues(cfg)
+    problems += _check_timeseries(cfg, sources)
     channels = all_model_channels(cfg)
     channels += [c for c in label_set_channels(cfg) if c not in channels]
     deb = cfg.get("debris") or {}
@@ -431,6 +432,54 @@ def _check_labels(cfg: dict) -> list[str]:
 
 SCENE_KINDS = ("landsat_c2l2", "sentinel2_l1c", "sentinel2_l2a")
 
+
+
+def _check_timeseries(cfg: dict, sources: dict) -> list[str]:
+    """The time series (timeseries.*): its sources and their bands, the years, the channels and the ensemble size."""
+    ts = cfg.get("timeseries") or {}
+    names = list(ts.get("sources") or [])
+    if not names:
+        return []
+    problems = []
+    from glaciermap.data.sources import SourceConfigError, build_source
+
+    bands = list(ts.get("bands") or [])
+    for name in names:
+        if name not in sources:
+            problems.append(f"timeseries.sources: '{name}' is not a source ({', '.join(sources) or 'none'})")
+            continue
+        kind = sources[name].get("kind")
+        if kind not in SCENE_KINDS:
+            problems.append(f"timeseries.sources: '{name}' is a {kind} source; the series needs scenes "
+                            f"({', '.join(SCENE_KINDS)})")
+            continue
+        if sources[name].get("near_date"):
+            problems.append(f"timeseries.sources: '{name}' has near_date (a composite for cube channels); declare a "
+                            "plain entry of the same collection for the series")
+            continue
+        try:
+            build_source(name, sources[name]).require(bands, key="timeseries.bands")
+        except (SourceConfigError, KeyError, ValueError) as e:
+            problems.append(f"timeseries.bands: source '{name}' cannot give them: {e}")
+    y0, y1 = ts.get("years", [1984, 2025])
+    if y0 > y1:
+        problems.append(f"timeseries.years: first year {y0} is after the last {y1}")
+    model = ts.get("model") or {}
+    from glaciermap.timeseries.train import INDICES
+
+    known = set(bands) | {"dem"} | set(INDICES)
+    bad = [c for c in model.get("channels", []) if c not in known]
+    if bad:
+        problems.append(f"timeseries.model.channels: {', '.join(bad)} are not bands of timeseries.bands, dem or an "
+                        f"index ({', '.join(INDICES)})")
+    for c in model.get("channels", []):
+        if c in INDICES and any(b not in bands for b in INDICES[c]):
+            problems.append(f"timeseries.model.channels: {c} needs the bands {', '.join(INDICES[c])} in timeseries.bands")
+    if "dem" in model.get("channels", []) and not cfg.get("dem"):
+        problems.append("dem: missing, but timeseries.model.channels has dem")
+    if not (cfg.get("split") or {}).get("n_folds"):
+        problems.append("timeseries: the series is trained on the shared geographic split (split.n_folds)")
+    return problems
 
 def _check_facies(cfg: dict, sources: dict) -> list[str]:
     """The facies method (facies.*): its source, class lists, patch size, DEM and SMB table."""

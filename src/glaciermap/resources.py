@@ -70,6 +70,20 @@ REGION = {
     "facies_summary": (80.0, 0.0, 0.01),
     # cleanlab on the t0 out-of-fold predictions of every test glacier (demo 2026-12-01: 385 MB, 7 s)
     "outline_issues": (385.0, 0.0, 0.2),
+    # the time series (demo 2026-12-01: 48 glaciers, 28 Landsat scenes, 5 folds x 2 members, 15 epochs; ts_summary
+    # timed alone on the same outputs)
+    "ts_train": (817.0, 0.0, 1.21),
+    "ts_calibrate": (703.0, 0.0, 0.16),
+    "ts_maps": (978.0, 0.0, 0.27),
+    "ts_series": (218.0, 0.0, 0.05),
+    "ts_trends": (211.0, 0.0, 0.04),
+    "ts_summary": (183.0, 0.0, 0.03),
+}
+
+#: rule -> (peak RSS MB, seconds) of per-glacier jobs whose size the DAG does not know (the time series'
+#: acquisitions: one glacier's window over every candidate scene; demo 2026-12-01)
+FIXED = {
+    "ts_acquisitions": (307.0, 2.9),
 }
 
 
@@ -93,6 +107,12 @@ def glacier_job(rule: str, megapixels: float, n_scenes: int, attempt: int = 1) -
     a, b, c, d = PER_GLACIER[rule]
     size = megapixels * max(int(n_scenes), 1) if rule in ("acquire", "select") else megapixels
     return {"mem_mb": _mb(a + b * size) * attempt, "runtime": _minutes(c + d * size) * attempt}
+
+
+def fixed_job(rule: str, attempt: int = 1) -> dict:
+    """{"mem_mb", "runtime"} of one per-glacier job of ``FIXED``."""
+    peak, sec = FIXED[rule]
+    return {"mem_mb": _mb(peak) * attempt, "runtime": _minutes(sec) * attempt}
 
 
 def region_job(rule: str, n_glaciers: int, attempt: int = 1) -> dict:

@@ -11,7 +11,7 @@ from glaciermap.data.acquire import candidate_ids
 from glaciermap.config import source_configs, validate_config
 from glaciermap.data.grid import cube_margin_m
 from glaciermap.data.inventory import GLACIER_LIST_COLUMNS, glacier_list, missing_inventory_message
-from glaciermap.resources import cube_megapixels, glacier_job, region_job
+from glaciermap.resources import cube_megapixels, fixed_job, glacier_job, region_job
 from glaciermap.data.stac import is_api, resolve_raster
 
 config.update(validate_config(config))
@@ -300,6 +300,8 @@ def summary_inputs(wildcards):
         d["debris"] = f"{R}/debris/{config['debris']['models'][0]}/summary.json"
     if config["facies"]["points"]:   # the facies method's headline numbers, as `facies`
         d["facies"] = f"{R}/facies/summary.json"
+    if config["timeseries"]["sources"]:   # the time series' headline numbers, as `timeseries`
+        d["timeseries"] = f"{R}/timeseries/{config['timeseries']['model']['name']}/summary.json"
     return d
 
 
@@ -359,4 +361,71 @@ def compare_inputs(wildcards):
         d["baseline_areas"] = f"{R}/area_change/baseline/band_ratio_areas.csv"
     if DEBRIS_MAP:
         d["debris"] = DEBRIS_MAP
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------- time series
+# The glacier area time series (seed 004, GlacierView, with DL4GAM's calibrated uncertainty): every usable acquisition
+# per glacier -> a U-Net ensemble per fold of the shared split -> its calibration -> maps of every acquisition ->
+# smoothing in days, annual areas, bounds and outlines -> log-linear trends -> summary. Outputs under
+# results/<region>/timeseries/ (acquisitions, model-independent) and timeseries/<model name>/; off when
+# timeseries.sources is empty. The settings and helpers the rules in workflow/rules/timeseries/ share.
+from glaciermap.timeseries.acquisitions import candidate_tokens
+
+TS = config["timeseries"]
+TS_ON = bool(TS["sources"]) and bool(FOLDS)
+TS_SOURCES = {n: source_configs(config)[n] for n in TS["sources"]} if TS["sources"] else {}
+TS_NAME = TS["model"]["name"]
+TSA = f"{R}/timeseries/acquisitions"
+TSR = f"{R}/timeseries/{TS_NAME}"
+TS_TRUTH = TS["truth"] if TS_ON and TS["truth"] and os.path.exists(TS["truth"]) else None
+# what an acquisition job uses (a param: changing one re-runs the acquisitions, and through them everything after)
+TS_ACQ = canonical({k: TS[k] for k in ("years", "season", "max_scene_cloud", "min_valid_share", "resolution", "domain_m",
+                                       "bands")})
+TS_MODEL = canonical({**TS["model"], "channels": list(TS["model"]["channels"])})
+
+
+@functools.lru_cache(maxsize=None)
+def _ts_tokens(glacier):
+    g = MAPPED.loc[glacier]
+    return ",".join(candidate_tokens(g, TS_SOURCES, TS_ACQ, g["crs"]))
+
+
+def ts_scene_ids(wildcards):
+    """The candidate scenes of one glacier's series, each with a token of its files (a local catalog; a STAC API is
+    not searched while the DAG is built: there a new scene needs `--forcerun ts_acquisitions`)."""
+    if any(is_api(((c.get("stac") or {}).get("source") or "")) for c in TS_SOURCES.values()):
+        return "api"
+    return _ts_tokens(wildcards.glacier)
+
+
+def ts_stacks(role, protect=False):
+    """Input function: the acquisition stacks of a fold's glaciers with ``role`` (train, val, test; "+" joins)."""
+
+    def files(wildcards):
+        roles = ROLE_OF[int(wildcards.fold)]
+        want = role.split("+")
+        paths = [f"{TSA}/{g}.nc" for g in GLACIER_IDS if roles.get(g) in want]
+        return [ancient(p) for p in paths] if protect else paths
+
+    return files
+
+
+def ts_glaciers(role):
+    return lambda wildcards: [g for g in GLACIER_IDS if ROLE_OF[int(wildcards.fold)].get(g) in role.split("+")]
+
+
+if TS_ON:
+    MODEL_TARGETS += [f"{TSR}/summary.json", f"{TSR}/annual_outlines.gpkg"]
+
+
+def ts_summary_inputs(wildcards):
+    """Optional inputs: DL4GAM's Sentinel-2 areas and regional rate (its first area model) and the demo's truth."""
+    d = {}
+    if AREA_MODELS:
+        d["s2_areas"] = f"{R}/area_change/{AREA_MODELS[0]}/areas/glacier_areas.csv"
+        if not ONE_EPOCH:
+            d["dl4gam_regional"] = f"{R}/area_change/{AREA_MODELS[0]}/rates/regional.json"
+    if TS_TRUTH:
+        d["truth"] = TS_TRUTH
     return d

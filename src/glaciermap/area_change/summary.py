@@ -128,7 +128,7 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
     return _clean(s)
 
 
-def write_summary(out_json, debris_json=None, facies_json=None, **kw) -> dict:
+def write_summary(out_json, debris_json=None, facies_json=None, timeseries_json=None, **kw) -> dict:
     """:func:`build_summary`, plus the debris method's summary (rule debris_summary) as ``debris`` and the facies
     method's (rule facies_summary) as ``facies`` when given."""
     s = build_summary(**kw)
@@ -136,5 +136,7 @@ def write_summary(out_json, debris_json=None, facies_json=None, **kw) -> dict:
         s["debris"] = _load(debris_json)
     if facies_json:
         s["facies"] = _load(facies_json)
+    if timeseries_json:
+        s["timeseries"] = _load(timeseries_json)
     write_json_atomic(out_json, s)
     return s
