@@ -135,11 +135,6 @@ def model_run(tiny_region, tmp_path_factory):
                    "smb": {"path": str(work / "inputs" / "facies" / "smb.csv")},
                    "truth": str(tiny_region / "truth" / "facies_points.csv")},
         "outline_issues": {"models": ["dl4gam"]},
-        # the time series on the tiny region's 5 Landsat scenes (1986-2023, one a year): a small ensemble, every scene
-        # kept whatever its cloud cover (the per-pixel masks still apply), trends from 3 years
-        "timeseries": {**cfg["timeseries"], "sources": ["landsat"], "max_scene_cloud": 100, "min_years": 3,
-                       "model": {"members": 2, "epochs": 2, "patch_size": 32},
-                       "truth": str(tiny_region / "truth" / "areas_timeseries.csv")},
     })
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, timeout=1800)   # ~8 min alone on 2 cores (4 models, the debris method)

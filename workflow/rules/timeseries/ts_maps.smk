@@ -8,6 +8,8 @@ rule ts_maps:
         directory(f"{TSR}/maps/fold{{fold}}"),
     params:
         glaciers=ts_glaciers("test"),
+        # each acquisition's map under a key of its inputs and the fold's models: a new scene maps only itself
+        cache_dir=lambda w: f"{TSR}/maps_cache/fold{w.fold}",
         settings=canonical({"threads": TS["model"]["threads"]}),
     threads: TS["model"]["threads"]
     resources:
