@@ -314,3 +314,31 @@ def test_facies_and_outline_issue_mistakes_stop_before_any_job():
     with pytest.raises(ConfigError, match=r"facies.source: 'dem' is a raster source; the points are labelled on scenes"):
         validate_config(_with(sources={"dem": {"kind": "raster", "path": "d.tif"}},
                               facies={"points": {"path": "p"}, "source": "dem"}))
+
+
+def test_time_series_mistakes_stop_before_any_job():
+    ls = {"kind": "landsat_c2l2", "stac": {"source": "my/catalog.json", "collection": "landsat-c2-l2"}}
+    cfg = validate_config(_with(sources={"ls": ls}, timeseries={"sources": ["ls"]}))
+    ts = cfg["timeseries"]
+    assert ts["max_scene_cloud"] == 10 and ts["season"] == {"north": [5, 10], "south": [11, 4]}
+    assert len(ts["model"]["channels"]) == 10 and ts["smoothing"]["sigma_days"] == 120
+    assert validate_config(_with())["timeseries"]["sources"] == []          # off by default
+    for bad, msg in (
+            (dict(timeseries={"sources": ["nope"]}), r"timeseries.sources: 'nope' is not a source"),
+            (dict(sources={"dem": {"kind": "raster", "path": "d.tif"}}, timeseries={"sources": ["dem"]}),
+             r"timeseries.sources: 'dem' is a raster source; the series needs scenes"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "bands": ["blue", "green", "rededge"]}),
+             r"timeseries.bands: source 'ls' cannot give them: .*rededge"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "model": {"channels": ["blue", "ndvi"]}}),
+             r"timeseries.model.channels: ndvi are not bands"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "bands": ["blue", "green", "red"],
+                                                  "model": {"channels": ["blue", "ndsi"]}}),
+             r"timeseries.model.channels: ndsi needs the bands green, swir1"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "years": [2020, 1990]}),
+             r"timeseries.years: first year 2020 is after the last 1990"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "max_scene_cloud": 150}),
+             r"timeseries.max_scene_cloud"),
+            (dict(sources={"ls": ls}, timeseries={"sources": ["ls"], "smoothing": {"sigma_days": -1}}),
+             r"timeseries.smoothing.sigma_days")):
+        with pytest.raises(ConfigError, match=msg):
+            validate_config(_with(**bad))

@@ -422,7 +422,7 @@ if TS_ON:
 def ts_summary_inputs(wildcards):
     """Optional inputs: DL4GAM's Sentinel-2 areas and regional rate (its first area model) and the demo's truth."""
     d = {}
-    if AREA_MODELS:
+    if AREA_MODELS and TS["compare_dl4gam"]:
         d["s2_areas"] = f"{R}/area_change/{AREA_MODELS[0]}/areas/glacier_areas.csv"
         if not ONE_EPOCH:
             d["dl4gam_regional"] = f"{R}/area_change/{AREA_MODELS[0]}/rates/regional.json"

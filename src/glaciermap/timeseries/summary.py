@@ -71,10 +71,13 @@ def truth_scores(annual: pd.DataFrame, trends: pd.DataFrame, truth_csv, min_year
 
 def sentinel2_agreement(annual: pd.DataFrame, s2_areas_csv) -> dict:
     """The Landsat annual area against DL4GAM's Sentinel-2 area of every epoch in a year the series has."""
-    s2 = pd.read_csv(s2_areas_csv, dtype={"glac_id": str})
-    s2 = s2[(s2.get("status", "ok") == "ok") & s2["area_km2"].notna() & s2["date"].notna()].copy()
+    s2 = pd.read_csv(s2_areas_csv, dtype={"glac_id": str, "epoch": str})
+    ok = s2["area_pred_km2"].notna() & s2["date"].notna()
+    if "status" in s2.columns:
+        ok &= s2["status"] == "ok"
+    s2 = s2[ok].copy()
     s2["year"] = pd.to_datetime(s2["date"]).dt.year
-    m = annual.merge(s2.rename(columns={"glac_id": "glacier_id", "area_km2": "s2_area_km2"})[
+    m = annual.merge(s2.rename(columns={"glac_id": "glacier_id", "area_pred_km2": "s2_area_km2"})[
         ["glacier_id", "year", "epoch", "s2_area_km2"]], on=["glacier_id", "year"], how="inner")
     m = m[m["s2_area_km2"] > 0]
     if m.empty:
@@ -117,7 +120,7 @@ def run_ts_summary(trends_json, trends_csv, annual_csv, acquisition_csvs, params
         "regional_trend_pct_per_year": {k: _f(v["trend_pct_per_year"]) for k, v in reg.items()},
         "regional_trend_se": {k: _f(v["se"]) for k, v in reg.items()},
         "annual_bound_median_rel_width": _f(width.median()) if width.notna().any() else None,
-        "settings": params.get("settings", {}),
+        "settings": params,
     }
     if s2_areas_csv:
         out["sentinel2_agreement"] = sentinel2_agreement(annual, s2_areas_csv)
@@ -133,6 +136,11 @@ def run_ts_summary(trends_json, trends_csv, annual_csv, acquisition_csvs, params
                                     if pd.notna(y0) and pd.notna(y1) else None}
     if truth_csv:
         out.update(truth_scores(annual, trends, truth_csv, int(params["min_years"])))
+        cmp_ = out.get("dl4gam_comparison") or {}
+        if cmp_.get("timeseries"):   # the true areas of the same glacier-years over the same period
+            ta = truth_annual(truth_csv, annual).dropna(subset=["true_area_km2"])
+            y0, y1 = cmp_["timeseries"]["years"]
+            cmp_["truth"] = period_trend(ta.assign(area_km2=ta["true_area_km2"]), y0, y1, 3)
     write_json_atomic(out_json, out)
     log.info("time-series summary: %s", {k: v for k, v in out.items() if k not in ("per_glacier", "no_trend")})
     return out
