@@ -133,6 +133,12 @@ def test_areas_count_pixels_in_the_domain_and_annual_bounds_bracket_the_area(tmp
     assert ser.loc[0, "area_km2"] == pytest.approx(((mu[0] >= 0.5) & domain).sum() * a_px)
     assert ser.loc[2, "unobserved_share"] == pytest.approx((np.isnan(mu[2]) & domain).sum() / domain.sum())
     assert ser.loc[2, "area_km2"] == pytest.approx(((np.nan_to_num(mu[2]) >= 0.5) & domain).sum() * a_px)
+    # each acquisition's own map: the same where it saw everything; its clouded half filled from another date
+    assert ser.loc[0, "area_own_km2"] == pytest.approx(ser.loc[0, "area_km2"])
+    filled = np.where(np.isnan(mu[2]), mu[1], mu[2])     # 2004-08-01: nearest are 2000-09-01 and 2008-08-01 (equal)
+    alt = np.where(np.isnan(mu[2]), mu[3], mu[2])
+    assert ser.loc[2, "area_own_km2"] in (pytest.approx(((filled >= 0.5) & domain).sum() * a_px),
+                                          pytest.approx(((alt >= 0.5) & domain).sum() * a_px))
     # one year, two acquisitions: the pixel-wise mean, the mean tau
     y2000 = ann[ann.year == 2000].iloc[0]
     assert y2000["n_acquisitions"] == 2 and y2000["tau"] == pytest.approx(0.3)
@@ -200,7 +206,8 @@ def ts_run(tiny_region, tmp_path_factory):
         # the tiny region's 5 Landsat scenes (1986-2023, one a year, 3 of them 50-70 % cloudy): every one kept
         # whatever its cloud cover, and a glacier acquisition from 5 % of its domain observed (the rest is filled from
         # the nearest observation in time), so that most glaciers get 3 years or more; trends from 3 years
-        "timeseries": {**cfg["timeseries"], "sources": ["landsat"], "max_scene_cloud": 100, "min_years": 3,
+        # and its Sentinel-2 L2A scenes of 2015 and 2023 (no thermal band: left unobserved)
+        "timeseries": {**cfg["timeseries"], "sources": ["landsat", "s2"], "max_scene_cloud": 100, "min_years": 3,
                        "min_valid_share": 0.05,
                        "compare_dl4gam": False,
                        "model": {"members": 2, "epochs": 2, "patch_size": 32},
@@ -223,11 +230,15 @@ def test_time_series_workflow_products(ts_run):
     assert sum(s["n_acquisitions_rejected"].values()) == int((acq.status == "rejected").sum())
     assert set(acq.loc[acq.status == "rejected", "reason"]) <= {"season", "scene_cloud", "unreadable", "valid_share"}
     assert (acq.loc[acq.status == "used", "valid_share"] >= 0.05).all()
+    assert set(acq.loc[acq.status == "used", "source"]) == {"landsat", "s2"}
     assert (acq.loc[acq.reason == "valid_share", "valid_share"] < 0.05).all()
     for ds_path in sorted((R / "acquisitions").glob("*.nc")):
         with xr.open_dataset(ds_path) as ds:
             assert dict(ds.sizes)["time"] == int(((acq.glacier_id == ds.attrs["glacier_id"]) & (acq.status == "used")).sum())
             assert ds["domain"].values[ds["outline"].values.astype(bool)].all()
+            s2 = ds["source"].values == "s2"
+            assert np.isnan(ds["thermal"].values[s2]).all() and not np.isnan(ds["thermal"].values[~s2]).all()
+            assert np.isfinite(ds["red"].values[s2][ds["valid"].values[s2].astype(bool)]).all()
     ann = pd.read_csv(R / "landsat_unet/annual_areas.csv")
     assert ann["glacier_id"].nunique() == s["n_glaciers"] == n_glaciers
     assert ((ann.area_lb_km2 <= ann.area_km2) & (ann.area_km2 <= ann.area_ub_km2)).all()
@@ -241,6 +252,10 @@ def test_time_series_workflow_products(ts_run):
     assert all(isinstance(s["regional_trend_pct_per_year"][k], float) for k in ("mean_of_slopes", "geometric_mean"))
     assert 0.0 <= s["annual_bound_coverage"] <= 1.0 and s["n_trends_scored"] >= 1
     assert isinstance(s["truth_regional_trend_pct_per_year"]["geometric_mean"], float)
+    ser = pd.read_csv(R / "landsat_unet/acquisition_areas.csv")
+    assert set(ser["source"]) == {"landsat", "s2"} and s["sensor_agreement"]["reference"] == "landsat"
+    per = ser.groupby(["glacier_id", "year", "source"])["area_own_km2"].mean().unstack("source").dropna()
+    assert s["sensor_agreement"]["s2"]["n_pairs"] == int((per["landsat"] > 0).sum()) > 0   # relative to Landsat
     for k in range(2):
         cal = json.loads((R / f"landsat_unet/models/fold{k}/calibration.json").read_text())
         assert len(cal["temperatures"]) == 2 and 0 < cal["tau_model"]["quantile"] < 1

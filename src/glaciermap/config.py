@@ -457,8 +457,9 @@ def _check_timeseries(cfg: dict, sources: dict) -> list[str]:
             problems.append(f"timeseries.sources: '{name}' has near_date (a composite for cube channels); declare a "
                             "plain entry of the same collection for the series")
             continue
+        optional = set(ts.get("optional_bands") or [])
         try:
-            build_source(name, sources[name]).require(bands, key="timeseries.bands")
+            build_source(name, sources[name]).require([b for b in bands if b not in optional], key="timeseries.bands")
         except (SourceConfigError, KeyError, ValueError) as e:
             problems.append(f"timeseries.bands: source '{name}' cannot give them: {e}")
     y0, y1 = ts.get("years", [1984, 2025])

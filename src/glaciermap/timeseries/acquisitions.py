@@ -16,7 +16,8 @@ The glacier's *domain* is every pixel within ``domain_m`` of its inventory outli
 other outline: the glacier may have been larger in the past, and a neighbour's ice is never counted as its own.
 
 Output: a NetCDF with named dimensions (time, y, x): each band in physical units (reflectance, kelvin; NaN where not
-observed), ``valid`` per acquisition, and static layers ``dem``, ``domain``, ``outline`` (inventory outline) and
+observed, and everywhere for a band the acquisition's source lacks, such as Sentinel-2's thermal), ``valid`` per
+acquisition (observed in every band the source has), its ``source``, and static layers ``dem``, ``domain``, ``outline`` (inventory outline) and
 ``owner`` (index into the ``owner_ids`` attribute: the nearest glacier of every pixel, for the training's no-leak
 mask), plus a CSV of every candidate with its status and reason.
 """
@@ -95,8 +96,9 @@ def candidate_tokens(glacier_row, sources: dict, params: dict, crs: str) -> list
     out = []
     for name, cfg in sources.items():
         src = build_source(name, cfg)
+        have = [b for b in params["bands"] if b in src.provides]
         for it in src.search(bbox, *_period(params)):
-            keys = [src.band(b, it).asset for b in params["bands"]] + ([src.mask.asset] if src.mask else [])
+            keys = [src.band(b, it).asset for b in have] + ([src.mask.asset] if src.mask else [])
             out.append(f"{name}:{stac.item_token(it, keys)}")
     return sorted(out)
 
@@ -144,6 +146,10 @@ def run_ts_acquisitions(glacier_id: str, inventory_gpkg, dem_path, sources: dict
     rows, kept = [], []
     for name, cfg in sources.items():
         src = build_source(name, cfg)
+        have = [b for b in bands if b in src.provides]   # a band the source lacks (Sentinel-2: thermal) stays NaN
+        if len(have) < len(bands):
+            log.info("glacier %s: source '%s' has no %s: left unobserved in its acquisitions", glacier_id, name,
+                     ", ".join(b for b in bands if b not in have))
         try:
             items = src.search(bbox, *_period(params))
         except Exception as e:  # an unreadable catalog is a source problem: say which, and stop this glacier
@@ -162,14 +168,15 @@ def run_ts_acquisitions(glacier_id: str, inventory_gpkg, dem_path, sources: dict
                 rec["reason"] = "scene_cloud"
             else:
                 try:
-                    rd = src.read(grid, bands, item=it, glacier_id=glacier_id, allow_all_fill=True)
+                    rd = src.read(grid, have, item=it, glacier_id=glacier_id, allow_all_fill=True)
                 except (GlacierInputError, OSError, ValueError) as e:
                     log.warning("glacier %s: source '%s' item %s skipped (unreadable): %s", glacier_id, name, it.id, e)
                     rec["reason"] = "unreadable"
                     rows.append(rec)
                     continue
-                stack = np.stack([rd.bands[b] for b in bands]).astype(np.float32)
-                valid = rd.masks.valid & np.isfinite(stack).all(axis=0)
+                stack = np.stack([rd.bands[b] if b in rd.bands else np.full(grid.shape, np.nan, np.float32)
+                                  for b in bands]).astype(np.float32)
+                valid = rd.masks.valid & np.isfinite(stack[[bands.index(b) for b in have]]).all(axis=0)
                 share = float(valid[domain].mean()) if domain.any() else 0.0
                 rec["valid_share"] = round(share, 4)
                 if share < float(params["min_valid_share"]):
@@ -177,7 +184,7 @@ def run_ts_acquisitions(glacier_id: str, inventory_gpkg, dem_path, sources: dict
                 else:
                     rec["status"], rec["reason"] = "used", ""
                     stack[:, ~valid] = np.nan
-                    kept.append((when, f"{name}:{it.id}", stack, valid))
+                    kept.append((when, f"{name}:{it.id}", stack, valid, name))
             rows.append(rec)
     table = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     x, y = grid.coords()
@@ -188,7 +195,8 @@ def run_ts_acquisitions(glacier_id: str, inventory_gpkg, dem_path, sources: dict
                      else np.zeros((0, *grid.shape), np.uint8))
     data.update({"dem": (("y", "x"), dem.astype(np.float32)), "domain": (("y", "x"), domain.astype(np.uint8)),
                  "outline": (("y", "x"), lay["outline"].astype(np.uint8)), "owner": (("y", "x"), lay["owner"])})
-    ds = xr.Dataset(data, coords={"time": times, "acquisition": ("time", [k[1] for k in kept]), "y": y, "x": x},
+    ds = xr.Dataset(data, coords={"time": times, "acquisition": ("time", [k[1] for k in kept]),
+                                  "source": ("time", [k[4] for k in kept]), "y": y, "x": x},
                     attrs={"glacier_id": glacier_id, "crs": crs, "resolution": res, "latitude": float(lat),
                            "owner_ids": json.dumps(lay["owner_ids"]), "bands": json.dumps(bands),
                            "transform": json.dumps(list(grid.transform)[:6]), "domain_m": domain_m})

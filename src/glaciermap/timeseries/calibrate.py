@@ -44,7 +44,8 @@ def run_ts_calibrate(fold: int, model_paths, stack_paths: dict, split_csv, inven
     roles = dict(zip(split["glac_id"], split[f"role_{fold}"]))
     val_g = [g for g in stack_paths if roles.get(g) == "val"]
     dates = inventory_dates(inventory_gpkg)
-    ex = inventory_examples(stack_paths, val_g, dates, stats["channels"], float(settings["train_window_days"]))
+    ex = inventory_examples(stack_paths, val_g, dates, stats["channels"], float(settings["train_window_days"]),
+                            settings.get("max_examples_per_glacier"))
     mult = down_factor(settings)
     probs = [member_probs(models, normalise(e["x"][None], stats), mult)[:, 0] for e in ex]  # (M, H, W) each
     M = len(models)

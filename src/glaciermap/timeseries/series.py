@@ -8,6 +8,9 @@ acquisition j observed the pixel, 0 where it was masked (masked pixels are skipp
 sigma the same way. A pixel no acquisition within the kernel observed takes its nearest observation in time
 (``gap_fill: nearest``); one never observed stays unknown and its share is reported (``unobserved_share``).
 
+``area_own_km2``: each acquisition's own map, unsmoothed (its masked pixels from the nearest observation in time),
+to compare sensors, which the smoothing blends.
+
 Areas: pixel count x pixel area (the acquisition grid is projected: metres) of mu_s >= 0.5 in the glacier's domain
 (``ts_acquisitions``). Bounds per acquisition: DL4GAM's glacier-specific tau of that acquisition applied to
 (mu_s, sigma_s) (``glaciermap.area_change.areas.glacier_area``). Annual: the pixel-wise mean of mu_s and sigma_s
@@ -27,8 +30,8 @@ from glaciermap.io import write_csv_atomic, write_gpkg_atomic
 
 log = logging.getLogger("glaciermap.timeseries.series")
 
-SERIES_COLUMNS = ["glacier_id", "acquisition", "date", "year", "decimal_year", "area_km2", "area_lb_km2",
-                  "area_ub_km2", "tau", "observed_share", "unobserved_share"]
+SERIES_COLUMNS = ["glacier_id", "acquisition", "source", "date", "year", "decimal_year", "area_km2", "area_lb_km2",
+                  "area_ub_km2", "tau", "observed_share", "unobserved_share", "area_own_km2"]
 ANNUAL_COLUMNS = ["glacier_id", "year", "decimal_year", "n_acquisitions", "area_km2", "area_lb_km2", "area_ub_km2",
                   "tau", "unobserved_share"]
 
@@ -87,6 +90,7 @@ def glacier_series(path, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame, di
         domain = ds["domain"].values.astype(bool)
         times = pd.DatetimeIndex(ds["time"].values)
         acq = [str(a) for a in ds["acquisition"].values]
+        srcs = [str(a) for a in ds["source"].values] if "source" in ds.coords else [a.split(":", 1)[0] for a in acq]
         a_px = float(ds.attrs["resolution"]) ** 2
         meta = {"crs": ds.attrs["crs"], "transform": json.loads(ds.attrs["transform"]), "shape": domain.shape}
     if not len(times):
@@ -96,17 +100,21 @@ def glacier_series(path, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame, di
     kw = {"sigma_days": float(settings["sigma_days"]), "truncate": float(settings["truncate"]),
           "gap_fill": settings["gap_fill"]}
     mus, sigs = smooth(mu, obs, days, **kw), smooth(sigma, obs, days, **kw)
+    # each acquisition's own map (no smoothing; its masked pixels from the nearest observation in time): for comparing
+    # sensors, which the smoothing would blend
+    own = smooth(mu, obs, days, 0.0, gap_fill="nearest")
     dec = decimal_year(times)
     n_dom = max(int(domain.sum()), 1)
     rows = []
     for i in range(len(times)):
         known = np.isfinite(mus[i])
         est = glacier_area(np.nan_to_num(mus[i]), np.nan_to_num(sigs[i]), domain & known, a_px, float(tau[i]))
-        rows.append({"glacier_id": g, "acquisition": acq[i], "date": times[i].date().isoformat(), "year": times[i].year,
+        rows.append({"glacier_id": g, "acquisition": acq[i], "source": srcs[i], "date": times[i].date().isoformat(), "year": times[i].year,
                      "decimal_year": round(float(dec[i]), 5), "area_km2": est.area_km2, "area_lb_km2": est.lb_km2,
                      "area_ub_km2": est.ub_km2, "tau": float(tau[i]),
                      "observed_share": float((obs[i] & domain).sum() / n_dom),
-                     "unobserved_share": float((~known & domain).sum() / n_dom)})
+                     "unobserved_share": float((~known & domain).sum() / n_dom),
+                     "area_own_km2": float(((np.nan_to_num(own[i]) >= 0.5) & domain).sum() * a_px / 1e6)})
     ser = pd.DataFrame(rows, columns=SERIES_COLUMNS)
     annual, masks = [], {}
     for y, idx in ser.groupby("year").indices.items():

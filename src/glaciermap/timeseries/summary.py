@@ -89,6 +89,30 @@ def sentinel2_agreement(annual: pd.DataFrame, s2_areas_csv) -> dict:
             "r": _f(r), "landsat_total_km2": _f(m["area_km2"].sum()), "sentinel2_total_km2": _f(m["s2_area_km2"].sum())}
 
 
+def sensor_agreement(series: pd.DataFrame) -> dict:
+    """Within the series: per glacier-year observed by two sources, the mean of each source's own (unsmoothed)
+    acquisition areas; the later sources against the first of ``timeseries.sources`` that has acquisitions."""
+    if "source" not in series.columns or series["source"].nunique() < 2:
+        return {"n_pairs": 0, "sources": sorted(series.get("source", pd.Series(dtype=str)).dropna().unique().tolist())}
+    order = list(dict.fromkeys(series["source"]))
+    col = "area_own_km2" if "area_own_km2" in series.columns else "area_km2"
+    per = series.groupby(["glacier_id", "year", "source"])[col].mean().unstack("source")
+    base = order[0]
+    out = {"sources": order, "reference": base}
+    for other in order[1:]:
+        both = per[[base, other]].dropna()
+        both = both[both[base] > 0]
+        if both.empty:
+            out[other] = {"n_pairs": 0}
+            continue
+        rel = (both[other] - both[base]) / both[base]
+        out[other] = {"n_pairs": int(len(both)), "years": sorted(both.index.get_level_values("year").unique().tolist()),
+                      "median_rel_difference": _f(rel.median()), "median_abs_rel_difference": _f(rel.abs().median()),
+                      "r": _f(np.corrcoef(both[base], both[other])[0, 1]) if len(both) > 2 else None}
+    out["n_pairs"] = int(sum(v.get("n_pairs", 0) for k, v in out.items() if isinstance(v, dict)))
+    return out
+
+
 def period_trend(annual: pd.DataFrame, y0: int, y1: int, min_years: int) -> dict:
     from glaciermap.timeseries.trends import glacier_trends, regional
 
@@ -100,7 +124,7 @@ def period_trend(annual: pd.DataFrame, y0: int, y1: int, min_years: int) -> dict
 
 
 def run_ts_summary(trends_json, trends_csv, annual_csv, acquisition_csvs, params: dict, out_json, truth_csv=None,
-                   s2_areas_csv=None, dl4gam_regional_json=None) -> dict:
+                   s2_areas_csv=None, dl4gam_regional_json=None, series_csv=None) -> dict:
     tr_all = json.loads(open(trends_json).read())
     trends = pd.read_csv(trends_csv, dtype={"glacier_id": str})
     annual = pd.read_csv(annual_csv, dtype={"glacier_id": str})
@@ -122,6 +146,8 @@ def run_ts_summary(trends_json, trends_csv, annual_csv, acquisition_csvs, params
         "annual_bound_median_rel_width": _f(width.median()) if width.notna().any() else None,
         "settings": params,
     }
+    if series_csv:
+        out["sensor_agreement"] = sensor_agreement(pd.read_csv(series_csv, dtype={"glacier_id": str}))
     if s2_areas_csv:
         out["sentinel2_agreement"] = sentinel2_agreement(annual, s2_areas_csv)
     epochs = params.get("change_epochs") or []

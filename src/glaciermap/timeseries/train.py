@@ -8,8 +8,8 @@ NDWI = (green - nir) / (green + nir), the indices computed from the physical ref
 channel is standardised with the mean and standard deviation of the fold's training pixels (one set for every image,
 so that brightness differences between dates stay visible); unobserved pixels are 0 after standardisation.
 
-Training examples: every usable acquisition of a training glacier within ``train_window_days`` of its inventory date,
-labelled with the inventory outline; the loss counts only the pixels nearest to that glacier (its ``owner`` pixels)
+Training examples: the usable acquisitions of a training glacier within ``train_window_days`` of its inventory date
+(the ``max_examples_per_glacier`` nearest in time, of any source), labelled with the inventory outline; the loss counts only the pixels nearest to that glacier (its ``owner`` pixels)
 that were observed, so a test glacier's ice is never a label (no leak) and a neighbour's is learnt from its own
 window. Each epoch draws ``patches_per_example`` random ``patch_size`` crops of each example with flips and 90-degree
 rotations. The network is the shared segmentation core's (``glaciermap.segmentation.train.build_model``, any
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glaciermap.io import write_json_atomic
+from glaciermap.io import write_csv_atomic, write_json_atomic
 
 log = logging.getLogger("glaciermap.timeseries.train")
 
@@ -44,6 +44,8 @@ def read_stack(path) -> dict:
                "dem": ds["dem"].values, "domain": ds["domain"].values.astype(bool),
                "outline": ds["outline"].values.astype(bool), "owner": ds["owner"].values,
                "times": pd.DatetimeIndex(ds["time"].values), "acquisitions": [str(a) for a in ds["acquisition"].values],
+               "sources": [str(a) for a in ds["source"].values] if "source" in ds.coords
+               else [str(a).split(":", 1)[0] for a in ds["acquisition"].values],
                "glacier_id": ds.attrs["glacier_id"], "resolution": float(ds.attrs["resolution"]),
                "crs": ds.attrs["crs"], "transform": json.loads(ds.attrs["transform"]),
                "owner_ids": json.loads(ds.attrs["owner_ids"]), "x": ds["x"].values, "y": ds["y"].values}
@@ -109,9 +111,11 @@ def inventory_dates(inventory_gpkg) -> dict:
     return {str(i): pd.to_datetime(d, errors="coerce") for i, d in zip(g["glac_id"], g["date"])}
 
 
-def inventory_examples(paths: dict, glaciers, dates: dict, channels, window_days: float) -> list[dict]:
-    """Per glacier in ``glaciers``: its usable acquisitions within ``window_days`` of its inventory date, as
-    physical (C, H, W) stacks with the label (inventory outline) and the loss mask (own observed pixels)."""
+def inventory_examples(paths: dict, glaciers, dates: dict, channels, window_days: float,
+                       max_per_glacier: int | None = None) -> list[dict]:
+    """Per glacier in ``glaciers``: its usable acquisitions within ``window_days`` of its inventory date (the
+    ``max_per_glacier`` nearest in time), as physical (C, H, W) stacks with the label (inventory outline) and the loss
+    mask (own observed pixels)."""
     out = []
     for g in glaciers:
         st = read_stack(paths[g])
@@ -120,6 +124,8 @@ def inventory_examples(paths: dict, glaciers, dates: dict, channels, window_days
             continue
         dt = np.abs((st["times"].tz_localize(None) - pd.Timestamp(d).tz_localize(None)).days)
         idx = np.flatnonzero(dt <= window_days)
+        if max_per_glacier:
+            idx = idx[np.argsort(dt[idx], kind="stable")[:int(max_per_glacier)]]
         if not idx.size:
             continue
         x = channel_stack(st, channels, idx)
@@ -270,8 +276,9 @@ def run_ts_train(fold: int, stack_paths: dict, split_csv, inventory_gpkg, settin
     train_g = [g for g in stack_paths if roles.get(g) == "train"]
     val_g = [g for g in stack_paths if roles.get(g) == "val"]
     window = float(settings["train_window_days"])
-    train_ex = inventory_examples(stack_paths, train_g, dates, channels, window)
-    val_ex = inventory_examples(stack_paths, val_g, dates, channels, window)
+    cap = settings.get("max_examples_per_glacier")
+    train_ex = inventory_examples(stack_paths, train_g, dates, channels, window, cap)
+    val_ex = inventory_examples(stack_paths, val_g, dates, channels, window, cap)
     if not train_ex:
         raise ValueError(f"time-series fold {fold}: no usable acquisition within {window:g} days of the inventory date "
                          f"of any of its {len(train_g)} training glaciers: nothing to train on (timeseries.sources, "
@@ -287,7 +294,7 @@ def run_ts_train(fold: int, stack_paths: dict, split_csv, inventory_gpkg, settin
                                                       "settings": settings, "fold": fold, "member": m, "seed": seed})
         metrics += [{"member": m, **r} for r in rows]
     dfm = pd.DataFrame(metrics)
-    dfm.to_csv(out_dir / "metrics.csv", index=False)
+    write_csv_atomic(out_dir / "metrics.csv", dfm)
     best = dfm.groupby("member")["val_iou"].max()
     out = {"fold": fold, "members": int(settings["members"]), "n_train_examples": len(train_ex),
            "n_val_examples": len(val_ex), "train_glaciers": sorted({e["glacier_id"] for e in train_ex}),

@@ -7,6 +7,7 @@ rule ts_summary:
         trends_json=f"{TSR}/trends.json",
         trends=f"{TSR}/trends.csv",
         annual=f"{TSR}/annual_areas.csv",
+        series=f"{TSR}/acquisition_areas.csv",
         acquisitions=[f"{TSA}/{g}.csv" for g in GLACIER_IDS] if TS_ON else [],
     output:
         f"{TSR}/summary.json",
