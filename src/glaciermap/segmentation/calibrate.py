@@ -337,6 +337,20 @@ def _constant_tau_model(tau_star, n_fit: int, kind: str):
     return TauModel(coef=[0.0] * len(TAU_FEATURES), intercept=z, n_fit=n_fit, extra={"kind": kind})
 
 
+def fit_tau_table(tab: pd.DataFrame, min_rows: int):
+    """(tau model, usable rows) from a table of tau* and the four predictors: the quantile regression with at least
+    ``max(min_rows, 6)`` rows where all are finite, else an intercept-only model (``constant``; ``default`` without
+    any usable row)."""
+    num = tab[["tau_star", *TAU_FEATURES]].astype(float)
+    n_ok = int(np.isfinite(num).all(axis=1).sum())
+    if n_ok >= max(int(min_rows), 6):
+        model = fit_tau_model(tab, tab["tau_star"])
+        model.extra["kind"] = "quantile_regression"
+    else:
+        model = _constant_tau_model(tab["tau_star"], n_ok, "constant" if n_ok else "default")
+    return model, n_ok
+
+
 def run_calibrate_classes(fold: int, glaciers, pred_paths, label_paths, cfg: dict, out_json) -> dict:
     """A K-class model's fold: per-member temperatures and the top-label ECE before/after, from the labelled
     pixels of its validation glaciers' predictions (label 255, and pixels outside the predicted region, left
@@ -442,13 +456,8 @@ def run_calibrate(fold: int, glaciers, pred_paths, cube_paths, manifest_csv, cfg
                      **tau_features(est.area_km2, mu, sigma, m["buffer20"])})
     tab = pd.DataFrame(rows, columns=["glac_id", "area_ref_km2", "area_pred_km2", "tau_star", "log_area", "mean_mu",
                                       "rms_sigma", "rms_bernoulli"])
-    num = tab[["tau_star", "log_area", "mean_mu", "rms_sigma", "rms_bernoulli"]].astype(float)
-    n_ok = int(np.isfinite(num).all(axis=1).sum())
-    if n_ok >= max(int(cfg["min_tau_glaciers"]), 6):
-        model = fit_tau_model(tab, tab["tau_star"])
-        model.extra["kind"] = "quantile_regression"
-    else:
-        model = _constant_tau_model(tab["tau_star"], n_ok, "constant" if n_ok else "default")
+    model, n_ok = fit_tau_table(tab, cfg["min_tau_glaciers"])
+    if model.extra["kind"] != "quantile_regression":
         log.warning("fold %d: %d validation glacier(s) with a finite tau*: constant tau model (%s)", fold, n_ok,
                     model.extra["kind"])
     if not y.size:

@@ -32,8 +32,8 @@ def run_ts_calibrate(fold: int, model_paths, stack_paths: dict, split_csv, inven
     import torch
 
     from glaciermap.area_change.areas import glacier_area, tau_star
-    from glaciermap.segmentation.calibrate import (_constant_tau_model, apply_temperature, ece, ensemble_stats,
-                                                   fit_tau_model, fit_temperature, tau_features, tau_model_to_dict)
+    from glaciermap.segmentation.calibrate import (apply_temperature, ece, ensemble_stats, fit_tau_table,
+                                                   fit_temperature, tau_features, tau_model_to_dict)
     from glaciermap.timeseries.train import down_factor, inventory_dates, inventory_examples, load_members, normalise
 
     torch.set_num_threads(int(cfg.get("threads", 1)))
@@ -71,13 +71,8 @@ def run_ts_calibrate(fold: int, model_paths, stack_paths: dict, split_csv, inven
                      **tau_features(est.area_km2, mu, sigma, e["domain"])})
     tab = pd.DataFrame(rows, columns=["glac_id", "acquisition", "area_ref_km2", "area_pred_km2", "tau_star",
                                       "log_area", "mean_mu", "rms_sigma", "rms_bernoulli"])
-    num = tab[["tau_star", "log_area", "mean_mu", "rms_sigma", "rms_bernoulli"]].astype(float)
-    n_ok = int(np.isfinite(num).all(axis=1).sum())
-    if n_ok >= max(int(cfg["min_tau_glaciers"]), 6):
-        model = fit_tau_model(tab, tab["tau_star"])
-        model.extra["kind"] = "quantile_regression"
-    else:
-        model = _constant_tau_model(tab["tau_star"], n_ok, "constant" if n_ok else "default")
+    model, n_ok = fit_tau_table(tab, cfg["min_tau_glaciers"])
+    if model.extra["kind"] != "quantile_regression":
         log.warning("time-series fold %d: %d validation acquisition(s) with a finite tau*: %s tau model", fold, n_ok,
                     model.extra["kind"])
     out = {"fold": int(fold), "members": M, "temperatures": [float(t) for t in temps], "n_pixels": int(ys.size),
