@@ -137,19 +137,10 @@ def inventory_examples(paths: dict, glaciers, dates: dict, channels, window_days
     return out
 
 
-def _crop(a: np.ndarray, r: int, c: int, p: int) -> np.ndarray:
-    """``a[..., r:r+p, c:c+p]`` padded with zeros where the window leaves the array."""
-    H, W = a.shape[-2:]
-    out = np.zeros((*a.shape[:-2], p, p), a.dtype)
-    r0, c0 = max(r, 0), max(c, 0)
-    r1, c1 = min(r + p, H), min(c + p, W)
-    if r1 > r0 and c1 > c0:
-        out[..., r0 - r:r1 - r, c0 - c:c1 - c] = a[..., r0:r1, c0:c1]
-    return out
-
-
 def random_patches(examples, stats, p: int, per_example: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_example`` random p x p crops (with a random flip and 90-degree rotation) of every example."""
+    from glaciermap.segmentation.patches import extract
+
     X, Y, M = [], [], []
     for e in examples:
         x = normalise(e["x"][None], stats)[0]
@@ -157,7 +148,7 @@ def random_patches(examples, stats, p: int, per_example: int, rng) -> tuple[np.n
         for _ in range(per_example):
             r = int(rng.integers(min(0, H - p), max(H - p, 0) + 1))
             c = int(rng.integers(min(0, W - p), max(W - p, 0) + 1))
-            xs, ys, ms = _crop(x, r, c, p), _crop(e["y"], r, c, p), _crop(e["mask"], r, c, p)
+            xs, ys, ms = (extract(a, r, c, p, 0) for a in (x, e["y"], e["mask"]))
             k, f = int(rng.integers(4)), bool(rng.integers(2))
             xs, ys, ms = (np.rot90(a, k, axes=(-2, -1)) for a in (xs, ys, ms))
             if f:
