@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from glaciermap.joblock import JobLockTimeout, job_lock, read_holder
 from test_resume_kill import SETTINGS, job_inputs  # noqa: F401  (module fixture: a tiny training set)
@@ -110,7 +111,8 @@ TRAIN = textwrap.dedent("""
 
 def _train(d: Path, done: Path, log: Path) -> subprocess.Popen:
     args = {"train": str(d / "train.csv"), "val": str(d / "val.csv"), "split": str(d / "split.csv"),
-            "norm": str(d / "norm.json"), "settings": SETTINGS, "done": str(done), "log": str(log)}
+            "norm": str(d / "norm.json"), "settings": {**SETTINGS, "keep_last_checkpoint": False},  # the default
+            "done": str(done), "log": str(log)}
     return subprocess.Popen([sys.executable, "-c", TRAIN, json.dumps(args)], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -139,7 +141,8 @@ def test_concurrent_training_twin_neither_retrains_nor_removes_outputs(tmp_path,
     assert json.loads(out_twin.strip().splitlines()[-1]) == json.loads(done.read_text())
 
     # a twin whose Snakemake deleted done.json before it started (the first job finished in between): the lock
-    # is free, and done.json comes back from the complete last.pt without training
+    # is free, and done.json comes back from last.pt (the finished member's record, the default) without training
+    assert torch.load(member / "last.pt", weights_only=False)["final"]
     summary = json.loads(done.read_text())
     done.unlink()
     late = _train(job_inputs, done, tmp_path / "late.log")

@@ -133,7 +133,7 @@ def test_three_class_member_trains_predicts_and_resumes(labelled, tmp_path):
     train_items = [(a, r, col) for r in (12, 24, 36) for col in (12, 24, 36)]
     val_items = [(b, 24, 24), (b, 12, 30)]
     cfg = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 4, "epochs": 2, "lr": 1e-3,
-           "classes": CLASSES, "cache_size": 8}
+           "classes": CLASSES, "cache_size": 8, "keep_last_checkpoint": True}
     lp = {p: str(labels[g]) for g, p in zip(IDS, (a, b, c))}
     s = train.train_member(train_items, val_items, stats, cfg, tmp_path / "m", "cpu", test_glaciers=[IDS[2]],
                            label_paths=lp)

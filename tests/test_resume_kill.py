@@ -24,7 +24,8 @@ from glaciermap.segmentation import patches, split as sp
 from test_patches import IDS, scene_labels, write_cube
 
 SETTINGS = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 2, "epochs": 3,
-            "model_kwargs": {"decoder_channels": (32, 16, 16, 8, 8)}, "progress": False, "patch_fraction": 1.0}
+            "model_kwargs": {"decoder_channels": (32, 16, 16, 8, 8)}, "progress": False, "patch_fraction": 1.0,
+            "keep_last_checkpoint": True}   # the full last state, to compare weights and Adam moments
 
 RUNNER = textwrap.dedent("""
     import json, sys

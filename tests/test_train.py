@@ -109,13 +109,50 @@ def test_tiny_training_writes_checkpoints_and_metrics(tmp_path, fold_data):
     assert s2["complete"] and s2["epochs_done"] == 1 and len(pd.read_csv(tmp_path / "metrics.csv")) == 1
 
 
+def test_finished_member_keeps_a_small_record_not_its_training_state(tmp_path, fold_data):
+    """keep_last_checkpoint off (default): once complete, last.pt holds the record only; a lost done.json comes
+    back from it without training; best.pt is the same as with the full state kept."""
+    fi, stats, *_ = fold_data
+    slim = train.train_member(fi.train, fi.val, stats, TINY, tmp_path / "slim", "cpu", test_glaciers=fi.test_glaciers)
+    full = train.train_member(fi.train, fi.val, stats, {**TINY, "keep_last_checkpoint": True}, tmp_path / "full",
+                              "cpu", test_glaciers=fi.test_glaciers)
+    rec = torch.load(tmp_path / "slim" / "last.pt", weights_only=False)
+    assert rec["final"] and "model" not in rec and "optimizer" not in rec
+    assert rec["epoch"] == 2 and rec["best_epoch"] == slim["best_epoch"] and len(rec["metrics"]) == 2
+    kept = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    assert "optimizer" in kept and not kept.get("final")
+    size = lambda d, f: (tmp_path / d / f).stat().st_size  # noqa: E731
+    assert size("slim", "last.pt") * 100 < size("slim", "best.pt") < size("full", "last.pt")
+    a = torch.load(tmp_path / "slim" / "best.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert {k: v for k, v in slim.items() if k != "time_data_s" and k != "time_model_s"} == \
+        {k: v for k, v in full.items() if k != "time_data_s" and k != "time_model_s"}
+    # done.json lost (e.g. a twin's Snakemake deleted it): re-created from the record, no epoch trained
+    done = tmp_path / "slim" / "done.json"
+    before, best_before = done.read_text(), (tmp_path / "slim" / "best.pt").stat().st_mtime_ns
+    done.unlink()
+    epochs = []
+    again = train.train_member(fi.train, fi.val, stats, TINY, tmp_path / "slim", "cpu", test_glaciers=fi.test_glaciers,
+                               on_epoch_end=lambda e, r: epochs.append(e))
+    assert epochs == [] and again["complete"] and json.loads(done.read_text()) == json.loads(before)
+    assert (tmp_path / "slim" / "best.pt").stat().st_mtime_ns == best_before
+    # more epochs are another setting: the record is refused, or discarded to start over
+    with pytest.raises(RuntimeError, match="other inputs"):
+        train.train_member(fi.train, fi.val, stats, {**TINY, "epochs": 3}, tmp_path / "slim", "cpu",
+                           test_glaciers=fi.test_glaciers)
+    s3 = train.train_member(fi.train, fi.val, stats, {**TINY, "epochs": 3}, tmp_path / "slim", "cpu",
+                            test_glaciers=fi.test_glaciers, restart_on_mismatch=True)
+    assert s3["complete"] and s3["epochs_done"] == 3 and len(pd.read_csv(tmp_path / "slim" / "metrics.csv")) == 3
+
+
 class Killed(Exception):
     pass
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, fold_data):
     fi, stats, *_ = fold_data
-    cfg = {**TINY, "epochs": 3}
+    cfg = {**TINY, "epochs": 3, "keep_last_checkpoint": True}   # the last epoch's full state, to compare
     full, part = tmp_path / "full", tmp_path / "part"
     train.train_member(fi.train, fi.val, stats, cfg, full, "cpu", test_glaciers=fi.test_glaciers)
 
@@ -180,9 +217,10 @@ def test_sparse_checkpoints_write_last_and_best_together_and_change_no_result(tm
     def look(epoch, row):
         on_disk.append((epoch, (tmp_path / "sparse" / "last.pt").exists(), (tmp_path / "sparse" / "best.pt").exists()))
 
-    every = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 0}, tmp_path / "every", "cpu",
+    keep = {**TINY, "keep_last_checkpoint": True}
+    every = train.train_member(fi.train, fi.val, stats, {**keep, "checkpoint_every_s": 0}, tmp_path / "every", "cpu",
                                test_glaciers=fi.test_glaciers)
-    sparse = train.train_member(fi.train, fi.val, stats, {**TINY, "checkpoint_every_s": 1e9}, tmp_path / "sparse",
+    sparse = train.train_member(fi.train, fi.val, stats, {**keep, "checkpoint_every_s": 1e9}, tmp_path / "sparse",
                                 "cpu", test_glaciers=fi.test_glaciers, on_epoch_end=look)
     assert on_disk == [(1, False, False), (2, True, True)]  # nothing after epoch 1, both after the last
     assert every["best_epoch"] == sparse["best_epoch"] and every["best_score"] == sparse["best_score"]
@@ -200,7 +238,7 @@ def test_sparse_checkpoints_write_last_and_best_together_and_change_no_result(tm
 
 def test_weight_decay_reaches_adam_and_the_fingerprint_only_when_set(tmp_path, fold_data):
     fi, stats, *_ = fold_data
-    cfg = {**TINY, "epochs": 1}
+    cfg = {**TINY, "epochs": 1, "keep_last_checkpoint": True}
     a = train.train_member(fi.train, fi.val, stats, cfg, tmp_path / "a", "cpu", test_glaciers=fi.test_glaciers)
     z = train.train_member(fi.train, fi.val, stats, {**cfg, "weight_decay": 0.0}, tmp_path / "z", "cpu",
                            test_glaciers=fi.test_glaciers)

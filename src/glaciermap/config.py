@@ -119,9 +119,9 @@ def model_channels(cfg: dict) -> list[str]:
     return list(cfg.get("model", {}).get("channels") or CHANNEL_SETS["dl4gam"])
 
 
-#: keys of `train` that change no result (how jobs are packed, how often they checkpoint): kept out of a model's
+#: keys of `train` that change no result (how jobs are packed, how often they checkpoint, what they keep): kept out of a model's
 #: settings, so switching them re-runs nothing
-RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s")
+RUN_ONLY_TRAIN_KEYS = ("pack_members", "checkpoint_every_s", "keep_last_checkpoint")
 
 
 def model_registry(cfg: dict) -> dict[str, dict]:

@@ -60,6 +60,7 @@ DEFAULTS = {
     "seed": 0,
     "num_workers": 0,
     "checkpoint_every_s": 0,     # last.pt (+ best.pt) after every epoch; > 0: once this many seconds passed
+    "keep_last_checkpoint": False,  # False: once complete, last.pt keeps only the record (no weights, no optimizer)
     "cache_size": 512,           # cubes kept per dataset (also bounded to 4 GB): a fold's cubes are read once
     "focal_gamma": 2.0,
     "focal_alpha": 0.25,
@@ -339,7 +340,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     model = build_model(cfg["arch"], cfg["encoder"], len(channels), cfg["encoder_weights"], seed, K,
                         **cfg["model_kwargs"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    done_epoch, best_score, best_epoch, metrics = 0, float("nan"), 0, []
+    done_epoch, best_score, best_epoch, metrics, final_record = 0, float("nan"), 0, [], False
     last_pt, best_pt = out / "last.pt", out / "best.pt"
     if last_pt.exists():
         ck = torch.load(last_pt, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
@@ -351,9 +352,11 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
             raise RuntimeError(f"{last_pt} was made from other inputs or settings (fingerprint "
                                f"{ck.get('fingerprint')} != {fingerprint}); delete {out} to start over")
     if last_pt.exists():
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        _set_rng_state(ck["rng"])
+        final_record = bool(ck.get("final"))
+        if not final_record:   # a final record (keep_last_checkpoint off) has no state to continue from
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            _set_rng_state(ck["rng"])
         done_epoch, best_score, best_epoch, metrics = ck["epoch"], ck["best_score"], ck["best_epoch"], ck["metrics"]
         if best_epoch and not best_pt.exists():
             raise RuntimeError(f"{last_pt} records a best model (epoch {best_epoch}) but {best_pt} is missing; "
@@ -497,6 +500,13 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
                **({"classes": list(cfg["classes"]), "loss": loss_name, "class_weights":
                    None if weights is None else weights.cpu().numpy().tolist()} if multi else {})}
     if summary["complete"]:
+        if not cfg["keep_last_checkpoint"] and not final_record:
+            # the weights are in best.pt; the last epoch's weights and Adam moments (3x best.pt) are only needed to
+            # train on. The record that stays (epochs, best epoch, metrics, fingerprint) lets a lost done.json be
+            # re-created without training (docs/concurrency.md), and a changed setting still starts over.
+            _save({"format": STATE_FORMAT, "fingerprint": fingerprint, "epoch": done_epoch, "final": True,
+                   "best_score": best_score, "best_epoch": best_epoch, "metrics": metrics,
+                   "cfg": {k: cfg[k] for k in FINGERPRINT_KEYS}}, last_pt)
         write_json_atomic(out / "done.json", summary)
     return summary
 

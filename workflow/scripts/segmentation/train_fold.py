@@ -5,8 +5,10 @@ from glaciermap.io import setup_logging
 from glaciermap.segmentation.train import run_train_fold
 
 setup_logging(snakemake.log[0])
-# checkpoint_every_s is not in the params (it changes no result, so it must not re-run jobs)
-settings = dict(snakemake.params.settings, checkpoint_every_s=snakemake.config["train"]["checkpoint_every_s"])
+# checkpoint_every_s and keep_last_checkpoint are not in the params (they change no result: no re-run)
+run_only = snakemake.config["train"]
+settings = dict(snakemake.params.settings, checkpoint_every_s=run_only["checkpoint_every_s"],
+                keep_last_checkpoint=run_only["keep_last_checkpoint"])
 i, w = snakemake.input, snakemake.wildcards
 fold_dir = Path(snakemake.output[0]).parent
 done = [str(fold_dir / f"member{m}" / "done.json") for m in snakemake.params.members]
