@@ -294,3 +294,59 @@ def test_channels_last_gives_the_same_probabilities(cubes):
         x, y = nhwc[str(p)], nchw[str(p)]
         assert np.array_equal(np.isnan(x), np.isnan(y)) and np.isfinite(x).any()
         np.testing.assert_allclose(x[np.isfinite(x)], y[np.isfinite(y)], atol=1e-5)
+
+
+class Shifted(torch.nn.Module):
+    """Reads the pixel to the right (a 1x3 kernel): not mirror-symmetric, so flip averaging changes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(16, 1, (1, 3), padding=(0, 1), bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, 0, 2] = 1.0
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_flip_averaging_mirrors_back_and_averages(cubes):
+    """flips=2: each window also run left-right mirrored, mirrored back, averaged. A pointwise model is
+    unchanged; a model reading its right neighbour becomes the mean of reading the right and the left one."""
+    paths, _, stats, _ = cubes
+    # mean blending drops each window's 2 border px, so no counted pixel has a window edge (zero padding) beside it
+    kw = dict(patch_size=32, stride=12, blend="mean", batch_size=5, device="cpu", fill_masked=False)
+    a = str(paths["A"])
+    one = infer.predict_glaciers([pointwise(0, 0.5)], [a], stats, flips=1, **kw)[a]
+    four = infer.predict_glaciers([pointwise(0, 0.5)], [a], stats, flips=4, **kw)[a]
+    np.testing.assert_allclose(four, one, atol=1e-6, equal_nan=True)
+    two = infer.predict_glaciers([Shifted()], [a], stats, flips=2, **kw)[a][0]
+    xn = np.nan_to_num(patches.normalise(patches.load_cube(paths["A"]).x, stats)[0])
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    right, left = np.roll(xn, -1, axis=1), np.roll(xn, 1, axis=1)
+    exp = (sig(right) + sig(left)) / 2
+    c = patches.load_cube(paths["A"])
+    inner = c.buffer50 & np.isfinite(two)
+    inner[:, [0, -1]] = False
+    # the cube's edge columns and pixels beside a missing value see a zero there: the mean of both neighbours elsewhere
+    ok = inner & np.isfinite(patches.normalise(c.x, stats)).all(0)
+    ok &= np.roll(ok, 1, axis=1) & np.roll(ok, -1, axis=1)
+    assert ok.sum() > 100
+    np.testing.assert_allclose(two[ok], exp[ok], atol=1e-5)
+    assert np.abs(two[ok] - sig(right)[ok]).max() > 0.05      # flip averaging did change this model
+    with pytest.raises(ValueError, match="flips must be"):
+        infer.predict_glaciers([Shifted()], [a], stats, flips=3, **kw)
+
+
+def test_bfloat16_autocast_stays_close_to_float32(cubes):
+    paths, _, stats, _ = cubes
+    m = train.build_model("Unet", "resnet18", 16, None, seed=1, decoder_channels=(16, 16, 8, 8, 8)).eval()
+    kw = dict(patch_size=32, stride=24, blend="hann", batch_size=4, device="cpu")
+    a = str(paths["A"])
+    f32 = infer.predict_glaciers([m], [a], stats, precision="float32", **kw)[a]
+    b16 = infer.predict_glaciers([m], [a], stats, precision="bfloat16", **kw)[a]
+    assert b16.dtype == np.float32 and np.array_equal(np.isnan(f32), np.isnan(b16))
+    d = np.abs(f32 - b16)[np.isfinite(f32)]
+    assert d.max() < 0.05 and d.max() > 0      # rounded convolutions: close, not the same numbers
+    with pytest.raises(ValueError, match="precision must be"):
+        infer.predict_glaciers([m], [a], stats, precision="float16", **kw)

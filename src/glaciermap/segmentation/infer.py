@@ -224,7 +224,8 @@ def _models_on(models, device, channels_last: bool = False):
 def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, stride: int = 128, blend: str = "hann",
                      batch_size: int = 16, device=None, batch_across_glaciers: bool = True, border_frac: float = 0.05,
                      hann_floor: float = 0.01, fill_k: int = 30, fill_masked: bool = True, timings: dict | None = None,
-                     channels_last: bool = True, reference_extras: bool = False, n_classes: int = 1):
+                     channels_last: bool = True, reference_extras: bool = False, n_classes: int = 1,
+                     flips: int = 1, precision: str = "float32"):
     """Yield ``(path, probs [M, H, W] float32 or None for a skip record, CubeArrays or status)`` as cubes complete.
 
     ``n_classes`` > 1 (a K-class model, K output logits): softmax over the classes, probs [M, K, H, W].
@@ -234,7 +235,10 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
     ``channels_last``: run the models on NHWC tensors, the layout oneDNN's CPU convolutions prefer (the
     same probabilities up to float rounding, tested to 1e-5; +21 % patches/s on the demo's CPU model,
     docs/performance.md). ``reference_extras``: add the reference's extreme and centroid windows
-    (:func:`inference_windows`).
+    (:func:`inference_windows`). ``flips``: test-time flip averaging, each window also run mirrored and the
+    probabilities mirrored back and averaged (1: none, 2: + left-right, 4: + up-down and both; cheaper overlap
+    than a denser window grid, benchmarks/inference.py). ``precision``: "float32", or "bfloat16" (autocast: the
+    convolutions in bfloat16, probabilities in float32; faster on CPUs with AVX512-BF16/AMX and on GPUs).
     """
     import torch
 
@@ -245,6 +249,12 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
     layout = torch.channels_last if channels_last else torch.contiguous_format
     channels = list(stats["channels"])
     P, K = int(patch_size), int(n_classes)
+    flip_dims = {1: [()], 2: [(), (3,)], 4: [(), (3,), (2,), (2, 3)]}.get(int(flips))
+    if flip_dims is None:
+        raise ValueError(f"flips must be 1, 2 or 4, got {flips!r}")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    amp = precision == "bfloat16"
     w = blend_weights(P, blend, border_frac, hann_floor)
     b = border_px(P, border_frac) if blend == "mean" else 0
     t = timings if timings is not None else {}
@@ -273,11 +283,19 @@ def iter_predictions(models, cube_paths, stats: dict, patch_size: int = 256, str
             return
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack(batch_x)).to(device).contiguous(memory_format=layout)
+        def run(m):
+            out = 0
+            for dims in flip_dims:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    z = m(x.flip(dims) if dims else x)
+                z = z.float()
+                p = torch.sigmoid(z[:, 0]) if K == 1 else torch.softmax(z, dim=1)
+                # [B, P, P] (binary) or [B, K, P, P]: the image axes are the last two either way
+                out = out + (p.flip(tuple(d - (1 if K == 1 else 0) for d in dims)) if dims else p)
+            return out / len(flip_dims)
+
         with torch.inference_mode():
-            if K == 1:
-                pr = torch.stack([torch.sigmoid(m(x)[:, 0]) for m in models]).float().cpu().numpy()   # [M, B, P, P]
-            else:
-                pr = torch.stack([torch.softmax(m(x), dim=1) for m in models]).float().cpu().numpy()  # [M, B, K, P, P]
+            pr = torch.stack([run(m) for m in models]).cpu().numpy()   # [M, B, P, P] or [M, B, K, P, P]
         t["model_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for j, (job, top, left) in enumerate(batch_own):
