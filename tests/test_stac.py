@@ -88,3 +88,38 @@ def test_catalog_that_is_not_json_names_the_file(tmp_path):
     notstac.write_text('{"hello": 1}')
     with pytest.raises(stac.StacSourceError, match=str(notstac)):
         stac.search_scenes(str(notstac), "x", (0, 0, 1, 1), "2023-01-01", "2023-02-01", 75)
+
+
+def test_indexed_search_equals_a_scan_of_every_item(tmp_path):
+    """The R-tree over a static catalog's footprints only narrows the items tested: the answer equals testing every
+    item (touching footprints, polygons that are not boxes, boxes far apart)."""
+    import numpy as np
+    from shapely.geometry import Polygon
+
+    rng = np.random.default_rng(5)
+    cat = pystac.Catalog("c", "many items")
+    col = pystac.Collection("landsat-c2-l2", "l", pystac.Extent(pystac.SpatialExtent([[5, 44, 11, 48]]),
+                                                                 pystac.TemporalExtent([[None, None]])))
+    cat.add_child(col)
+    for k in range(400):
+        x, y = rng.uniform(5, 10.5), rng.uniform(44, 47.5)
+        w, h = rng.uniform(0.01, 0.5, 2)
+        poly = Polygon([(x, y), (x + w, y + h / 3), (x + w / 2, y + h)])   # a triangle: its bbox over-covers
+        it = pystac.Item(f"i{k:03d}", mapping(poly), list(poly.bounds),
+                         datetime(2000 + k % 20, 7, 1 + k % 28, 10), {"eo:cloud_cover": float(k % 100)})
+        col.add_item(it)
+    cat.normalize_hrefs(str(tmp_path / "cat"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    src = str(tmp_path / "cat" / "catalog.json")
+    every = stac._static_items(src)
+    n_found = 0
+    for _ in range(60):
+        x, y = rng.uniform(5, 10.8), rng.uniform(44, 47.8)
+        bb = (x, y, x + rng.uniform(0.001, 0.3), y + rng.uniform(0.001, 0.3))
+        got = [i.id for i in stac.search_scenes(src, "landsat-c2-l2", bb, "2003-01-01", "2016-12-31", 60)]
+        t0, t1 = stac._parse_day("2003-01-01", False), stac._parse_day("2016-12-31", True)
+        scan = sorted((it for it in every if stac._matches(it, "landsat-c2-l2", box(*bb), t0, t1, 60)),
+                      key=lambda it: (it.datetime, it.id))
+        assert got == [i.id for i in scan]
+        n_found += len(got)
+    assert n_found > 20     # the boxes did find items (the equality is not between empty lists)

@@ -43,6 +43,20 @@ def _static_items(source: str) -> tuple:
     return tuple(items)
 
 
+def _footprint(item: pystac.Item):
+    return shape(item.geometry) if item.geometry else box(*item.bbox)
+
+
+@functools.lru_cache(maxsize=4)
+def _static_index(source: str):
+    """(items, R-tree of their footprints) of a local static catalog, built once per process: a search tests only
+    the items whose footprint meets its box (planning a region searches once per glacier and epoch)."""
+    from shapely import STRtree
+
+    items = _static_items(source)
+    return items, STRtree([_footprint(it) for it in items])
+
+
 def _parse_day(s: str, end: bool) -> datetime:
     d = datetime.fromisoformat(s)
     if end and len(s) == 10:  # an end date is inclusive: the whole day
@@ -66,8 +80,7 @@ def _matches(item: pystac.Item, collection: str | None, aoi, start: datetime, en
                 return False
         elif not cc < max_cloud:
             return False
-    geom = shape(item.geometry) if item.geometry else box(*item.bbox)
-    return geom.intersects(aoi)
+    return _footprint(item).intersects(aoi)
 
 
 def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: str, max_cloud: float | None,
@@ -93,7 +106,8 @@ def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: st
         search = client.search(collections=[collection], bbox=bbox_lonlat, datetime=[t0, t1], query=query)
         items = list(search.items())
     else:
-        items = list(_static_items(str(source)))
+        everything, tree = _static_index(str(source))
+        items = [everything[i] for i in sorted(tree.query(aoi, predicate="intersects"))]  # the same predicate
     found = [it for it in items if _matches(it, collection, aoi, t0, t1, max_cloud, keep)]
     if max_cloud is not None:
         in_window = [it for it in items if _matches(it, collection, aoi, t0, t1, None)]
