@@ -1,15 +1,29 @@
 """DAG-build benchmark: `snakemake -n` on synthetic inventories of N glaciers (metadata only).
 
-Usage: python benchmarks/dag_scale.py [--target T] [N ...]   (default 500 2000 5000; T a rule or file,
-       e.g. `qc` for the data half only; default: the workflow's default target, the whole workflow)
+Usage: python benchmarks/dag_scale.py [--methods {all,default}] [--target T] [N ...]   (default 500 2000 5000)
+  --methods all (default): every method of the demo config (config.yaml) configured, as the mission's Alps run
+            (issue: 4,400 glaciers build their DAG in at most 60 s and 1 GB); default: the schema defaults only
+  --target T: a rule or file to plan (e.g. `qc` for the data half only); default: the workflow's default target
 Prints a table: glaciers, jobs planned, wall seconds, peak memory (MB) of the snakemake process, then the
 jobs per rule of the largest inventory.
+
 Each glacier is a small square on a regular grid in UTM 32N; a static STAC catalog with a few
-region-wide items (no image files: a dry run never opens them) stands in for the scenes. The dry run
-plans the whole workflow with the schema defaults: the data half (acquire, select, features per glacier
-and epoch, 2 epochs) and the modelling half, whose cross-validation split (5 folds) is computed for the
-synthetic glaciers while the DAG is built (split, patches, normalise and train per fold and member,
-infer per fold and epoch, calibrate, areas, change, baseline, summary).
+region-wide items (no image files: a dry run never opens them) stands in for the scenes. Everything (inputs,
+catalog, config, the results folder and anything the workflow writes while parsing) lives in a temporary folder.
+
+--methods default: the schema defaults (the demo's dem, dhdt and epochs): the data half (acquire, select,
+features per glacier and epoch, 2 epochs) and the modelling half of the default models (dl4gam,
+dl4gam_no_dhdt), whose cross-validation split (5 folds) is computed for the synthetic glaciers while the DAG
+is built (split, patches, normalise and train per fold and member, infer per fold and epoch, calibrate,
+areas, change, baseline, summary).
+
+--methods all: also the demo config's sections sources (velocity and coherence per-year rasters: tiny 4 x 4
+GeoTIFFs; landsat_st and landsat: Landsat C2 L2 items, collection landsat-c2-l2, two summer scenes in each
+facies map year, each over the whole region), channel_sources, models (dl4gam, dl4gam_no_dhdt, debris),
+labels (debris label set on a synthetic debris-map GeoPackage), random_split, debris, facies (a points
+GeoPackage, 2 points per glacier on the Landsat scenes; an SMB CSV of every 10th glacier), outline_issues,
+timeseries (sources landsat and s2) and importance; the truth files (facies.truth, timeseries.truth,
+evaluation) are left out.
 Each measurement runs in its own process, so the peak memory is that of one `snakemake -n`.
 """
 
@@ -32,16 +46,70 @@ from shapely.geometry import box, mapping
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_region(root: Path, n: int) -> Path:
+#: the sections of the demo config (config.yaml) that configure the mission's other methods (--methods all); their
+#: input paths are re-pointed at the synthetic files of the region folder (truth files left out: they are optional)
+METHOD_SECTIONS = ("sources", "channel_sources", "models", "labels", "random_split", "debris", "facies",
+                   "outline_issues", "timeseries", "importance")
+#: facies points per glacier (on every glacier, classes in turn; the scenes in turn)
+POINTS_PER_GLACIER = 2
+#: Landsat platform of a year (the one flying that summer; Landsat 5 TM until 2011, 8 OLI from 2013, 9 from 2022)
+LANDSAT_PLATFORMS = ((2011, "landsat-5", ["tm"]), (2021, "landsat-8", ["oli", "tirs"]),
+                     (9999, "landsat-9", ["oli", "tirs"]))
+TM_ASSETS = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7", "ST_B6", "QA_PIXEL")
+OLI_ASSETS = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10", "QA_PIXEL")
+
+
+def _tiny_tif(path: Path, bounds, value: float = 0.0, count: int = 1) -> str:
+    """A 4 x 4 float32 GeoTIFF over ``bounds`` (UTM 32N): a dry run never reads it, a parse may check it exists."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=count, dtype="float32", crs="EPSG:32632",
+                       transform=from_bounds(*bounds, 4, 4), nodata=-9999.0) as ds:
+        ds.write(np.full((count, 4, 4), value, np.float32))
+    return str(path)
+
+
+def _landsat_items(bbox, years) -> list:
+    """Two summer Landsat C2 L2 scenes a year over the whole region (asset keys and platform as the landsat_c2l2
+    source and the demo's generator have them)."""
+    items = []
+    for year in years:
+        plat, instruments = next((p, i) for last, p, i in LANDSAT_PLATFORMS if year <= last)
+        code = {"landsat-5": "LT05", "landsat-8": "LC08", "landsat-9": "LC09"}[plat]
+        for month, day in ((8, 12), (8, 28)):
+            when = datetime(year, month, day, 10, 7)
+            iid = f"{code}_L2SP_195028_{when:%Y%m%d}_20200908_02_T1"
+            it = pystac.Item(iid, mapping(box(*bbox)), list(bbox), when,
+                             {"platform": plat, "instruments": instruments, "eo:cloud_cover": 5.0, "gsd": 30,
+                              "landsat:wrs_path": "195", "landsat:wrs_row": "028", "landsat:correction": "L2SP"})
+            for a in (TM_ASSETS if plat == "landsat-5" else OLI_ASSETS):
+                it.add_asset(a, pystac.Asset(f"./{iid}/{a}.tif"))
+            items.append(it)
+    return items
+
+
+def make_region(root: Path, n: int, methods: str = "all") -> Path:
+    """Write the synthetic region of ``n`` glaciers into ``root`` and its config (``root/config.yaml``).
+
+    methods: ``default`` = the schema defaults (the data half and the default DL4GAM models); ``all`` = also every
+    other method of the demo config (METHOD_SECTIONS), on synthetic rasters, debris map, facies points, SMB table and
+    Landsat scenes written here.
+    """
     side = int(n**0.5) + 1
     x0, y0, step = 400000.0, 5000000.0, 1500.0
     geoms = [box(x0 + (i % side) * step, y0 + (i // side) * step, x0 + (i % side) * step + 600,
                  y0 + (i // side) * step + 600) for i in range(n)]
-    inv = gpd.GeoDataFrame({"glac_id": [f"G{i:06d}" for i in range(n)], "src_date": ["2015-08-20"] * n},
+    ids = [f"G{i:06d}" for i in range(n)]
+    inv = gpd.GeoDataFrame({"glac_id": ids, "src_date": ["2015-08-20"] * n},
                            geometry=geoms, crs="EPSG:32632")
     inv.to_file(root / "inventory.gpkg", layer="glaciers")
+    utm_bounds = (x0 - 5000, y0 - 5000, x0 + side * step + 5000, y0 + side * step + 5000)
     t = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True)
-    bbox = t.transform_bounds(x0 - 5000, y0 - 5000, x0 + side * step + 5000, y0 + side * step + 5000)
+    bbox = t.transform_bounds(*utm_bounds)
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
     cat = pystac.Catalog("bench", "benchmark catalog")
     ext = pystac.Extent(pystac.SpatialExtent([list(bbox)]), pystac.TemporalExtent([[None, None]]))
     s2 = pystac.Collection("sentinel-2-l2a", "s2", ext)
@@ -58,14 +126,70 @@ def make_region(root: Path, n: int) -> Path:
         it = pystac.Item(iid, mapping(box(*bbox)), list(bbox), datetime(2015, 1, 1), {})
         it.add_asset(key, pystac.Asset(f"./{iid}.tif"))
         aux.add_item(it)
+    cat_json = str(root / "catalog" / "catalog.json")
+    extra = {}
+    if methods == "all":
+        import pandas as pd
+
+        years = sorted({int(y) for y in demo["facies"]["maps"]["years"]})
+        landsat = pystac.Collection("landsat-c2-l2", "landsat", ext)
+        cat.add_child(landsat)
+        scenes = _landsat_items(bbox, years)
+        for it in scenes:
+            landsat.add_item(it)
+        # per-year velocity (vx, vy) and coherence mosaics, the years of the demo config
+        inp = root / "inputs"
+        sources = yaml.safe_load(yaml.safe_dump(demo["sources"]))
+        for year, paths in sources["velocity"]["paths"].items():
+            paths.update({k: _tiny_tif(inp / "velocity" / f"velocity_{year}_{k}.tif", utm_bounds) for k in paths})
+        sources["coherence"]["paths"] = {
+            year: _tiny_tif(inp / "coherence" / f"coherence_{year}.tif", utm_bounds, 0.5)
+            for year in sources["coherence"]["paths"]}
+        for name in ("landsat_st", "landsat"):
+            sources[name]["stac"]["source"] = cat_json
+        # debris map: a small debris patch on the tongue of every other glacier
+        debris_gpkg = inp / "debris" / "debris_map.gpkg"
+        debris_gpkg.parent.mkdir(parents=True, exist_ok=True)
+        dgeoms = [box(g.bounds[0], g.bounds[1], g.bounds[0] + 300, g.bounds[1] + 150) for g in geoms[::2]]
+        gpd.GeoDataFrame({"debris": [1] * len(dgeoms)}, geometry=dgeoms, crs="EPSG:32632").to_file(
+            debris_gpkg, layer="debris", driver="GPKG")
+        labels = yaml.safe_load(yaml.safe_dump(demo["labels"]))
+        for cls in labels["debris"]["classes"]:
+            if "path" in cls:
+                cls["path"] = str(debris_gpkg)
+        # facies points (EPSG:4326, as the demo's): POINTS_PER_GLACIER per glacier inside its outline, classes in turn,
+        # each on one of the Landsat scenes; SMB (glacier_id, year, annual_balance) of every 10th glacier and year
+        facies = yaml.safe_load(yaml.safe_dump(demo["facies"]))
+        facies.pop("truth", None)
+        fclasses = ["ice", "snow", "debris", "firn", "refrozen", "water"]
+        pts, rows = [], []
+        for i, g in enumerate(geoms):
+            for j in range(POINTS_PER_GLACIER):
+                k = i * POINTS_PER_GLACIER + j
+                pts.append((g.bounds[0] + 100 + 200 * j, g.bounds[1] + 300))
+                rows.append({"point_id": f"P{k + 1:06d}", "class": fclasses[k % len(fclasses)],
+                             "scene_id": scenes[k % len(scenes)].id, "glacier_id": ids[i]})
+        lon, lat = t.transform([p[0] for p in pts], [p[1] for p in pts])
+        points_gpkg = inp / "facies" / "points.gpkg"
+        points_gpkg.parent.mkdir(parents=True, exist_ok=True)
+        gpd.GeoDataFrame(rows, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326").to_file(
+            points_gpkg, layer="points", driver="GPKG")
+        smb_csv = inp / "facies" / "smb.csv"
+        pd.DataFrame([{"glacier_id": gid, "year": y, "annual_balance": -0.8} for gid in ids[::10] for y in years]
+                     ).to_csv(smb_csv, index=False)
+        facies["points"] = {**facies["points"], "path": str(points_gpkg)}
+        facies["smb"] = {**facies["smb"], "path": str(smb_csv)}
+        timeseries = {k: v for k, v in demo["timeseries"].items() if k != "truth"}
+        extra = {**{k: demo[k] for k in METHOD_SECTIONS}, "sources": sources, "labels": labels, "facies": facies,
+                 "timeseries": timeseries}
+    elif methods != "default":
+        raise ValueError(f"methods: {methods!r} is not 'default' or 'all'")
     cat.normalize_hrefs(str(root / "catalog"))
     cat.save(pystac.CatalogType.SELF_CONTAINED)
-    demo = yaml.safe_load((REPO / "config.yaml").read_text())
     # a region config states its own inputs (the demo's config.yaml is not merged in): the demo's layers and epochs
     cfg = {"region": f"bench{n}", "inventory": {"path": str(root / "inventory.gpkg")},
-           "stac": {"source": str(root / "catalog" / "catalog.json")},
-           **{k: demo[k] for k in ("dem", "dhdt", "epochs")}}
-    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+           "stac": {"source": cat_json}, **{k: demo[k] for k in ("dem", "dhdt", "epochs")}, **extra}
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return root
 
 
@@ -79,9 +203,9 @@ print(f"@@ {p.returncode} {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).r
 """
 
 
-def measure(n: int, target: str | None = None) -> dict:
+def measure(n: int, target: str | None = None, methods: str = "all") -> dict:
     with tempfile.TemporaryDirectory() as d:
-        root = make_region(Path(d), n)
+        root = make_region(Path(d), n, methods)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(root),
                "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules", "--cores", "1",
                *([target] if target else [])]
@@ -105,12 +229,16 @@ def main(argv):
                     help="numbers of glaciers (default: 500 2000 5000)")
     ap.add_argument("--target", default=None, help="a rule or file to plan (e.g. qc for the data half); "
                                                    "default: the workflow's default target")
+    ap.add_argument("--methods", choices=("all", "default"), default="all",
+                    help="all (default): every method of the demo config (debris, facies, outline issues, time "
+                         "series, ...) on synthetic inputs; default: the schema defaults only (data half and the "
+                         "default DL4GAM models)")
     args = ap.parse_args(argv)
     target, sizes = args.target, args.sizes
     print(f"{'glaciers':>9} {'jobs':>7} {'wall s':>8} {'peak MB':>8}")
     r = None
     for n in sizes:
-        r = measure(n, target)
+        r = measure(n, target, args.methods)
         print(f"{r['glaciers']:>9} {r['jobs']:>7} {r['wall_s']:>8.1f} {r['peak_mb']:>8.0f}", flush=True)
     if r is not None:
         print(f"jobs per rule ({r['glaciers']} glaciers): " + ", ".join(f"{k} {v}" for k, v in r["per_rule"].items()))

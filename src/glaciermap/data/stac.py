@@ -80,7 +80,7 @@ def _matches(item: pystac.Item, collection: str | None, aoi, start: datetime, en
                 return False
         elif not cc < max_cloud:
             return False
-    return _footprint(item).intersects(aoi)
+    return aoi is None or _footprint(item).intersects(aoi)
 
 
 def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: str, max_cloud: float | None,
@@ -107,7 +107,9 @@ def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: st
         items = list(search.items())
     else:
         everything, tree = _static_index(str(source))
-        items = [everything[i] for i in sorted(tree.query(aoi, predicate="intersects"))]  # the same predicate
+        # the footprints the tree finds meet the box (the same shapely predicate): not tested again below
+        items = [everything[i] for i in sorted(tree.query(aoi, predicate="intersects"))]
+        aoi = None
     found = [it for it in items if _matches(it, collection, aoi, t0, t1, max_cloud, keep)]
     if max_cloud is not None:
         in_window = [it for it in items if _matches(it, collection, aoi, t0, t1, None)]
@@ -134,13 +136,20 @@ def _file_state(href: str) -> str:
         return "missing"
 
 
+def _absolute_href(asset: pystac.Asset) -> str:
+    """The asset's href; resolved against its item only when relative (a static catalog's hrefs are made absolute
+    when it is read, so planning a region does not parse every href of every item once per glacier)."""
+    h = asset.href
+    return h if h.startswith("/") or "://" in h else asset.get_absolute_href()
+
+
 def item_token(item: pystac.Item, keys) -> str:
     """``<id>`` or ``<id>@<hash>`` of an item: the hash changes when one of its local asset files ``keys``
     appears, disappears or changes size, so a scene file that was missing or truncated and comes back re-runs
     the acquisitions that use it (a Snakemake param). One stat per asset file, cached per process."""
     import hashlib
 
-    states = [f"{k}={_file_state(item.assets[k].get_absolute_href())}" if k in item.assets else f"{k}=absent"
+    states = [f"{k}={_file_state(_absolute_href(item.assets[k]))}" if k in item.assets else f"{k}=absent"
               for k in keys]
     if all(st.endswith("=remote") for st in states):
         return item.id

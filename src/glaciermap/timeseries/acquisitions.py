@@ -24,6 +24,7 @@ mask), plus a CSV of every candidate with its status and reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -88,19 +89,36 @@ def domain_layers(glaciers, glacier_id: str, grid, domain_m: float) -> dict:
 
 def candidate_tokens(glacier_row, sources: dict, params: dict, crs: str) -> list[str]:
     """Ids (with a token of their files: :func:`glaciermap.data.stac.item_token`) of every item the glacier's
-    acquisition job will consider: a Snakemake param, so that a new scene re-runs only the glaciers it covers."""
-    from glaciermap.data import stac
-    from glaciermap.data.sources import build_source
+    acquisition job will consider: a Snakemake param, so that a new scene re-runs only the glaciers it covers.
 
+    Called once per glacier while the DAG is built: the sources and each item's token are made once per process
+    (a region's glaciers share their scenes), so a glacier costs one indexed catalog search.
+    """
     bbox = _bbox_lonlat(glacier_row, crs, params)
+    bands = tuple(params["bands"])
     out = []
     for name, cfg in sources.items():
-        src = build_source(name, cfg)
-        have = [b for b in params["bands"] if b in src.provides]
-        for it in src.search(bbox, *_period(params)):
-            keys = [src.band(b, it).asset for b in have] + ([src.mask.asset] if src.mask else [])
-            out.append(f"{name}:{stac.item_token(it, keys)}")
+        cfg_json = json.dumps(cfg, sort_keys=True, default=str)
+        for it in _planning_source(name, cfg_json).search(bbox, *_period(params)):
+            out.append(_planning_token(name, cfg_json, bands, it))
     return sorted(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _planning_source(name: str, cfg_json: str):
+    from glaciermap.data.sources import build_source
+
+    return build_source(name, json.loads(cfg_json))
+
+
+@functools.lru_cache(maxsize=None)
+def _planning_token(name: str, cfg_json: str, bands: tuple, item) -> str:
+    """``<source>:<item token>`` over the asset files the acquisition reads (its bands and mask) of one item."""
+    from glaciermap.data import stac
+
+    src = _planning_source(name, cfg_json)
+    keys = [src.band(b, item).asset for b in bands if b in src.provides] + ([src.mask.asset] if src.mask else [])
+    return f"{name}:{stac.item_token(item, keys)}"
 
 
 def _period(params: dict) -> tuple[str, str]:
@@ -108,12 +126,17 @@ def _period(params: dict) -> tuple[str, str]:
     return f"{y0}-01-01", f"{y1}-12-31"
 
 
-def _bbox_lonlat(glacier_row, crs: str, params: dict) -> tuple:
+@functools.lru_cache(maxsize=8)
+def _to_lonlat(crs: str):
     from pyproj import Transformer
 
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+def _bbox_lonlat(glacier_row, crs: str, params: dict) -> tuple:
     pad = float(params["domain_m"]) + 2 * float(params["resolution"])
     xmin, ymin, xmax, ymax = (float(glacier_row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
-    t = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    t = _to_lonlat(crs)
     xs, ys = t.transform([xmin - pad, xmax + pad, xmin - pad, xmax + pad], [ymin - pad, ymin - pad, ymax + pad, ymax + pad])
     return (min(xs), min(ys), max(xs), max(ys))
 

@@ -1,0 +1,70 @@
+"""benchmarks/dag_scale.py: the synthetic region of --methods all configures every method of the demo config on files
+of its own folder (a valid config, no demo or truth path); --methods default only the schema defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pystac
+import pytest
+import yaml
+
+from glaciermap.config import validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dag_scale():
+    spec = importlib.util.spec_from_file_location("dag_scale", REPO / "benchmarks" / "dag_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _paths(node, parent=""):
+    """Every file path of a config: path, vx / vy and stac.source values (not facies.source, a source name)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, str) and (k in ("path", "vx", "vy") or (k, parent) == ("source", "stac")):
+                yield v
+            else:
+                yield from _paths(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _paths(v)
+
+
+def test_all_methods_on_own_files(dag_scale, tmp_path):
+    root = dag_scale.make_region(tmp_path, 12, "all")
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    for key in dag_scale.METHOD_SECTIONS:
+        assert key in cfg
+    full = validate_config(cfg)
+    assert set(full["models"]) == {"dl4gam", "dl4gam_no_dhdt", "debris"}
+    assert full["facies"]["truth"] is None and full["timeseries"]["truth"] is None
+    paths = list(_paths(cfg)) + list(cfg["sources"]["coherence"]["paths"].values())
+    assert len(paths) >= 15
+    for p in paths:
+        assert Path(p).is_relative_to(tmp_path) and Path(p).exists(), p
+    pts = gpd.read_file(cfg["facies"]["points"]["path"], layer="points")
+    assert {"point_id", "class", "scene_id", "glacier_id"} <= set(pts.columns) and pts.crs.to_epsg() == 4326
+    cat = pystac.Catalog.from_file(cfg["stac"]["source"])
+    landsat = {it.id: it for it in cat.get_child("landsat-c2-l2").get_items()}
+    assert set(pts["scene_id"]) <= set(landsat)
+    years = {it.datetime.year for it in landsat.values()}
+    assert years == {int(y) for y in cfg["facies"]["maps"]["years"]}
+    assert all(it.properties["platform"].startswith("landsat-") and "QA_PIXEL" in it.assets for it in landsat.values())
+    smb = pd.read_csv(cfg["facies"]["smb"]["path"])
+    assert list(smb.columns) == ["glacier_id", "year", "annual_balance"]
+
+
+def test_default_methods_only_defaults(dag_scale, tmp_path):
+    root = dag_scale.make_region(tmp_path, 12, "default")
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    assert set(cfg) == {"region", "inventory", "stac", "dem", "dhdt", "epochs"}
+    assert not (tmp_path / "inputs").exists()
+    validate_config(cfg)
