@@ -24,7 +24,7 @@ from shapely.geometry import box, mapping
 
 from conftest import planned_jobs, run_snakemake
 
-DATA_JOBS = ("acquire", "select", "features")
+DATA_JOBS = ("acquire", "cube")
 # the model variants of the tiny run (conftest.model_run), all mapped at both change epochs (the 3-class one for its
 # debris cover), the binary ones, those with area-change products; labels from the 3-class model's label set
 MODELS = ("dl4gam", "dl4gam_no_dhdt", "rgb_dem", "ice_debris")
@@ -411,7 +411,7 @@ def _set(cfg, dotted, value):
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"features", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN
+    ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN
      | OUTLINE_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)

@@ -91,11 +91,14 @@ def test_per_glacier_and_region_jobs_are_sized_from_glacier_and_region_size(work
     gl = gl[gl["qc_status"] == "ok"].set_index("glac_id")
     margin = cube_margin_m(cfg["grid"]["patch_size"], cfg["grid"]["resolution"])
     mpx = {g: cube_megapixels(r.xmin, r.ymin, r.xmax, r.ymax, margin, cfg["grid"]["resolution"]) for g, r in gl.iterrows()}
-    feats = _job_resources(out, "features")
+    from glaciermap.data.acquire import candidate_ids
+
+    feats = _job_resources(out, "cube")
     assert len(feats) == 2 * len(gl)
     for wc, res in feats.items():
-        g = re.search(r"glacier=([^,]+)", wc).group(1)
-        assert res == glacier_job("features", mpx[g], 1), (wc, res)
+        g, e = re.search(r"glacier=([^,]+), epoch=(\S+)", wc).groups()
+        n = len(candidate_ids(gl.loc[g], cfg, e))
+        assert res == glacier_job("cube", mpx[g], n), (wc, res)
     # a bigger cube asks for at least as much memory as a smaller one
     by_size = sorted(feats.items(), key=lambda kv: mpx[re.search(r"glacier=([^,]+)", kv[0]).group(1)])
     assert [r["mem_mb"] for _, r in by_size] == sorted(r["mem_mb"] for _, r in by_size)

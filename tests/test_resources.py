@@ -36,6 +36,12 @@ def test_requests_grow_with_cube_size_scenes_region_and_attempt():
     assert glacier_job("features", 1.0, 1, attempt=2) == {k: 2 * v for k, v in glacier_job("features", 1.0, 1).items()}
     assert region_job("compare", 4400)["runtime"] > region_job("compare", 48)["runtime"]
     assert glacier_job("select", 0.01, 1) == {"mem_mb": 500, "runtime": 5}  # floors
+    # cube runs select then features in one process: the larger peak, the summed time
+    for mpx, n in ((0.1, 4), (2.2, 10)):
+        sel, feat, both = (glacier_job(r, mpx, n) for r in ("select", "features", "cube"))
+        assert both["mem_mb"] == max(sel["mem_mb"], feat["mem_mb"]), (mpx, n)
+        assert max(sel["runtime"], feat["runtime"]) <= both["runtime"] <= sel["runtime"] + feat["runtime"], (mpx, n)
+    assert glacier_job("cube", 1.0, 8)["mem_mb"] >= glacier_job("cube", 1.0, 2)["mem_mb"]
     with pytest.raises(KeyError):
         glacier_job("train", 1.0, 1)
 

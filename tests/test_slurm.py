@@ -133,23 +133,23 @@ def test_slurm_run_succeeds_and_jobs_ran_as_slurm_jobs(two_runs):
     assert p.returncode == 0, out[-6000:]
     assert "Using profiles slurm and workflow specific profile profiles/default" in out  # both profiles apply
     submitted = dict(SUBMITTED.findall(out))
-    # inventory + ONE group job for both acquire -> select -> features chains (6 rule jobs)
+    # inventory + ONE group job for both acquire -> cube chains (4 rule jobs)
     assert len(submitted) == 2, submitted
     assert sum("group_glacier" in log for log in submitted.values()) == 1, submitted
     logs = work / "results" / "tiny" / "logs"
     assert _job_id(logs / "inventory.log") in submitted
     group_ids = set()
     for g, e in two_runs["chains"]:
-        for rule in ("acquire", "select", "features"):
+        for rule in ("acquire", "cube"):
             jid = _job_id(logs / rule / g / f"{e}.log")
             assert jid in submitted, f"{rule} {g} {e}: log carries no submitted SLURM_JOB_ID ({jid})"
             group_ids.add(jid)
     assert len(group_ids) == 1 and group_ids != {_job_id(logs / "inventory.log")}
     # the group job is sized by the profile's `cores: 1` (its jobs run one at a time): 1 CPU, the largest
-    # job's memory and the summed runtime of its 6 jobs, each sized from its glacier (glaciermap.resources)
+    # job's memory and the summed runtime of its 4 jobs, each sized from its glacier (glaciermap.resources)
     planned = two_runs["planned"]
-    chain_jobs = [v for (rule, _), v in planned.items() if rule in ("acquire", "select", "features")]
-    assert len(chain_jobs) == 6, planned
+    chain_jobs = [v for (rule, _), v in planned.items() if rule in ("acquire", "cube")]
+    assert len(chain_jobs) == 4, planned
     mem, runtime = max(j["mem_mb"] for j in chain_jobs), sum(j["runtime"] for j in chain_jobs)
     group_call = [l for l in out.splitlines() if l.startswith("sbatch call:") and "group_glacier" in l]
     assert len(group_call) == 1, group_call

@@ -176,7 +176,7 @@ def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         jobs = planned_jobs(proc)
         per_glacier = {(r, w) for r, w in jobs if w}
-        assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "select", "features")
+        assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "cube")
                                for e in ("inventory", "2023")}
         assert {r for r, w in jobs if not w} == {"inventory", "qc"}
     finally:

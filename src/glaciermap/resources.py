@@ -3,7 +3,7 @@
 The coefficients are least-squares fits to the Snakemake `benchmark:` files of a full demo run
 (benchmarks/job_resources.py; the numbers and fits are in docs/performance.md, "Job resources"):
 
-- per glacier and epoch (acquire, select, features), peak RSS and wall time grow with the cube size
+- per glacier and epoch (acquire, and the two steps of ``cube``: select, features), peak RSS and wall time grow with the cube size
   (megapixels of the cube grid: bounding box + margin at the grid resolution) and, for acquire and select,
   with the number of candidate scenes held at once. Demo sizes measured: 0.09 - 0.73 Mpx, 1 - 6 scenes;
   a large Alpine glacier (Aletsch, ~2.2 Mpx, 10 scenes) lies well beyond, hence the linear model.
@@ -102,11 +102,24 @@ def cube_megapixels(xmin: float, ymin: float, xmax: float, ymax: float, margin_m
     return max(w, 1.0) * max(h, 1.0) / 1e6
 
 
-def glacier_job(rule: str, megapixels: float, n_scenes: int, attempt: int = 1) -> dict:
-    """{"mem_mb", "runtime"} of one per-glacier job (acquire, select or features)."""
+#: rules whose job runs several fitted steps one after the other in one process (rule ``cube``: the image
+#: selection, then the features): the largest step's memory and the sum of the steps' times
+COMBINED = {"cube": ("select", "features")}
+
+
+def _peak_and_seconds(rule: str, megapixels: float, n_scenes: int) -> tuple[float, float]:
+    if rule in COMBINED:
+        parts = [_peak_and_seconds(r, megapixels, n_scenes) for r in COMBINED[rule]]
+        return max(p for p, _ in parts), sum(s for _, s in parts)
     a, b, c, d = PER_GLACIER[rule]
     size = megapixels * max(int(n_scenes), 1) if rule in ("acquire", "select") else megapixels
-    return {"mem_mb": _mb(a + b * size) * attempt, "runtime": _minutes(c + d * size) * attempt}
+    return a + b * size, c + d * size
+
+
+def glacier_job(rule: str, megapixels: float, n_scenes: int, attempt: int = 1) -> dict:
+    """{"mem_mb", "runtime"} of one per-glacier job (acquire, cube, or the fitted steps select and features)."""
+    peak, seconds = _peak_and_seconds(rule, megapixels, n_scenes)
+    return {"mem_mb": _mb(peak) * attempt, "runtime": _minutes(seconds) * attempt}
 
 
 def fixed_job(rule: str, attempt: int = 1) -> dict:
