@@ -21,7 +21,8 @@ from conftest import oggm_sample
 from glaciermap.data.grid import CubeGrid, utm_crs_for
 from glaciermap.io import GlacierInputError
 from glaciermap.data.sources import (KINDS, LandsatC2L2, PerYearRasterSource, RasterSource, Sentinel1, Sentinel2L1C,
-                                Sentinel2L2A, SourceConfigError, build_sources, check_sources, read, register_kind,
+                                Sentinel2L2A, SourceConfigError, build_sources, cached_source, check_sources, read,
+                                register_kind,
                                 s2_offset)
 
 UTC = timezone.utc
@@ -91,6 +92,19 @@ def test_build_sources_kinds_and_defaults():
     assert src["s1"].output_scale == "db" and src["s1"].input_scale == "linear"
     assert (s2.has_cloud_cover, src["landsat"].has_cloud_cover, src["s1"].has_cloud_cover) == (True, True, False)
     assert src["velocity"].default_bands == ["magnitude"] and src["velocity"].years == [2023]
+
+
+def test_cached_source_is_one_object_per_name_and_config():
+    cfg = FULL["sources"]["landsat"]
+    a = cached_source("landsat", cfg)
+    assert isinstance(a, LandsatC2L2) and a.max_cloud_cover == 70
+    # the same config, written in another key order: the same object; another value or name: another one
+    assert cached_source("landsat", dict(reversed(list(cfg.items())))) is a
+    other = cached_source("landsat", dict(cfg, stac=dict(cfg["stac"], max_cloud_cover=20)))
+    assert other is not a and other.max_cloud_cover == 20
+    assert cached_source("landsat2", cfg) is not a
+    with pytest.raises(SourceConfigError):
+        cached_source("bad", {"kind": "nope"})
 
 
 def test_overrides_per_band():

@@ -13,7 +13,6 @@ reason in the ``dropped_items`` attribute, the log, and ``qc/dropped_candidates.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 
@@ -56,15 +55,10 @@ def search_extent(glacier_row, cfg: dict, epoch: str) -> tuple[CubeGrid, tuple, 
 def imagery_source(cfg: dict):
     """The source named by ``imagery`` (``sources``, or ``s2`` made from the ``stac`` section)."""
     from glaciermap.config import source_configs
-    from glaciermap.data.sources import build_source
+    from glaciermap.data.sources import cached_source
 
     name = cfg.get("imagery", "s2")
-    return _build_cached(name, json.dumps(source_configs(cfg)[name], sort_keys=True, default=str), build_source)
-
-
-@functools.lru_cache(maxsize=8)
-def _build_cached(name, cfg_json, build):
-    return build(name, json.loads(cfg_json))
+    return cached_source(name, source_configs(cfg)[name])
 
 
 def _asset_keys(src, item) -> list[str]:

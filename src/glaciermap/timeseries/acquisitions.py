@@ -94,21 +94,16 @@ def candidate_tokens(glacier_row, sources: dict, params: dict, crs: str) -> list
     Called once per glacier while the DAG is built: the sources and each item's token are made once per process
     (a region's glaciers share their scenes), so a glacier costs one indexed catalog search.
     """
+    from glaciermap.data.sources import cached_source
+
     bbox = _bbox_lonlat(glacier_row, crs, params)
     bands = tuple(params["bands"])
     out = []
     for name, cfg in sources.items():
         cfg_json = json.dumps(cfg, sort_keys=True, default=str)
-        for it in _planning_source(name, cfg_json).search(bbox, *_period(params)):
+        for it in cached_source(name, cfg).search(bbox, *_period(params)):
             out.append(_planning_token(name, cfg_json, bands, it))
     return sorted(out)
-
-
-@functools.lru_cache(maxsize=32)
-def _planning_source(name: str, cfg_json: str):
-    from glaciermap.data.sources import build_source
-
-    return build_source(name, json.loads(cfg_json))
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,7 +111,9 @@ def _planning_token(name: str, cfg_json: str, bands: tuple, item) -> str:
     """``<source>:<item token>`` over the asset files the acquisition reads (its bands and mask) of one item."""
     from glaciermap.data import stac
 
-    src = _planning_source(name, cfg_json)
+    from glaciermap.data.sources import cached_source
+
+    src = cached_source(name, json.loads(cfg_json))
     keys = [src.band(b, item).asset for b in bands if b in src.provides] + ([src.mask.asset] if src.mask else [])
     return f"{name}:{stac.item_token(item, keys)}"
 

@@ -6,6 +6,9 @@ subclass, plus one entry here (or a call to :func:`register_kind` from outside t
 
 from __future__ import annotations
 
+import functools
+import json
+
 from glaciermap.data.sources.base import Source, SourceConfigError
 from glaciermap.data.sources.landsat import LandsatC2L2
 from glaciermap.data.sources.raster import PerYearRasterSource, RasterSource
@@ -51,6 +54,17 @@ def build_source(name: str, cfg: dict) -> Source:
     if kind not in KINDS:
         raise SourceConfigError(str(name), "kind", f"unknown kind '{kind}'; one of {', '.join(KINDS)}")
     return KINDS[kind](name, cfg)
+
+
+def cached_source(name: str, cfg: dict) -> Source:
+    """:func:`build_source`, made once per process for each name and config: a job or the DAG build that asks for
+    the same source per glacier shares one object (and a static catalog's index of item footprints)."""
+    return _cached_source(str(name), json.dumps(cfg, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_source(name: str, cfg_json: str) -> Source:
+    return build_source(name, json.loads(cfg_json))
 
 
 def build_sources(config: dict) -> dict[str, Source]:
