@@ -1,0 +1,287 @@
+"""Training data at region scale: the cube cache of today against a block-shuffled cube order and a patch store.
+
+    python benchmarks/training_store.py                       # Alps-sized fold: 3,500 training glaciers
+    python benchmarks/training_store.py --glaciers 500 --cubes 8 --store-patches 128   # quick
+
+What it does, every step on this machine:
+
+1. **Glacier sizes**: the real RGI outlines of the Ötztal Alps (``../shared/data/oggm-sample``), glaciers of at
+   least ``--min-area`` km2, drawn with replacement to ``--glaciers`` training glaciers (the Ötztal size
+   distribution standing in for the Alps': an assumption). Each gets its cube size (bounding box + the DL4GAM
+   margin at 10 m, :func:`glaciermap.resources.cube_megapixels`) and its patch centres at ``--stride``
+   (glacier + 50 m buffer / stride^2 + the centroid).
+2. **Cube load cost**: ``--cubes`` synthetic cubes in the real format (``features.cube_dataset``, 16 DL4GAM layers
+   and the masks, zlib as the workflow writes them) spanning the size range, each loaded the way training loads it
+   (:func:`glaciermap.segmentation.patches.load_training_cube`: layers, masks, the no-leak loss mask) with the
+   file's pages dropped from the page cache first (``posix_fadvise DONTNEED``: a cold read); a line
+   seconds = a + b x Mpx is fitted. Also the cost of cutting and preparing one patch from a loaded cube.
+3. **Simulated epoch** of ``--patches`` patches (the paper's 7,488 per member), drawn per glacier in proportion
+   to its centres as ``sample_patches`` does, under three orders with today's cache (LRU of ``--cache-items``
+   cubes and ``--cache-gb``): *random* (today's ``EpochSampler``), *block* (cubes shuffled, then the patches of
+   a window of cubes that fits the cache shuffled), *store* (patches read from a per-fold patch store). Cube
+   loads are counted and timed with the fit of step 2.
+4. **Patch store read cost**: ``--store-patches`` prepared patches written as one float16 ``.npy`` (one patch
+   contiguous: ~2 MB at 16 x 256 x 256), pages dropped, then read in random order, converted to float32; and the
+   float16 rounding error on normalised values.
+
+It prints the loader time per patch of each order against the GPU step of the paper's model (``--step-ms``,
+16 ms: DL4GAM trains a member in ~1 h on an A100, 30 epochs x 7,488 patches) and the goal (loader < 10 % of
+the step). One process, no DataLoader workers (workers divide the loader time by their number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RGI = REPO.parent / "shared" / "data" / "oggm-sample" / "rgi_oetztal.shp"
+
+
+def glacier_sizes(n: int, min_area_km2: float, patch: int, stride: int, seed: int):
+    """(cube Mpx, patch centres) of ``n`` glaciers drawn from the Ötztal outlines."""
+    import geopandas as gpd
+
+    from glaciermap.data.grid import cube_margin_m
+    from glaciermap.resources import cube_megapixels
+
+    g = gpd.read_file(RGI).to_crs("EPSG:32632")
+    g = g[g.area >= min_area_km2 * 1e6]
+    margin = cube_margin_m(patch, 10.0)
+    mpx = np.array([cube_megapixels(*geom.bounds, margin, 10.0) for geom in g.geometry])
+    centres = np.array([1 + int(geom.buffer(50).area / (stride * 10.0) ** 2) for geom in g.geometry])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(g), n)
+    return mpx[pick], centres[pick], len(g)
+
+
+def _drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def write_cube(path, side: int, seed: int):
+    """A synthetic cube of side x side px in the workflow's format: 16 DL4GAM layers, one glacier in the middle."""
+    from affine import Affine
+
+    from glaciermap.data.features import DL4GAM_CHANNELS, cube_dataset, cube_encoding
+    from glaciermap.io import write_netcdf_atomic
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    r = np.hypot(yy - side / 2, xx - side / 2)
+    gl = r < side / 4
+    labels = np.where(gl, 0, -1).astype(np.int32)
+    layers = {c: (rng.normal(size=(side, side)) * 0.1 + 0.3).astype(np.float32) for c in DL4GAM_CHANNELS}
+    layers["dem"] = (3000 + 2 * r).astype(np.float32)
+    masks = {"mask_glacier_id": labels, "mask_glacier": gl.astype(np.uint8),
+             "mask_buffer_20m": (r < side / 4 + 2).astype(np.uint8), "mask_buffer_50m": (r < side / 4 + 5).astype(np.uint8),
+             "mask_cloud": np.zeros((side, side), np.uint8), "mask_nodata": np.zeros((side, side), np.uint8)}
+    x = 400000 + 5 + 10 * np.arange(side)
+    y = 5100000 - 5 - 10 * np.arange(side)
+    ds = cube_dataset(layers, masks, x, y, ["G"], "EPSG:32632", Affine(10, 0, 400000, 0, -10, 5100000),
+                      attrs={"glacier_id": "G", "epoch": "2015", "status": "ok", "reason": ""})
+    write_netcdf_atomic(path, ds, cube_encoding(ds))
+    return path
+
+
+def measure_cube_loads(workdir: Path, mpx_range, n_cubes: int, patch: int):
+    """Cold load seconds per cube size, the fit (a, b), bytes in memory per Mpx, and cut+prepare seconds per patch."""
+    from glaciermap.data.features import DL4GAM_CHANNELS
+    from glaciermap.segmentation.patches import extract, load_training_cube, prepare_patch
+
+    stats = {"channels": list(DL4GAM_CHANNELS), "offset": [0.0] * 16, "scale": [1.0] * 16}
+    sizes = np.linspace(*mpx_range, n_cubes)
+    rows = []
+    cut = []
+    for k, m in enumerate(sizes):
+        side = max(int(round(np.sqrt(m * 1e6))), patch + 2)
+        p = write_cube(workdir / f"cube{k}.nc", side, k)
+        _drop_cache(p)
+        t = time.perf_counter()
+        cube, lm = load_training_cube((str(p), tuple(DL4GAM_CHANNELS), frozenset(), True))
+        rows.append((side * side / 1e6, time.perf_counter() - t, cube.x.nbytes + lm.nbytes + cube.labels.nbytes))
+        for _ in range(5):
+            top, left = np.random.default_rng(k).integers(0, side - patch, 2)
+            t = time.perf_counter()
+            prepare_patch(extract(cube.x, top, left, patch, np.nan), DL4GAM_CHANNELS, stats)
+            extract(lm, top, left, patch, False)
+            cut.append(time.perf_counter() - t)
+        os.remove(p)
+    m, s, b = (np.array(c) for c in zip(*rows))
+    fit = np.polyfit(m, s, 1)
+    return rows, (float(fit[1]), float(fit[0])), float(np.median(b / m)), float(np.median(cut))
+
+
+def epoch_items(centres, n_patches: int, seed: int):
+    """Glacier index of each patch of one member: the centroid plus a share of the other centres, as
+    ``sample_patches`` keeps them (1 + round((n_i - 1) f), f chosen so the total is n_patches)."""
+    from glaciermap.segmentation.patches import subsample_counts
+
+    counts, _ = subsample_counts({i: int(c) for i, c in enumerate(centres)}, n_total=n_patches)
+    return np.repeat(np.arange(len(centres)), [counts[i] for i in range(len(centres))])
+
+
+def order(items, policy: str, window: int, seed: int):
+    rng = np.random.default_rng(seed)
+    if policy == "random":
+        return items[rng.permutation(len(items))]
+    cubes = rng.permutation(np.unique(items))
+    out = []
+    for w in range(0, len(cubes), window):
+        block = items[np.isin(items, cubes[w:w + window])]
+        out.append(block[rng.permutation(len(block))])
+    return np.concatenate(out)
+
+
+def count_loads(seq, mpx, bytes_per_mpx, max_items: int, max_bytes: float):
+    """Cube loads (their Mpx) of an LRU bounded like ``patches.CubeCache`` over the patch sequence."""
+    lru, size, loads = OrderedDict(), 0.0, []
+    for g in seq:
+        if g in lru:
+            lru.move_to_end(g)
+            continue
+        loads.append(mpx[g])
+        lru[g] = mpx[g] * bytes_per_mpx
+        size += lru[g]
+        while len(lru) > 1 and (len(lru) > max_items or size > max_bytes):
+            _, b = lru.popitem(last=False)
+            size -= b
+    return np.array(loads)
+
+
+def measure_store(workdir: Path, n: int, patch: int, channels: int = 16, seed: int = 0):
+    """Cold random-order read seconds per patch of a float16 .npy store, and the float16 rounding error."""
+    rng = np.random.default_rng(seed)
+    path = workdir / "store.npy"
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, channels, patch, patch))
+    worst = 0.0
+    for i in range(n):
+        x = rng.normal(size=(channels, patch, patch)).astype(np.float32) * 2  # normalised values (~N(0, 2))
+        store[i] = x.astype(np.float16)
+        worst = max(worst, float(np.max(np.abs(store[i].astype(np.float32) - x))))
+    store.flush()
+    del store
+    os.sync()
+    _drop_cache(path)
+    ro = np.load(path, mmap_mode="r")
+    idx = rng.permutation(n)
+    t = time.perf_counter()
+    for i in idx:
+        np.asarray(ro[i], dtype=np.float32)
+    per = (time.perf_counter() - t) / n
+    del ro
+    size = path.stat().st_size
+    os.remove(path)
+    return per, worst, size / n
+
+
+def measure_tiled(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, tile: int = 64, channels: int = 16,
+                  seed: int = 0):
+    """Cold random 256 px window reads from one HDF5 file holding every cube as a float16 (channel, y, x) dataset
+    in (channels, tile, tile) chunks, uncompressed: seconds per patch (read, float32, an affine normalisation) and
+    bytes per Mpx. The region's store, shared by folds, members and models with the same layers."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    path = workdir / "tiles.h5"
+    sides = []
+    with h5py.File(path, "w") as f:
+        for k, m in enumerate(np.linspace(*mpx_range, n_cubes)):
+            side = max(int(round(np.sqrt(m * 1e6))), patch + 2)
+            ds = f.create_dataset(f"g{k}", shape=(channels, side, side), dtype="float16",
+                                  chunks=(channels, tile, tile))
+            for r in range(0, side, 512):
+                ds[:, r:r + 512] = rng.normal(size=(channels, min(512, side - r), side)).astype(np.float16)
+            sides.append(side)
+    os.sync()
+    _drop_cache(path)
+    off, scale = rng.normal(size=(channels, 1, 1)).astype(np.float32), np.float32(1.3)
+    picks = rng.integers(0, n_cubes, reads)
+    t = time.perf_counter()
+    with h5py.File(path, "r") as f:
+        for k in picks:
+            side = sides[k]
+            r, c = rng.integers(0, side - patch, 2)
+            x = f[f"g{k}"][:, r:r + patch, c:c + patch].astype(np.float32)
+            (x - off) / scale
+    per = (time.perf_counter() - t) / reads
+    size = path.stat().st_size
+    os.remove(path)
+    return per, size / (sum(s * s for s in sides) / 1e6)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--glaciers", type=int, default=3500, help="training glaciers of the fold (Alps fold: ~3,500)")
+    ap.add_argument("--patches", type=int, default=7488, help="patches per member and epoch (paper: 7,488)")
+    ap.add_argument("--patch-size", type=int, default=256)
+    ap.add_argument("--stride", type=int, default=32, help="training patch-centre grid (paper: 32)")
+    ap.add_argument("--min-area", type=float, default=0.1, help="km2; smaller glaciers are not training glaciers")
+    ap.add_argument("--cubes", type=int, default=12, help="synthetic cubes written and loaded for the cost fit")
+    ap.add_argument("--store-patches", type=int, default=512, help="patches written to the store for its read cost")
+    ap.add_argument("--cache-items", type=int, default=512, help="today's cube cache: cubes (train.py)")
+    ap.add_argument("--cache-gb", type=float, default=4.0, help="today's cube cache: GB")
+    ap.add_argument("--step-ms", type=float, default=16.0, help="GPU step per patch of the paper's model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="where the synthetic cubes and the store go (default: a temp dir)")
+    a = ap.parse_args(argv)
+    random.seed(a.seed)
+
+    mpx, centres, n_rgi = glacier_sizes(a.glaciers, a.min_area, a.patch_size, a.stride, a.seed)
+    with tempfile.TemporaryDirectory(dir=a.workdir) as d:
+        work = Path(d)
+        rows, (ca, cb), bpm, cut_s = measure_cube_loads(work, (float(np.percentile(mpx, 5)), float(mpx.max())),
+                                                         a.cubes, a.patch_size)
+        store_s, f16_err, store_bytes = measure_store(work, a.store_patches, a.patch_size)
+        tiled_s, tiled_bpm = measure_tiled(work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes,
+                                           a.patch_size, a.store_patches)
+
+    print(f"glaciers: {a.glaciers} drawn from {n_rgi} Ötztal outlines >= {a.min_area} km2; cube "
+          f"{np.median(mpx):.2f} Mpx median, {mpx.max():.2f} max; {int(centres.sum()):,} centres at stride {a.stride}; "
+          f"cubes in memory {mpx.sum() * bpm / 1e9:.1f} GB in all")
+    print("\ncold cube loads (load_training_cube: 16 layers, masks, loss mask):")
+    print("| Mpx | seconds | MB in memory |\n| ---: | ---: | ---: |")
+    for m, s, b in rows:
+        print(f"| {m:.2f} | {s:.3f} | {b / 1e6:.0f} |")
+    print(f"fit: seconds = {ca:.3f} + {cb:.3f} x Mpx; cut + prepare one patch from a loaded cube: {cut_s * 1e3:.1f} ms")
+
+    items = epoch_items(centres, a.patches, a.seed)
+    step = a.step_ms / 1e3
+    print(f"\none member's epoch: {len(items):,} patches of {len(np.unique(items)):,} glaciers; GPU step "
+          f"{a.step_ms:.0f} ms/patch = {len(items) * step:.0f} s; goal: loader < {0.1 * a.step_ms:.1f} ms/patch\n")
+    print("| order | cube loads | loader s/epoch | ms/patch | share of the step | peak cache GB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    window = max(1, min(a.cache_items, int(a.cache_gb * 1e9 / (np.percentile(mpx, 90) * bpm))))
+    for policy in ("random", "block"):
+        seq = order(items, policy, window, a.seed)
+        loads = count_loads(seq, mpx, bpm, a.cache_items, a.cache_gb * 1e9)
+        sec = float(np.sum(ca + cb * loads)) + len(items) * cut_s
+        name = "random (today)" if policy == "random" else f"block of {window} cubes"
+        print(f"| {name} | {len(loads):,} | {sec:.0f} | {sec / len(items) * 1e3:.1f} | {sec / len(items) / step:.0%} | "
+              f"{a.cache_gb:.1f} |")
+    sec = len(items) * store_s
+    print(f"| patch store (float16 .npy) | 0 | {sec:.0f} | {store_s * 1e3:.2f} | {store_s / step:.0%} | 0 |")
+    sec = len(items) * tiled_s
+    print(f"| tiled region store (float16, 64 px chunks) | 0 | {sec:.0f} | {tiled_s * 1e3:.2f} | {tiled_s / step:.0%} | 0 |")
+    print(f"\ntiled region store: {tiled_bpm / 1e6:.1f} MB per Mpx, {mpx.sum() * tiled_bpm / 1e9:.1f} GB for these "
+          f"{a.glaciers:,} glaciers' cubes (one epoch; every fold, member and model with these layers shares it)")
+    print(f"patch store: {store_bytes / 1e6:.1f} MB per patch, {len(items) * store_bytes / 1e9:.1f} GB per member's "
+          f"patches; float16 rounding of normalised values (N(0, 2)): max {f16_err:.4f}")
+    print(f"writing it once costs one pass over the fold's cubes: {float(np.sum(ca + cb * mpx[np.unique(items)])):.0f} s "
+          f"of cube loads + {len(items) * cut_s:.0f} s of cutting (per fold, shared by its members)")
+
+
+if __name__ == "__main__":
+    main()
