@@ -406,7 +406,7 @@ def _set(cfg, dotted, value):
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),
     ("area_change.compare", ["dl4gam", "rgb_dem"], {"compare", "summary", "all"}, None),
     ("calibration.ece_bins", 10, MODEL_CHAIN - {"infer"} | DEBRIS_CHAIN | OUTLINE_CHAIN, None),
-    ("infer.blend", "mean", MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN, None),
+    ("infer.blend", "hann", MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN, None),
     ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
