@@ -30,31 +30,12 @@ def job_walls(results: Path, rule: str) -> dict:
     return out
 
 
-def rule_settings(cfg: dict):
-    """The settings the ``acquire`` and ``cube`` rules pass (workflow/rules/common.smk, data/*.smk)."""
-    from glaciermap.config import all_model_channels, label_set_channels, source_configs
-    from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
-    from glaciermap.data.stac import resolve_raster
-    from glaciermap.debris.thresholds import threshold_channels
+def acquire_cfg(cfg: dict, epoch: str) -> dict:
+    """The config the ``acquire`` job builds from its params (workflow/scripts/data/acquire.py)."""
+    from glaciermap.config import source_configs
 
-    extra = list(dict.fromkeys(list(READER_LAYERS) + label_set_channels(cfg)
-                               + (threshold_channels(cfg["debris"]["thresholds"]) if cfg["debris"]["label_set"] else [])))
-    layers, sources = cube_layers(all_model_channels(cfg), extra=extra)
-    channel_sources = {role: {"name": cfg["channel_sources"][role],
-                              "config": source_configs(cfg)[cfg["channel_sources"][role]]}
-                       for role in RASTER_SOURCES if role in sources}
-
-    def acquire_cfg(epoch):
-        return {"imagery": cfg["imagery"], "sources": {cfg["imagery"]: source_configs(cfg)[cfg["imagery"]]},
-                "grid": cfg["grid"], "epochs": {epoch: cfg["epochs"][epoch]}}
-
-    def rasters(epoch):
-        dem = resolve_raster(cfg["dem"], cfg["stac"]["source"]) if cfg.get("dem") else None
-        period = cfg["epochs"][epoch].get("dhdt")
-        dhdt = resolve_raster(cfg["dhdt"][period], cfg["stac"]["source"]) if period else None
-        return dem, dhdt
-
-    return acquire_cfg, rasters, layers, channel_sources
+    return {"imagery": cfg["imagery"], "sources": {cfg["imagery"]: source_configs(cfg)[cfg["imagery"]]},
+            "grid": cfg["grid"], "epochs": {epoch: cfg["epochs"][epoch]}}
 
 
 def main(argv=None):
@@ -65,7 +46,7 @@ def main(argv=None):
     ap.add_argument("-n", type=int, default=12, help="glacier-epochs redone in this process")
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
-    from glaciermap.config import load_config
+    from glaciermap.config import cube_plan, load_config, raster_path
 
     results = Path(a.results)
     cfg = load_config(a.config)
@@ -82,14 +63,14 @@ def main(argv=None):
             from glaciermap.data.acquire import acquire
 
             if k == 0:
-                acquire_cfg, rasters, layers, channel_sources = rule_settings(cfg)
+                layers, channel_sources = cube_plan(cfg)   # the cube rule's params (workflow/rules/common.smk)
             scenes = Path(d) / f"{g}_{e}.nc"
-            acquire(g, e, acquire_cfg(e), str(inventory), str(scenes))
+            acquire(g, e, acquire_cfg(cfg, e), str(inventory), str(scenes))
             times["acquire"].append(time.perf_counter() - t)
             t = time.perf_counter()
             from glaciermap.data.cube import cube
 
-            dem, dhdt = rasters(e)
+            dem, dhdt = raster_path(cfg, "dem"), raster_path(cfg, "dhdt", e)
             sel = Path(d) / f"{g}_{e}.csv"
             cube(g, e, str(scenes), str(inventory), cfg["selection"], dem, dhdt, dict(cfg["features"], id_column="glac_id"),
                  str(sel), str(Path(d) / f"{g}_{e}_cube.nc"), layers=layers, sources=channel_sources)

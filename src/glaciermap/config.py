@@ -195,6 +195,38 @@ def all_model_channels(cfg: dict) -> list[str]:
     return seen
 
 
+def cube_plan(cfg: dict) -> tuple[list[str], dict]:
+    """What every cube holds and reads, as the ``cube`` rule passes it: the layers (every model's channels, the
+    channels the label sets and the debris thresholds use, and the bands the baseline, comparison and figures read,
+    ``glaciermap.data.channels.READER_LAYERS``; nothing else is computed) and, per raster channel role those layers
+    need, its registry source ``{role: {"name", "config"}}`` (from ``channel_sources``)."""
+    from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
+    from glaciermap.debris.thresholds import threshold_channels
+
+    extra = list(READER_LAYERS) + label_set_channels(cfg)
+    if cfg["debris"]["label_set"]:
+        extra += threshold_channels(cfg["debris"]["thresholds"])
+    layers, roles = cube_layers(all_model_channels(cfg), extra=list(dict.fromkeys(extra)))
+    sources = source_configs(cfg)
+    channel_sources = {role: {"name": cfg["channel_sources"][role], "config": sources[cfg["channel_sources"][role]]}
+                       for role in RASTER_SOURCES if role in roles}
+    return layers, channel_sources
+
+
+def raster_path(cfg: dict, kind: str, epoch: str | None = None) -> str | None:
+    """Path or URL of the DEM (``kind="dem"``) or of an epoch's dh/dt map (``"dhdt"``), resolved from the STAC
+    source where the config names a catalog item; None when none is configured (allowed only when no model channel
+    needs it: checked by :func:`validate_config`)."""
+    from glaciermap.data.stac import resolve_raster
+
+    if kind == "dem":
+        spec = cfg.get("dem")
+    else:
+        period = cfg["epochs"][epoch].get("dhdt")
+        spec = cfg["dhdt"][period] if period else None
+    return resolve_raster(spec, cfg["stac"]["source"]) if spec else None
+
+
 def stac_source_config(cfg: dict) -> dict:
     """The Sentinel-2 L2A source that the ``stac`` section describes (the source ``s2`` unless declared)."""
     scfg = cfg["stac"]

@@ -12,7 +12,7 @@ from glaciermap.config import source_configs, validate_config
 from glaciermap.data.grid import cube_margin_m
 from glaciermap.data.inventory import GLACIER_LIST_COLUMNS, glacier_list, missing_inventory_message
 from glaciermap.resources import cube_megapixels, fixed_job, glacier_job, region_job
-from glaciermap.data.stac import is_api, resolve_raster
+from glaciermap.data.stac import is_api
 
 config.update(validate_config(config))
 
@@ -120,13 +120,7 @@ def raster_href(kind):
     """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
 
     def href(wildcards):
-        if kind == "dem":
-            spec = config["dem"]
-        else:
-            period = config["epochs"][wildcards.epoch].get("dhdt")
-            spec = config["dhdt"][period] if period else None
-        # None: no such raster is configured (allowed only when no model channel needs it; glaciermap.config)
-        return resolve_raster(spec, config["stac"]["source"]) if spec else None
+        return raster_path(config, kind, wildcards.epoch)
 
     return href
 
@@ -135,9 +129,7 @@ def raster_href(kind):
 # The split must be known when the DAG is built (per-fold jobs name per-glacier files): the frozen file
 # is read (and extended in memory) when it exists, else the same deterministic make_split is computed
 # here; the `split` rule then writes or extends the frozen file. No checkpoints.
-from glaciermap.data.channels import RASTER_SOURCES, READER_LAYERS, cube_layers
-from glaciermap.debris.thresholds import threshold_channels
-from glaciermap.config import all_model_channels, label_set_channels, model_registry, used_label_sets
+from glaciermap.config import cube_plan, model_registry, raster_path, used_label_sets
 from glaciermap.area_change.summary import summary_settings
 from glaciermap.segmentation.split import SplitError, make_split, split_for, split_hash
 
@@ -331,17 +323,8 @@ DEBRIS_MODELS = list(config["debris"]["models"])
 MODEL_TARGETS += [f"{R}/debris/{m}/{f}" for m in DEBRIS_MODELS for f in ("summary.json", "cover.gpkg")] if FOLDS else []
 MODEL_TARGETS += [f"{R}/debris/thresholds/metrics.json"] if FOLDS and config["debris"]["label_set"] else []
 
-# The layers every cube holds: every model's channels, the channels the label sets threshold, plus the bands the
-# baseline, comparison and figures read (glaciermap.data.channels.READER_LAYERS); nothing else is computed.
-CUBE_LAYERS, CUBE_SOURCES = cube_layers(all_model_channels(config),
-                                        extra=list(dict.fromkeys(
-                                            list(READER_LAYERS) + label_set_channels(config)
-                                            + (threshold_channels(config["debris"]["thresholds"])
-                                               if config["debris"]["label_set"] else []))))
-# the registry sources of the raster channels the cubes need (config channel_sources; checked in glaciermap.config)
-CHANNEL_SOURCES = {role: {"name": config["channel_sources"][role],
-                          "config": source_configs(config)[config["channel_sources"][role]]}
-                   for role in RASTER_SOURCES if role in CUBE_SOURCES}
+# The layers every cube holds and the registry sources of its raster channels (glaciermap.config.cube_plan)
+CUBE_LAYERS, CHANNEL_SOURCES = cube_plan(config)
 DEBRIS_MAP = config["evaluation"]["debris_map"]
 CHANGE_EPOCHS = [T0] if ONE_EPOCH else [T0, T1]
 

@@ -100,22 +100,20 @@ def candidate_tokens(glacier_row, sources: dict, params: dict, crs: str) -> list
     bands = tuple(params["bands"])
     out = []
     for name, cfg in sources.items():
-        cfg_json = json.dumps(cfg, sort_keys=True, default=str)
-        for it in cached_source(name, cfg).search(bbox, *_period(params)):
-            out.append(_planning_token(name, cfg_json, bands, it))
+        src = cached_source(name, cfg)
+        for it in src.search(bbox, *_period(params)):
+            out.append(_planning_token(src, bands, it))
     return sorted(out)
 
 
 @functools.lru_cache(maxsize=None)
-def _planning_token(name: str, cfg_json: str, bands: tuple, item) -> str:
-    """``<source>:<item token>`` over the asset files the acquisition reads (its bands and mask) of one item."""
+def _planning_token(src, bands: tuple, item) -> str:
+    """``<source>:<item token>`` over the asset files the acquisition reads (its bands and mask) of one item of
+    ``src`` (one object per source and config: :func:`glaciermap.data.sources.cached_source`)."""
     from glaciermap.data import stac
 
-    from glaciermap.data.sources import cached_source
-
-    src = cached_source(name, json.loads(cfg_json))
     keys = [src.band(b, item).asset for b in bands if b in src.provides] + ([src.mask.asset] if src.mask else [])
-    return f"{name}:{stac.item_token(item, keys)}"
+    return f"{src.name}:{stac.item_token(item, keys)}"
 
 
 def _period(params: dict) -> tuple[str, str]:
