@@ -120,7 +120,7 @@ def raster_href(kind):
     """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
 
     def href(wildcards):
-        return raster_path(config, kind, wildcards.epoch)
+        return raster_path(config, kind, None if kind == "dem" else wildcards.epoch)  # the DEM: any rule, no epoch
 
     return href
 
