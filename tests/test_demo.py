@@ -118,7 +118,9 @@ def test_truth_areas_equal_outline_areas(region):
         # whole 10 m pixels
         px = gdf.geometry.area / 100.0
         np.testing.assert_allclose(px, np.round(px), atol=1e-6)
-    # the inventory is the t0 truth
+    # the inventory is the t0 truth (the tiny preset plants no inventory errors; the demo's: test_demo_inventory_errors)
+    errors = pd.read_csv(root / "truth" / "inventory_errors.csv")
+    assert list(errors.columns) == ["glac_id", "kind", "error_km2", "inventory_km2", "true_km2"] and errors.empty
     np.testing.assert_allclose(inv["area_km2"], t0.loc[inv.index, "area_km2"], atol=1e-12)
     assert inv.geometry.geom_equals_exact(t0.loc[inv.index].geometry, tolerance=1e-6).all()
     assert (inv["src_date"] == areas.loc[inv.index, "date_t0"]).all()

@@ -458,7 +458,7 @@ def test_files_entry_point_pairs_the_workflow_layout_and_reads_a_truth_csv(regio
     pred_dirs = [str(root / "predictions" / "dl4gam" / f"fold{k}" / "inventory") for k in TEMPS]
     cubes = [region["cube"][g] for g in sorted(region["cube"])]
     truth = tmp_path / "planted.csv"
-    pd.DataFrame({"glacier_id": sorted(ERRORS), "kind": "x"}).to_csv(truth, index=False)
+    pd.DataFrame({"glac_id": sorted(ERRORS), "kind": "x"}).to_csv(truth, index=False)  # the demo's inventory_errors.csv form
     files = {k: tmp_path / v.name for k, v in region["files"].items()}
     s = oi.run_outline_issues_files(pred_dirs, cubes, region["calib"], region["fold"], files["csv"], files["gpkg"],
                                     files["json"], {"min_region_px": 9}, truth_csv=str(truth))

@@ -13,7 +13,9 @@
     <out>/inputs/catalog/catalog.json      static STAC catalog (collections sentinel-2-l2a and auxiliary, then
                                            the other sensors' collections listed below)
     <out>/truth/                           outlines_t0.gpkg, outlines_2023.gpkg, areas.csv, debris_t0.tif,
-                                           debris_2023.tif, scenes.csv (conditions of every date)
+                                           debris_2023.tif, scenes.csv (conditions of every date),
+                                           inventory_errors.csv (glac_id, kind, error_km2, inventory_km2, true_km2:
+                                           the planted inventory errors; empty without any)
     <out>/.complete                        stamp {"seed", "preset", "version", "summary"}
 
 and, for the sensors the preset's ``sensors`` entry names (the "Other sensors" section below)::
@@ -68,7 +70,10 @@ What is planted
   become perennial snowfields (bright, not glaciers: false positives waiting to happen).
 * **Inventory dates**: per year the best date of the schedule (in 2015 of the demo also a second
   clear date), assigned to spatial blocks of glaciers with shares ~68 % 2015, 26 % 2016, 6 % 2017.
-  The inventory outlines *are* the t0 truth outlines (same pixels).
+  The inventory outlines are the t0 truth outlines (same pixels) except for the **planted inventory
+  errors** of the demo preset (``inventory_errors``, module ``inventory_errors``): 3 glaciers whose
+  debris-covered tongue (15 % of the glacier) the inventory leaves out and 3 perennial snowfields the
+  inventory maps as glaciers (ids after the real ones); ``truth/inventory_errors.csv`` lists them.
 * **Area change** (``plant``): per glacier a rate r = -(1.55 - 0.85 log10 A) + N(0, 0.35) %/yr,
   clipped to [-4, -0.5] (x0.6 for debris-dominated glaciers), applied from the glacier's inventory date
   t0 to the 2023 truth date t1 = the date of the best 2023 scene: n1 = floor(n0 (1 + r years / 100))
@@ -203,6 +208,7 @@ from .catalog import _EXTENSIONS, build_catalog
 from .truth import _write_world_files
 from .sensors import generate_sensors
 from .facies import generate_facies
+from . import inventory_errors
 
 # everything the single-module glaciermap.demo had (tests and tools import some private names too)
 __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", "upsample", "upsample_nearest",
@@ -224,8 +230,9 @@ __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", 
 # presets and the entry points
 # --------------------------------------------------------------------------------------------------
 
-VERSION = 4  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input;
-# 4: the glacier facies data (points, SMB, truth facies of the Landsat scenes; every earlier file keeps its bytes)
+VERSION = 5  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input;
+# 4: the glacier facies data (points, SMB, truth facies of the Landsat scenes; every earlier file keeps its bytes);
+# 5: planted inventory errors (the inventory, the facies points on it, truth/inventory_errors.csv)
 
 PRESETS = {
     "demo": {
@@ -256,6 +263,8 @@ PRESETS = {
         },
         # glacier facies points and SMB on the Landsat scenes (glaciermap.demo.facies); needs sensors.landsat
         "facies": {"points_per_scene": 110, "smb_min_area_km2": 0.5},
+        # planted inventory errors (glaciermap.demo.inventory_errors): tongues left out, snowfields taken for glaciers
+        "inventory_errors": {"missing_tongue": 3, "snowfield": 3},
     },
     "tiny": {
         "origin": (409200.0, 5103300.0),
@@ -346,6 +355,7 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
         W = build_world(seed, spec)
         schedule = make_schedule(seed, spec, W.ela0)
         plant(W, schedule)
+        inventory_errors.apply(W)
         prepare_render(W)
         timings["world"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -106,8 +106,12 @@ DEFAULTS = {"points_per_scene": 110, "smb_min_area_km2": 0.5}
 
 
 def glacier_pixels30(W) -> np.ndarray:
-    """Inventory glacier label (1..n) of each 30 m pixel whose 3 x 3 10 m pixels all belong to it, else 0."""
-    lab = W.lab10[:W.h30 * F, :W.w30 * F].reshape(W.h30, F, W.w30, F)
+    """Inventory glacier label (1..n) of each 30 m pixel whose 3 x 3 10 m pixels all belong to it, else 0 (the
+    inventory's outlines, so that no point lies on a tongue the inventory left out; the snowfields that the inventory
+    takes for glaciers get no points)."""
+    inv = getattr(W, "inv_lab10", W.lab10)
+    inv = np.where(inv <= W.n, inv, 0)
+    lab = inv[:W.h30 * F, :W.w30 * F].reshape(W.h30, F, W.w30, F)
     first = lab[:, 0, :, 0]
     same = (lab == first[:, None, :, None]).all(axis=(1, 3))
     return np.where(same, first, 0).astype(np.int32)

@@ -22,12 +22,16 @@ def _write_world_files(root: Path, W, schedule: list[dict]) -> dict:
     tab = W.table
     n = W.n
     geoms0 = _polygons(W.lab10, t10, n)
-    cen = gpd.GeoSeries(geoms0, crs=CRS).centroid
+    # the inventory: the t0 truth but for the planted errors (glaciermap.demo.inventory_errors)
+    it = W.inv_table
+    geoms_inv = geoms0 if W.inv_lab10 is W.lab10 else _polygons(W.inv_lab10, t10, len(it))
+    cen = gpd.GeoSeries(geoms_inv, crs=CRS).centroid
     lon, lat = _lonlat(cen.x.to_numpy(), cen.y.to_numpy())
-    inv = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "area_km2": tab["area_t0_km2"].round(6),
-                            "src_date": tab["src_date"], "cenlon": np.round(lon, 6), "cenlat": np.round(lat, 6)},
-                           geometry=geoms0, crs=CRS)
+    inv = gpd.GeoDataFrame({"glac_id": it["glac_id"], "area_km2": it["area_km2"].round(6),
+                            "src_date": it["src_date"], "cenlon": np.round(lon, 6), "cenlat": np.round(lat, 6)},
+                           geometry=geoms_inv, crs=CRS)
     _write_gpkg(inv, inputs / "inventory.gpkg", "glaciers")
+    W.inv_errors_table.to_csv(truth / "inventory_errors.csv", index=False)
     out0 = gpd.GeoDataFrame({"glac_id": tab["glac_id"], "date": tab["src_date"],
                              "area_km2": tab["area_t0_km2"].round(6)},
                             geometry=geoms0, crs=CRS)
