@@ -221,6 +221,42 @@ def measure_tiled(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int
     return per, size / (sum(s * s for s in sides) / 1e6)
 
 
+def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, seed: int = 0):
+    """The built store (glaciermap.segmentation.training_store): write it from ``n_cubes`` real-format cubes, drop its
+    pages, then time :class:`StoreDataset.arrays` (window read, loss mask on the padded window, NaN fill, fold
+    normalisation: everything a training patch costs) on random centres. Returns (seconds per patch, write seconds
+    per Mpx, bytes per Mpx, store seconds per patch without the NaN fill and normalisation)."""
+    from glaciermap.data.features import DL4GAM_CHANNELS
+    from glaciermap.segmentation import training_store as ts
+
+    rng = np.random.default_rng(seed)
+    paths, sides = [], []
+    for k, m in enumerate(np.linspace(*mpx_range, n_cubes)):
+        side = max(int(round(np.sqrt(m * 1e6))), patch + 2)
+        p = workdir / "cubes" / f"G{k}" / "2015.nc"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(str(write_cube(p, side, 100 + k)))
+        sides.append(side)
+    store = workdir / "training_store.h5"
+    t = time.perf_counter()
+    ts.write_store(paths, DL4GAM_CHANNELS, store)
+    write_s = time.perf_counter() - t
+    mpx = sum(s * s for s in sides) / 1e6
+    os.sync()
+    _drop_cache(store)
+    stats = {"channels": list(DL4GAM_CHANNELS), "offset": [0.3] * 16, "scale": [0.1] * 16}
+    picks = rng.integers(0, n_cubes, reads)
+    items = [(paths[k], int(rng.integers(0, sides[k])), int(rng.integers(0, sides[k]))) for k in picks]
+    # a fold with test glaciers (the edge band applies), none of them in these cubes (most windows of a region)
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, stats, patch, store, exclude_glaciers={"T"})
+    t = time.perf_counter()
+    for i in range(len(items)):
+        ds.arrays(i)
+    per = (time.perf_counter() - t) / len(items)
+    size = store.stat().st_size
+    return per, write_s / mpx, size / mpx
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -247,6 +283,8 @@ def main(argv=None):
         store_s, f16_err, store_bytes = measure_store(work, a.store_patches, a.patch_size)
         tiled_s, tiled_bpm = measure_tiled(work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes,
                                            a.patch_size, a.store_patches)
+        built_s, built_write, built_bpm = measure_store_dataset(
+            work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes, a.patch_size, a.store_patches, a.seed)
 
     print(f"glaciers: {a.glaciers} drawn from {n_rgi} Ötztal outlines >= {a.min_area} km2; cube "
           f"{np.median(mpx):.2f} Mpx median, {mpx.max():.2f} max; {int(centres.sum()):,} centres at stride {a.stride}; "
@@ -275,6 +313,12 @@ def main(argv=None):
     print(f"| patch store (float16 .npy) | 0 | {sec:.0f} | {store_s * 1e3:.2f} | {store_s / step:.0%} | 0 |")
     sec = len(items) * tiled_s
     print(f"| tiled region store (float16, 64 px chunks) | 0 | {sec:.0f} | {tiled_s * 1e3:.2f} | {tiled_s / step:.0%} | 0 |")
+    sec = len(items) * built_s
+    print(f"| the built store (training_store.StoreDataset: read, loss mask, NaN fill, normalisation) | 0 | {sec:.0f} | "
+          f"{built_s * 1e3:.2f} | {built_s / step:.0%} | 0 |")
+    print(f"\nthe built store: written at {built_write:.2f} s per Mpx of cubes ({mpx.sum() * built_write / 60:.0f} min for "
+          f"these glaciers), {built_bpm / 1e6:.1f} MB per Mpx; a patch from it costs {built_s * 1e3:.1f} ms in one process "
+          f"(the raw read above {tiled_s * 1e3:.1f} ms + preparing the patch, as the cube path does: {cut_s * 1e3:.1f} ms)")
     print(f"\ntiled region store: {tiled_bpm / 1e6:.1f} MB per Mpx, {mpx.sum() * tiled_bpm / 1e9:.1f} GB for these "
           f"{a.glaciers:,} glaciers' cubes (one epoch; every fold, member and model with these layers shares it)")
     print(f"patch store: {store_bytes / 1e6:.1f} MB per patch, {len(items) * store_bytes / 1e9:.1f} GB per member's "

@@ -272,6 +272,9 @@ def test_k_class_models_label_sets_and_importance_are_checked_before_any_job(tmp
     assert m["deb"]["classes"] == ["background", "ice", "debris", "water"] and m["dl4gam"]["classes"] == ["glacier"]
     assert m["deb"]["label_rules"] == sets["ice_debris"] and m["dl4gam"]["label_rules"] is None
     assert m["deb"]["weight_decay"] == 1e-4 and m["dl4gam"]["weight_decay"] == 0
+    assert m["dl4gam"]["training_data"] == "cubes"  # the default; a binary model may read the training store
+    assert model_registry(validate_config(_with(models={"dl4gam": {"training_data": "store"}})))["dl4gam"][
+        "training_data"] == "store"
     # the defaults of area_change leave the K-class model out; its threshold channel becomes a cube layer
     assert cfg["area_change"] == {"models": ["dl4gam"], "compare": ["dl4gam"]}
     assert used_label_sets(cfg) == ["ice_debris"] and label_set_channels(cfg) == ["ndwi"]
@@ -284,7 +287,11 @@ def test_k_class_models_label_sets_and_importance_are_checked_before_any_job(tmp
                       r"labels.s: unknown channel"),
                      (dict(importance={"models": ["zz"]}), r"importance.models: 'zz' is not an entry of `models`"),
                      (dict(importance={"groups": {"dem": ["dem"]}}), r"importance.groups.dem: a group may not be named"),
-                     (dict(models={"a": {"loss": "dice"}}), r"models.a.loss: 'dice' is not one of")):
+                     (dict(models={"a": {"loss": "dice"}}), r"models.a.loss: 'dice' is not one of"),
+                     (dict(models={**models, "deb": {**models["deb"], "training_data": "store"}}),
+                      r"models.deb.training_data: 'store' holds binary targets only"),
+                     (dict(models=models, train={"training_data": "store"}),
+                      r"train.training_data: 'store' holds binary targets only; 'deb'")):
         with pytest.raises(ConfigError, match=msg):
             validate_config(_with(labels=sets, **bad) if "labels" not in bad else _with(**bad))
 

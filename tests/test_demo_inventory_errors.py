@@ -46,8 +46,9 @@ def test_cut_tongue_takes_the_lowest_share_and_what_it_disconnects():
 def test_plant_cuts_only_debris_tongues_and_adds_only_isolated_snowfields():
     lab, z, debris, snow = _world()
     rng = np.random.default_rng(0)
-    inv, errors = ie.plant_inventory_errors(lab, debris, z, snow, rng,
-                                           {"missing_tongue": 5, "snowfield": 5, "min_snowfield_px": 100})
+    small = {"min_snowfield_px": 100, "min_inventory_px": 200}
+    inv, errors, snow_out = ie.plant_inventory_errors(lab, debris, z, snow, rng,
+                                                      {"missing_tongue": 5, "snowfield": 5, **small})
     kinds = [(e["label"], e["kind"]) for e in errors]
     assert kinds == [(1, "missing_tongue"), (3, "snowfield")]  # glacier 2's tongue is clean, snowfield B too close
     tongue = (lab == 1) & (inv == 0)
@@ -57,10 +58,35 @@ def test_plant_cuts_only_debris_tongues_and_adds_only_isolated_snowfields():
     same = (lab == inv)
     assert same[(lab == 2)].all() and not (inv[30:45, 110:122] > 0).any()  # glacier 2 and snowfield B untouched
     # no errors asked: the inventory is the truth
-    inv0, err0 = ie.plant_inventory_errors(lab, debris, z, snow, np.random.default_rng(0))
+    assert (snow_out == snow).all()  # no room given: nothing grows
+    inv0, err0, _ = ie.plant_inventory_errors(lab, debris, z, snow, np.random.default_rng(0))
     assert err0 == [] and (inv0 == lab).all()
+    # an outline that would end up under min_inventory_px is not planted: none of the snowfields is big enough
+    _, err_big, _ = ie.plant_inventory_errors(lab, debris, z, snow, rng, {"snowfield": 5, "min_snowfield_px": 100})
+    assert err_big == []
     with pytest.raises(ValueError, match="unknown option"):
         ie.plant_inventory_errors(lab, debris, z, snow, rng, {"tongues": 1})
+
+
+def test_snowfields_grow_over_allowed_ground_to_the_drawn_size():
+    lab, z, debris, snow = _world()
+    allowed = lab == 0
+    allowed[:, 125:128] = False  # a wall west of snowfield A: it may not grow across
+    rng = np.random.default_rng(3)
+    inv, errors, snow_out = ie.plant_inventory_errors(
+        lab, debris, z, snow, rng, {"snowfield": 1, "min_snowfield_px": 100, "snowfield_px": (700, 700), "min_inventory_px": 200}, allowed)
+    (e,) = errors
+    grown = inv == e["label"]
+    assert e["kind"] == "snowfield" and grown[100:115, 130:150].all()  # snowfield A, grown around its core
+    assert abs(int(grown.sum()) - 700) <= 40 and e["error_px"] == grown.sum()
+    assert not (grown & ~allowed).any() and not grown[:, :128].any()
+    from scipy import ndimage
+    assert ndimage.label(grown)[1] == 1 and (snow_out == (snow | grown)).all()
+    # no room for the size asked: not planted
+    _, none, _ = ie.plant_inventory_errors(lab, debris, z, snow, np.random.default_rng(3),
+                                           {"snowfield": 1, "min_snowfield_px": 100, "snowfield_px": (9000, 9000)},
+                                           allowed)
+    assert none == []
 
 
 def test_apply_writes_the_inventory_table_and_the_error_table():
@@ -68,8 +94,13 @@ def test_apply_writes_the_inventory_table_and_the_error_table():
     n0 = np.bincount(lab.ravel())[1:]
     table = pd.DataFrame({"gid": [1, 2], "glac_id": ["DEMO-00001", "DEMO-00002"],
                           "src_date": ["2015-08-20", "2016-08-30"], "area_t0_km2": n0 * 1e-4})
-    W = SimpleNamespace(spec={"inventory_errors": {"missing_tongue": 1, "snowfield": 1, "min_snowfield_px": 100}},
-                        table=table, seed=0, n=2, lab10=lab, debris0=debris, z10=z, snowpatch10=snow)
+    h, w = lab.shape
+    W = SimpleNamespace(spec={"inventory_errors": {"missing_tongue": 1, "snowfield": 1, "min_snowfield_px": 100,
+                                                   "snowfield_px": (400, 400), "min_inventory_px": 200}},
+                        table=table, seed=0, n=2, lab10=lab, debris0=debris, z10=z, snowpatch10=snow,
+                        lake10=np.zeros((h, w), bool), forefield10=np.zeros((h, w), bool),
+                        slope10=np.full((h, w), 20.0, np.float32), meadow10=np.full((h, w), 0.5, np.float32),
+                        forest10=np.zeros((h, w), np.float32))
     ie.apply(W)
     it, et = W.inv_table, W.inv_errors_table
     assert list(it["glac_id"]) == ["DEMO-00001", "DEMO-00002", "DEMO-00003"]
@@ -79,6 +110,9 @@ def test_apply_writes_the_inventory_table_and_the_error_table():
     assert row["inventory_km2"] + row["error_km2"] == pytest.approx(row["true_km2"])
     assert et.set_index("glac_id").loc["DEMO-00003", "true_km2"] == 0.0
     np.testing.assert_allclose(it["area_km2"], np.bincount(W.inv_lab10.ravel())[1:] * 1e-4)
+    # the grown snowfield is in the world's snowfields (rendered as old snow), with no meadow on it
+    sf = W.inv_lab10 == 3
+    assert sf.sum() >= 390 and W.snowpatch10[sf].all() and (W.meadow10[sf & ~snow] == 0).all() and (sf & ~snow).any()
     # without the spec key nothing changes
     W2 = SimpleNamespace(spec={}, table=table, seed=0, n=2, lab10=lab, debris0=debris, z10=z, snowpatch10=snow)
     ie.apply(W2)

@@ -410,6 +410,9 @@ def _set(cfg, dotted, value):
     ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
+    # reading the training store instead of the cubes: the store is made, and the model retrains (float16 inputs)
+    ("models.rgb_dem.training_data", "store", MODEL_CHAIN - {"importance"} | {"training_store", "train", "ensemble"},
+     "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
     ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN
      | OUTLINE_CHAIN, None),

@@ -1,29 +1,164 @@
-"""benchmarks/training_store.py: the simulated cube cache and the epoch orders it compares."""
+"""The tiled region store (glaciermap.segmentation.training_store): the same patches as the cubes give (targets and
+loss masks exactly, inputs up to float16), the no-leak rule on windows, bad input, and training from it resuming
+after a kill exactly as an uninterrupted run."""
 
-import sys
-from pathlib import Path
+from __future__ import annotations
 
+import h5py
 import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.spatial.distance import cdist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from glaciermap.data.features import DL4GAM_CHANNELS
+from glaciermap.io import skip_dataset, write_netcdf_atomic
+from glaciermap.segmentation import patches, train
+from glaciermap.segmentation import training_store as ts
+from test_patches import IDS, RES, scene_labels, split_table, write_cube
+from test_train import TINY, Killed, _metrics
 
-import training_store as ts  # noqa: E402
+
+def _nan_holes(data):
+    data["dhdt"][5:15, 5:40] = np.nan    # dh/dt: zero fill
+    data["B04"][40:50, 60:75] = np.nan   # reflectance: patch-mean fill
 
 
-def test_block_order_loads_each_cube_once_and_random_order_more():
-    rng = np.random.default_rng(0)
-    centres = rng.integers(1, 40, 300)
-    items = ts.epoch_items(centres, 1200, seed=0)
-    assert len(items) >= 1200 - 300 and set(np.unique(items)) == set(range(300))  # every glacier keeps its centroid
-    mpx = np.full(300, 0.25)
-    cache = dict(bytes_per_mpx=64e6, max_items=32, max_bytes=1e12)
-    block = ts.order(items, "block", window=32, seed=1)
-    assert sorted(block) == sorted(items)  # a permutation of the same patches
-    assert len(ts.count_loads(block, mpx, **cache)) == 300
-    rand = ts.order(items, "random", window=32, seed=1)
-    assert sorted(rand) == sorted(items)
-    assert len(ts.count_loads(rand, mpx, **cache)) > 2 * 300
-    # a cache that holds every cube loads each once whatever the order
-    assert len(ts.count_loads(rand, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=1e12)) == 300
-    # the byte bound evicts too: room for 2 cubes only
-    assert len(ts.count_loads(block, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=2 * 0.25 * 64e6)) > 300
+@pytest.fixture(scope="module")
+def region(tmp_path_factory):
+    d = tmp_path_factory.mktemp("store")
+    lab = scene_labels()
+    cloud = np.zeros(lab.shape, bool)
+    cloud[62:66, 12:20] = True
+    nodata = np.zeros(lab.shape, bool)
+    nodata[:, 76:] = True
+    paths = {g: str(write_cube(d / "cubes" / g / "2015.nc", lab, IDS, g, seed=k, cloud=cloud, nodata=nodata,
+                               edit=_nan_holes))
+             for k, g in enumerate(IDS)}
+    skip = d / "cubes" / "S" / "2015.nc"
+    write_netcdf_atomic(skip, skip_dataset("S", "2015", "no usable scene", "cube"))
+    split = split_table({"A": "train", "T": "test", "V": "val"})
+    stats = patches.fit_fold_normalisation(paths, split, 0)
+    store = d / "store.h5"
+    summary = ts.write_store([*paths.values(), str(skip)], DL4GAM_CHANNELS, store)
+    return {"paths": paths, "skip": str(skip), "split": split, "stats": stats, "store": store, "summary": summary,
+            "lab": lab, "cloud": cloud, "nodata": nodata}
+
+
+def _every_window(paths, P, step=7):
+    """Centres over the whole cube and beyond its edges (windows partly outside)."""
+    return [(p, r, c) for p in paths.values() for r in range(-P // 4, 80 + P // 4, step)
+            for c in range(-P // 4, 80 + P // 4, step)]
+
+
+def test_store_layout_and_summary(region):
+    s = region["summary"]
+    assert s["n_cubes"] == 3 and s["n_skipped"] == 1 and s["layers"] == list(DL4GAM_CHANNELS)
+    with h5py.File(region["store"], "r") as f:
+        assert f.attrs["format"] == ts.FORMAT and [str(x) for x in f.attrs["skipped"]] == [region["skip"]]
+        g = f["A/2015"]
+        assert g["x"].dtype == np.float16 and g["x"].shape == (16, 80, 80) and g["x"].chunks == (16, 64, 64)
+        assert [str(x) for x in g.attrs["glacier_ids"]] == IDS and str(g.attrs["glacier_id"]) == "A"
+        # standardised per layer: raw = x * scale + offset, NaN kept
+        cube = patches.load_cube(region["paths"]["A"])
+        raw = g["x"][:].astype(np.float32) * g.attrs["scale"][:, None, None] + g.attrs["offset"][:, None, None]
+        assert np.array_equal(np.isnan(raw), np.isnan(cube.x))
+        err = np.nanmax(np.abs(raw - cube.x), axis=(1, 2)) / g.attrs["scale"]
+        assert (err < 2e-3).all() and (err > 0).any()  # float16 rounding, relative to each layer's spread
+        assert np.array_equal(g["labels"][:], cube.labels) and np.array_equal(g["masked"][:].astype(bool), cube.masked)
+
+
+def test_store_patches_equal_the_cube_patches(region):
+    """Every window, edges and outside included: targets and loss masks identical, inputs within float16 rounding."""
+    P = 32
+    test = {"T"}
+    items = _every_window(region["paths"], P)
+    cube_ds = patches.PatchDataset(items, DL4GAM_CHANNELS, region["stats"], P, exclude_glaciers=test)
+    store_ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers=test)
+    worst = 0.0
+    for i in range(len(items)):
+        xc, yc, mc = cube_ds.arrays(i)
+        xs, ys, ms = store_ds.arrays(i)
+        assert np.array_equal(yc, ys) and np.array_equal(mc, ms), f"window {items[i]}"
+        assert np.isfinite(xs).all()
+        worst = max(worst, float(np.abs(xc - xs).max()))
+    assert 0 < worst < 0.01  # normalised units (N(0, 1)-like): float16 rounding only
+    assert store_ds.glacier_of(0) == "A" and store_ds.glacier_area(0) == cube_ds.glacier_area(0)
+
+
+def test_store_windows_keep_test_glaciers_out_of_the_loss(region):
+    """The no-leak rule computed on padded windows: the test glacier and its 50 m never enter the loss (brute force),
+    and without the rule they would (the test can fail)."""
+    lab, P = region["lab"], 24
+    zone = (cdist(np.argwhere(np.ones(lab.shape, bool)), np.argwhere(lab == 1)).min(1) * RES <= 50).reshape(lab.shape)
+    items = _every_window(region["paths"], P, step=5)
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers={"T"})
+    leaky = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers=())
+    seen = 0
+    for i in range(len(items)):
+        _, top, left = ds.window(i)
+        z = patches.extract(zone, top, left, P, False)
+        m = ds.arrays(i)[2][0]
+        assert (m[z] == 0).all(), f"test glacier pixel in the loss of window {items[i]}"
+        seen += int((leaky.arrays(i)[2][0][z] == 1).sum())
+        bad = patches.extract(region["cloud"] | region["nodata"], top, left, P, False)
+        assert (m[bad] == 0).all()
+    assert seen > 1000
+
+
+def test_bad_input_names_the_problem(region, tmp_path):
+    stats, P = region["stats"], 32
+    with pytest.raises(ValueError, match="has no cube elsewhere/A"):
+        ts.StoreDataset([("x/elsewhere/A.nc", 40, 40)], DL4GAM_CHANNELS, stats, P, region["store"])
+    small = tmp_path / "small.h5"
+    ts.write_store([region["paths"]["A"]], ["B04", "B03"], small)
+    with pytest.raises(ValueError, match="lacks layer"):
+        ts.StoreDataset([(region["paths"]["A"], 40, 40)], DL4GAM_CHANNELS, stats, P, small)
+    broken = tmp_path / "cubes" / "B" / "2015.nc"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a netcdf file")
+    out = tmp_path / "bad.h5"
+    with pytest.raises(ValueError, match=str(broken)):
+        ts.write_store([region["paths"]["A"], str(broken)], DL4GAM_CHANNELS, out)
+    assert not out.exists() and not list(tmp_path.glob(".bad.h5.tmp-*"))  # nothing half-written left
+    with pytest.raises(ValueError, match="K-class|binary"):
+        ts.StoreDataset([(region["paths"]["A"], 40, 40)], DL4GAM_CHANNELS, stats, P, region["store"]).class_counts(3)
+
+
+def test_training_from_the_store_resumes_after_a_kill_exactly(region, tmp_path):
+    ct = patches.centre_table(region["paths"].values(), 16)
+    cv = patches.centre_table(region["paths"].values(), 24)
+    fi = patches.build_fold_items(ct, cv, region["split"], 0, n_total=6, seed=7)
+    stats = region["stats"]
+    cfg = {**TINY, "epochs": 3, "keep_last_checkpoint": True, "training_data": "store"}
+    full, part = tmp_path / "full", tmp_path / "part"
+    kw = dict(test_glaciers=fi.test_glaciers, store=region["store"])
+    s_full = train.train_member(fi.train, fi.val, stats, cfg, full, "cpu", **kw)
+
+    def kill(epoch, row):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.train_member(fi.train, fi.val, stats, cfg, part, "cpu", on_epoch_end=kill, **kw)
+    torch.manual_seed(999)
+    np.random.seed(999)
+    s = train.train_member(fi.train, fi.val, stats, cfg, part, "cpu", **kw)
+    assert s["complete"] and s["epochs_done"] == 3
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(full / name, weights_only=False)["model"]
+        b = torch.load(part / name, weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    pd.testing.assert_frame_equal(_metrics(full / "metrics.csv"), _metrics(part / "metrics.csv"))
+    # the store is part of the fingerprint: a checkpoint made from it is not resumed from the cubes
+    with pytest.raises(RuntimeError, match="other inputs"):
+        train.train_member(fi.train, fi.val, stats, {**cfg, "training_data": "cubes"}, full, "cpu",
+                           test_glaciers=fi.test_glaciers)
+    # and training from the cubes learns nearly the same (float16 inputs): the losses agree closely
+    cubes = train.train_member(fi.train, fi.val, stats, {**cfg, "training_data": "cubes"}, tmp_path / "cubes", "cpu",
+                               test_glaciers=fi.test_glaciers)
+    a, b = _metrics(full / "metrics.csv"), _metrics(tmp_path / "cubes" / "metrics.csv")
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=0.05)
+    assert s_full["n_train"] == cubes["n_train"]
+    with pytest.raises(ValueError, match="needs the model's training store"):
+        train.train_member(fi.train, fi.val, stats, cfg, tmp_path / "none", "cpu", test_glaciers=fi.test_glaciers)

@@ -412,6 +412,11 @@ def _check_models(cfg: dict) -> list[str]:
             elif m in registry and not is_binary(registry[m]):
                 problems.append(f"area_change.{key}: '{m}' is a K-class model (labels: {registry[m]['labels']}); the "
                                 "area change method needs a binary glacier model (labels: glacier)")
+    for m, spec in registry.items():
+        if spec.get("training_data") == "store" and not is_binary(spec):
+            where = f"models.{m}.training_data" if "training_data" in (models[m] or {}) else "train.training_data"
+            problems.append(f"{where}: 'store' holds binary targets only; '{m}' is a K-class model (labels: "
+                            f"{spec['labels']}): use cubes")
     deb = cfg.get("debris") or {}
     for m in deb.get("models") or []:
         if m in registry:

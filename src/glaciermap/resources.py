@@ -38,6 +38,8 @@ REGION = {
     "qc": (131.0, 0.0, 0.41),
     "split": (80.0, 0.0, 0.01),
     "patches": (356.0, 0.0, 0.45),
+    # one cube at a time into the HDF5 store (models.<name>.training_data: store); not part of the demo run
+    "training_store": (400.0, 0.0, 0.2),
     "normalise": (475.0, 0.0, 0.61),
     "calibrate": (449.0, 0.0, 0.16),
     "areas": (414.0, 0.0, 0.52),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from glaciermap.data.acquire import candidate_ids
 from glaciermap.config import source_configs, validate_config
+from glaciermap.data.channels import stored_layers
 from glaciermap.data.grid import cube_margin_m
 from glaciermap.data.inventory import GLACIER_LIST_COLUMNS, glacier_list, missing_inventory_message
 from glaciermap.resources import cube_megapixels, fixed_job, glacier_job, region_job
@@ -205,9 +206,19 @@ def label_definition(model):
     return [f"{R}/labels/{labelset}/definition.json"] if labelset in LABEL_SETS else []
 
 
+def training_store(wildcards):
+    """Input function: the model's training store (models.<name>.training_data: store), ancient like the cubes it
+    holds; none when the model reads its cubes."""
+    if MODELS[wildcards.model]["training_data"] != "store":
+        return []
+    return [ancient(f"{R}/segmentation/{wildcards.model}/training_store.h5")]
+
+
 def model_settings(wildcards):
-    """The training settings of a model (its `models` entry over `model` and `train`): the training jobs' param."""
-    return canonical(MODELS[wildcards.model])
+    """The training settings of a model (its `models` entry over `model` and `train`): the training jobs' param.
+    ``training_data`` is left out at its default (cubes), so that runs made before the key existed do not retrain."""
+    m = MODELS[wildcards.model]
+    return canonical({k: v for k, v in m.items() if not (k == "training_data" and v == "cubes")})
 
 
 def member_ids(model):

@@ -414,6 +414,7 @@ def run_random_split(cube_paths, label_paths, model_cfg: dict, settings: dict, o
 
     tcfg = {k: v for k, v in cfg.items() if k in DEFAULTS}
     tcfg["seed"] = member_seed(0, 0, cfg.get("base_seed", 0))
+    tcfg["training_data"] = "cubes"  # one member over every glacier's tiles: its cubes, whatever the model's folds read
     cache = CubeCache(load_training_cube, max_items=1_000_000, max_bytes=4e9)
     summary_train = train_member(train_items, val_items, stats, tcfg, work, device, test_glaciers=[],
                                  restart_on_mismatch=True, cube_cache=cache, label_paths=lp)

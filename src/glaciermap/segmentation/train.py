@@ -70,6 +70,7 @@ DEFAULTS = {
     "classes": None,             # class names; None or one name: the binary glacier target (one sigmoid output)
     "loss": None,                # K classes: "ce" (default) or "focal"; binary: focal (DL4GAM)
     "class_weights": "balanced",  # K classes: "balanced" (N / (K N_c)) or "none"
+    "training_data": "cubes",    # "cubes": patches cut from the cubes; "store": from the model's training store
 }
 #: Settings that change the result: a checkpoint made with other values is refused on resume.
 FINGERPRINT_KEYS = ("arch", "encoder", "encoder_weights", "model_kwargs", "patch_size", "batch_size", "lr", "epochs",
@@ -297,7 +298,8 @@ def _timed(loader, device):
 
 def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device=None, *, test_glaciers,
                  glacier_areas: dict | None = None, max_epochs_this_run: int | None = None, on_epoch_end=None,
-                 restart_on_mismatch: bool = False, cube_cache=None, label_paths: dict | None = None) -> dict:
+                 restart_on_mismatch: bool = False, cube_cache=None, label_paths: dict | None = None,
+                 store=None) -> dict:
     """Train (or resume) one member; returns the summary also written to ``out_dir/done.json`` when complete.
 
     ``train_items``/``val_items``: (cube path, row, col) patch centres. ``test_glaciers``: the fold's test
@@ -310,9 +312,15 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     changed inputs wants) is discarded together with best.pt, metrics.csv and done.json. ``cube_cache``: a
     :class:`~glaciermap.segmentation.patches.CubeCache` over :func:`~glaciermap.segmentation.patches.load_training_cube` shared by
     several members trained in one process (the same values, each cube read once). ``label_paths``: cube
-    path -> label raster, for a K-class model (``cfg["classes"]`` with K >= 2 names).
+    path -> label raster, for a K-class model (``cfg["classes"]`` with K >= 2 names). ``store``: the model's
+    training store (:mod:`glaciermap.segmentation.training_store`), read instead of the cubes when
+    ``cfg["training_data"]`` is "store" (binary models).
     """
     cfg = {**DEFAULTS, **(cfg or {})}
+    if cfg["training_data"] not in ("cubes", "store"):
+        raise ValueError(f"training_data must be 'cubes' or 'store', got {cfg['training_data']!r}")
+    if cfg["training_data"] == "store" and store is None:
+        raise ValueError("training_data 'store' needs the model's training store (rule training_store)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
@@ -330,7 +338,12 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     if multi and label_paths is None:
         raise ValueError(f"train_member: a {K}-class model ({', '.join(cfg['classes'])}) needs label rasters")
     # K-class keys, and a weight decay when there is one: a binary model without it keeps its earlier fingerprint
+    if multi and cfg["training_data"] == "store":
+        raise ValueError(f"train_member: a {K}-class model reads its cubes (training_data 'cubes'); the training "
+                         "store holds binary targets only")
+    # the store's float16 inputs are another setting than the cubes' float32: its own fingerprint key when used
     keys = FINGERPRINT_KEYS + (CLASS_FINGERPRINT_KEYS if multi else ()) + (("weight_decay",) if cfg["weight_decay"] else ())
+    keys += ("training_data",) if cfg["training_data"] != "cubes" else ()
     fingerprint = items_fingerprint(train_items, val_items, stats, sorted(str(g) for g in test_glaciers),
                                     {k: cfg[k] for k in keys},
                                     *([sorted(map(str, label_paths.items()))] if multi else []))
@@ -371,10 +384,16 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     P, bs = int(cfg["patch_size"]), int(cfg["batch_size"])
     vbs = int(cfg["val_batch_size"] or bs)
     lp = label_paths if multi else None
-    train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
-                            shared_cache=cube_cache, label_paths=lp)
-    val_ds = PatchDataset(val_items, channels, stats, P, exclude_glaciers=test_glaciers, cache_size=cfg["cache_size"],
-                          shared_cache=cube_cache, label_paths=lp)
+    if cfg["training_data"] == "store":
+        from glaciermap.segmentation.training_store import StoreDataset
+
+        train_ds = StoreDataset(train_items, channels, stats, P, store, exclude_glaciers=test_glaciers)
+        val_ds = StoreDataset(val_items, channels, stats, P, store, exclude_glaciers=test_glaciers)
+    else:
+        train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers,
+                                cache_size=cfg["cache_size"], shared_cache=cube_cache, label_paths=lp)
+        val_ds = PatchDataset(val_items, channels, stats, P, exclude_glaciers=test_glaciers,
+                              cache_size=cfg["cache_size"], shared_cache=cube_cache, label_paths=lp)
     weights, loss_name = None, None
     if multi:
         loss_name = cfg["loss"] or "ce"
@@ -570,10 +589,11 @@ def label_paths_for(tables, label_files) -> dict:
 
 
 def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, member: int, cfg: dict,
-              done_json, threads: int = 1, cube_cache=None, labels=None) -> dict:
+              done_json, threads: int = 1, cube_cache=None, labels=None, store=None) -> dict:
     """One (fold, member): run_member writes last.pt/best.pt/metrics.csv and finally done.json beside it.
 
-    ``labels``: the label rasters of the fold's training and validation glaciers (a K-class model).
+    ``labels``: the label rasters of the fold's training and validation glaciers (a K-class model). ``store``: the
+    model's training store (``training_data: store``).
 
     Holds ``models/fold<k>/.member<m>.train.lock`` while it runs (glaciermap.joblock, docs/concurrency.md): a
     twin of this job (a second Snakemake invocation) waits for it, then returns its done.json without training.
@@ -597,14 +617,15 @@ def run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: in
         ct, cv = read(centres_train_csv), read(centres_val_csv)
         lp = label_paths_for((ct, cv), labels) if labels else None
         summary = run_member(ct, cv, read_split(split_csv), fold, member, load_normalisation(norm_json), cfg,
-                             done_json.parent, device, restart_on_mismatch=True, cube_cache=cube_cache, label_paths=lp)
+                             done_json.parent, device, restart_on_mismatch=True, cube_cache=cube_cache, label_paths=lp,
+                             store=store)
         if not done_json.exists():
             raise RuntimeError(f"training fold {fold} member {member} stopped before its last epoch: {summary}")
         return summary
 
 
 def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fold: int, members, cfg: dict,
-                   done_jsons, threads: int = 1, labels=None) -> dict:
+                   done_jsons, threads: int = 1, labels=None, store=None) -> dict:
     """Every member of one fold in one process (train.pack_members), one after the other.
 
     Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
@@ -627,6 +648,6 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
             continue
         log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
         out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
-                                threads, cube_cache=cache, labels=labels)
+                                threads, cube_cache=cache, labels=labels, store=store)
     log.info("fold %d: cube cache %d hits, %d misses", fold, cache.hits, cache.misses)
     return out

@@ -12,6 +12,7 @@ rule train:
         # `--forcerun train` (README "K-class models")
         labels=label_files("train+val", protect=True),
         label_set=lambda w: label_definition(w.model),
+        store=training_store,
     output:
         # only done.json: a failed job's declared outputs are deleted, and last.pt must survive for a resume
         f"{R}/models/{{model}}/fold{{fold}}/member{{member}}/done.json",

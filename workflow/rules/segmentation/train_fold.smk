@@ -16,6 +16,7 @@ rule train_fold:
         # `--forcerun train` (README "K-class models")
         labels=label_files("train+val", protect=True),
         label_set=lambda w: label_definition(w.model),
+        store=training_store,
     output:
         f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
     params:

@@ -8,4 +8,4 @@ settings = dict(snakemake.params.settings, checkpoint_every_s=run_only["checkpoi
                 keep_last_checkpoint=run_only["keep_last_checkpoint"])
 i, w = snakemake.input, snakemake.wildcards
 run_train(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), int(w.member), settings,
-          snakemake.output[0], snakemake.threads, labels=list(i.labels))
+          snakemake.output[0], snakemake.threads, labels=list(i.labels), store=(i.store[0] if i.store else None))

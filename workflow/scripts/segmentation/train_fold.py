@@ -13,5 +13,6 @@ i, w = snakemake.input, snakemake.wildcards
 fold_dir = Path(snakemake.output[0]).parent
 done = [str(fold_dir / f"member{m}" / "done.json") for m in snakemake.params.members]
 run_train_fold(i.train, i.val, snakemake.params.split, i.norm, int(w.fold), snakemake.params.members,
-               settings, done, snakemake.threads, labels=list(i.labels))
+               settings, done, snakemake.threads, labels=list(i.labels),
+               store=(i.store[0] if i.store else None))
 write_ensemble(done, snakemake.output[0])

@@ -1,0 +1,232 @@
+"""Tiled region store: the training cubes' layers once, in float16 64 px chunks, for training at region scale.
+
+Why (``docs/scale.md``, "Training data at region scale"; ``benchmarks/training_store.py``): an Alps fold has ~3,500
+training glaciers and ~2 patches per glacier and epoch, so a loader that cuts patches from whole cubes re-reads
+every cube every epoch (72.7 ms per patch against the paper model's 16 ms GPU step, measured). This store holds
+every cube's stored layers in one HDF5 file, chunked (layers, 64, 64), so that one 256 px patch reads ~25 chunks
+(2.6 ms per patch in the benchmark). It is written once per model and region (rule ``training_store``) and read by
+every fold and member of the model (``training_data: store`` in its ``models`` entry).
+
+Layout (``h5py``; one group per cube, ``<glacier>/<epoch>`` from the cube path ``.../cubes/<glacier>/<epoch>.nc``)::
+
+    /                       attrs: format, layers (names), chunk, n_cubes, skipped (cube paths of skip records)
+    /<glacier>/<epoch>/x        float16 (layers, H, W), chunks (layers, 64, 64): (raw - offset) / scale per layer
+    /<glacier>/<epoch>/labels   int16 (H, W): index into the group's glacier_ids, -1 none (mask_glacier_id)
+    /<glacier>/<epoch>/masked   uint8 (H, W): 1 on cloud/shadow or no data
+          attrs: offset, scale (float64 per layer: the cube's own mean and standard deviation of the finite values),
+                 glacier_ids, glacier_id, resolution, glacier_area_m2, source (the cube path)
+
+Values are standardised per cube and layer before the float16 cast, so the rounding error is relative to each
+layer's spread in that cube: at most ~0.001 standard deviations of the layer (float16: 11 significant bits;
+elevations of ~3,000 m in raw float16 would be off by up to 2 m). NaN stays NaN.
+
+Reading (:class:`StoreDataset`): a patch reads its window of ``x`` and, padded by the 50 m no-leak buffer, of
+``labels`` and ``masked``; the fold's loss mask (no cloud / no data, not within 50 m of a test glacier, not within
+50 m of the cube edge) is computed on the padded window (:func:`glaciermap.segmentation.patches.exclusion_zone`),
+which gives the same mask as on the whole cube because only pixels within 50 m can matter. Then the same NaN fill,
+fold normalisation and projection channels as the cube path (:class:`~glaciermap.segmentation.patches.PatchDataset`).
+Targets (y) and loss masks are identical to the cube path; inputs differ by the float16 rounding only
+(``tests/test_training_store.py``). Binary models only: a K-class model's label rasters are not in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from glaciermap.data.channels import projection_channels, stored_layers
+from glaciermap.segmentation.patches import (NO_LEAK_BUFFER_M, PatchDataset, _assemble, cube_status, exclusion_zone,
+                                            extract, load_cube, prepare_patch)
+
+log = logging.getLogger("glaciermap.segmentation.training_store")
+
+FORMAT = "glaciermap-training-store-1"
+CHUNK = 64
+
+
+def store_key(cube_path) -> str:
+    """The group of a cube in the store: ``<glacier>/<epoch>`` from ``.../<glacier>/<epoch>.nc``."""
+    p = Path(str(cube_path))
+    return f"{p.parent.name}/{p.stem}"
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float16 values, offset, scale) per layer of x [L, H, W]: (x - mean) / std of the finite values."""
+    L = x.shape[0]
+    off, sc = np.zeros(L), np.ones(L)
+    out = np.empty(x.shape, np.float16)
+    for i in range(L):
+        v = x[i]
+        fin = v[np.isfinite(v)].astype(np.float64)
+        if fin.size:
+            off[i] = fin.mean()
+            s = fin.std()
+            sc[i] = s if s > 0 else 1.0
+        out[i] = ((v.astype(np.float64) - off[i]) / sc[i]).astype(np.float16)
+    return out, off, sc
+
+
+def write_store(cube_paths, channels, out_path, chunk: int = CHUNK) -> dict:
+    """Write the store of ``cube_paths`` with the stored layers behind ``channels``; returns a summary.
+
+    Skip records (cubes of glaciers without a usable scene) are listed in the ``skipped`` attribute; a cube that
+    cannot be read raises ValueError naming it. Written under a temporary name and renamed: a half-written store is
+    never taken for a store.
+    """
+    import h5py
+
+    layers = stored_layers(list(channels))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    written, skipped, n_px = [], [], 0
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["layers"] = np.array(layers, dtype=h5py.string_dtype())
+            f.attrs["chunk"] = int(chunk)
+            for p in sorted({str(p) for p in cube_paths}):
+                key = store_key(p)
+                if key in f:
+                    raise ValueError(f"cube {p}: its group {key} is already in the store (two cubes of one glacier "
+                                     "and epoch)")
+                try:
+                    status = cube_status(p)[1]
+                except (OSError, ValueError, KeyError) as e:
+                    raise ValueError(f"cube {p}: cannot be read for the training store: {e}") from e
+                if status == "skipped":
+                    skipped.append(p)
+                    continue
+                cube = load_cube(p, layers)
+                xs, off, sc = _standardise(cube.x)
+                h, w = cube.shape
+                c = (min(chunk, h), min(chunk, w))
+                g = f.create_group(key)
+                g.create_dataset("x", data=xs, chunks=(len(layers),) + c)
+                g.create_dataset("labels", data=cube.labels.astype(np.int16), chunks=c)
+                g.create_dataset("masked", data=cube.masked.astype(np.uint8), chunks=c)
+                g.attrs.update({"offset": off, "scale": sc, "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
+                                "glacier_id": cube.glacier_id, "resolution": float(cube.resolution),
+                                "glacier_area_m2": cube.glacier_area_m2, "source": p})
+                written.append(p)
+                n_px += h * w
+            f.attrs["n_cubes"] = len(written)
+            f.attrs["skipped"] = np.array(skipped, dtype=h5py.string_dtype())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    summary = {"n_cubes": len(written), "n_skipped": len(skipped), "layers": layers, "megapixels": n_px / 1e6,
+               "bytes": out_path.stat().st_size}
+    log.info("training store %s: %d cube(s), %d skip record(s), %d layer(s), %.1f Mpx, %.1f MB", out_path,
+             summary["n_cubes"], summary["n_skipped"], len(layers), summary["megapixels"], summary["bytes"] / 1e6)
+    return summary
+
+
+class StoreDataset(PatchDataset):
+    """:class:`~glaciermap.segmentation.patches.PatchDataset` (binary target) reading its patches from a training
+    store instead of whole cubes: same items (cube path, row, col), same targets and loss masks, inputs up to the
+    store's float16 rounding. The HDF5 file is opened lazily per process (DataLoader workers open their own)."""
+
+    def __init__(self, items, channels, stats: dict, patch_size: int, store_path, exclude_glaciers=(),
+                 edge_guard: bool = True, buffer_m: float = NO_LEAK_BUFFER_M):
+        super().__init__(items, channels, stats, patch_size, exclude_glaciers=exclude_glaciers, edge_guard=edge_guard)
+        self.store_path = str(store_path)
+        self.buffer_m = float(buffer_m)
+        self._h5 = None
+        self._groups = {}
+        self._proj = stats.get("projection") if projection_channels(self.channels) else None
+        self._layers = stored_layers(self.channels)
+        with self._file_once() as f:
+            if f.attrs.get("format") != FORMAT:
+                raise ValueError(f"{self.store_path} is not a training store ({f.attrs.get('format')!r})")
+            have = [str(s) for s in f.attrs["layers"]]
+            missing = [c for c in self._layers if c not in have]
+            if missing:
+                raise ValueError(f"training store {self.store_path} lacks layer(s) {', '.join(missing)} (has "
+                                 f"{', '.join(have)}); re-make it (rule training_store)")
+            self._pos = [have.index(c) for c in self._layers]
+            absent = sorted({store_key(p) for p, _, _ in self.items} - {k for k in self._keys(f)})
+            if absent:
+                raise ValueError(f"training store {self.store_path} has no cube {absent[0]} ({len(absent)} of the "
+                                 "items' cubes missing); re-make it (rule training_store)")
+
+    def _file_once(self):
+        import h5py
+
+        return h5py.File(self.store_path, "r")
+
+    @staticmethod
+    def _keys(f):
+        return [f"{g}/{e}" for g in f for e in f[g]]
+
+    def __getstate__(self):
+        d = super().__getstate__()
+        d["_h5"], d["_groups"] = None, {}
+        return d
+
+    def _group(self, path):
+        key = store_key(path)
+        g = self._groups.get(key)
+        if g is None:
+            if self._h5 is None:
+                self._h5 = self._file_once()
+            grp = self._h5[key]
+            a = grp.attrs
+            g = {"x": grp["x"], "labels": grp["labels"], "masked": grp["masked"],
+                 "offset": np.asarray(a["offset"], np.float32)[self._pos, None, None],
+                 "scale": np.asarray(a["scale"], np.float32)[self._pos, None, None],
+                 "ids": [str(s) for s in a["glacier_ids"]], "res": float(a["resolution"]),
+                 "shape": grp["labels"].shape, "glacier_id": str(a["glacier_id"]),
+                 "area": float(a["glacier_area_m2"])}
+            self._groups[key] = g
+        return g
+
+    def arrays(self, i):
+        """numpy (x, y, loss_mask) of item i, as :meth:`PatchDataset.arrays` gives them from the cube."""
+        p, top, left = self.window(i)
+        g = self._group(p)
+        H, W = g["shape"]
+        P = self.patch_size
+        # inputs: the window clipped to the cube, back to raw units, NaN outside (as extract does)
+        r0, r1, c0, c1 = max(top, 0), min(top + P, H), max(left, 0), min(left + P, W)
+        raw = np.full((len(self._layers), P, P), np.nan, np.float32)
+        if r0 < r1 and c0 < c1:
+            block = g["x"][:, r0:r1, c0:c1][self._pos]  # whole chunks: every layer of the store
+            raw[:, r0 - top:r1 - top, c0 - left:c1 - left] = block.astype(np.float32) * g["scale"] + g["offset"]
+        if self._proj is not None:
+            raw = _assemble(raw, self._layers, self.channels, self._proj)
+        x = prepare_patch(raw, self.channels, self.stats)
+        # masks: the window padded by the no-leak buffer, so that the exclusion zone is the whole cube's
+        b = int(math.floor(self.buffer_m / g["res"] + 1e-9))
+        R0, R1, C0, C1 = max(top - b, 0), min(top + P + b, H), max(left - b, 0), min(left + P + b, W)
+        lm = np.zeros((P, P), bool)
+        y = np.zeros((P, P), np.float32)
+        if R0 < R1 and C0 < C1:
+            lab = g["labels"][R0:R1, C0:C1].astype(np.int32)
+            masked = g["masked"][R0:R1, C0:C1].astype(bool)
+            zone = exclusion_zone(lab, g["ids"], self.exclude, g["res"], self.buffer_m, edge_guard=False)
+            if self.edge_guard and self.exclude and b > 0:  # as exclusion_zone: no edge band without a test glacier
+                rows = np.arange(R0, R1)[:, None]
+                cols = np.arange(C0, C1)[None, :]
+                zone |= (rows < b) | (rows >= H - b) | (cols < b) | (cols >= W - b)
+            lm_pad = ~(masked | zone)
+            lm = extract(lm_pad, top - R0, left - C0, P, False)  # outside the padded window = outside the cube
+            y = (extract(lab, top - R0, left - C0, P, -1) >= 0).astype(np.float32)
+        return x, y[None], lm.astype(np.float32)[None]
+
+    def class_counts(self, n_classes: int):
+        raise ValueError("a training store holds binary targets only (K-class models read their cubes)")
+
+    def _meta(self, path):
+        g = self._group(path)
+        return g["glacier_id"], g["area"]
+
+
+def run_training_store(cube_paths, channels, out_path) -> dict:
+    """What rule ``training_store`` runs."""
+    return write_store(cube_paths, channels, out_path)

@@ -1,0 +1,29 @@
+"""benchmarks/training_store.py: the simulated cube cache and the epoch orders it compares."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import training_store as ts  # noqa: E402
+
+
+def test_block_order_loads_each_cube_once_and_random_order_more():
+    rng = np.random.default_rng(0)
+    centres = rng.integers(1, 40, 300)
+    items = ts.epoch_items(centres, 1200, seed=0)
+    assert len(items) >= 1200 - 300 and set(np.unique(items)) == set(range(300))  # every glacier keeps its centroid
+    mpx = np.full(300, 0.25)
+    cache = dict(bytes_per_mpx=64e6, max_items=32, max_bytes=1e12)
+    block = ts.order(items, "block", window=32, seed=1)
+    assert sorted(block) == sorted(items)  # a permutation of the same patches
+    assert len(ts.count_loads(block, mpx, **cache)) == 300
+    rand = ts.order(items, "random", window=32, seed=1)
+    assert sorted(rand) == sorted(items)
+    assert len(ts.count_loads(rand, mpx, **cache)) > 2 * 300
+    # a cache that holds every cube loads each once whatever the order
+    assert len(ts.count_loads(rand, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=1e12)) == 300
+    # the byte bound evicts too: room for 2 cubes only
+    assert len(ts.count_loads(block, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=2 * 0.25 * 64e6)) > 300
