@@ -75,6 +75,7 @@ def test_store_patches_equal_the_cube_patches(region):
     items = _every_window(region["paths"], P)
     cube_ds = patches.PatchDataset(items, DL4GAM_CHANNELS, region["stats"], P, exclude_glaciers=test)
     store_ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers=test)
+    assert store_ds._fused  # no projection channel: decoded and normalised in one pass
     worst = 0.0
     for i in range(len(items)):
         xc, yc, mc = cube_ds.arrays(i)
@@ -162,3 +163,62 @@ def test_training_from_the_store_resumes_after_a_kill_exactly(region, tmp_path):
     assert s_full["n_train"] == cubes["n_train"]
     with pytest.raises(ValueError, match="needs the model's training store"):
         train.train_member(fi.train, fi.val, stats, cfg, tmp_path / "none", "cpu", test_glaciers=fi.test_glaciers)
+
+
+def test_projection_channels_from_the_store_equal_the_cube_path(tmp_path):
+    """Channels fitted per fold (pca1, pca2 over the 12 Sentinel-2 bands) are computed from the store's layers at
+    read, as from the cube's: the decode-then-prepare path, not the fused one."""
+    from glaciermap.data.channels import PCA_INPUTS
+
+    def bands(data):
+        rng = np.random.default_rng(len(data))
+        for b in PCA_INPUTS:
+            if b not in data:
+                data[b] = (0.3 + 0.05 * rng.normal(size=data["dem"].shape)).astype(np.float32)
+        _nan_holes(data)
+
+    lab = scene_labels()
+    paths = {g: str(write_cube(tmp_path / "cubes" / g / "2015.nc", lab, IDS, g, seed=k, edit=bands))
+             for k, g in enumerate(IDS)}
+    channels = ["pca1", "pca2", "dem", "dhdt"]
+    split = split_table({"A": "train", "T": "test", "V": "val"})
+    stats = patches.fit_fold_normalisation(paths, split, 0, channels)
+    assert stats["projection"]["channels"] == ["pca1", "pca2"]
+    store = tmp_path / "store.h5"
+    layers = ts.write_store(paths.values(), channels, store)["layers"]
+    assert set(layers) == set(PCA_INPUTS) | {"dem", "dhdt"}  # the projection's inputs are stored, not pca1
+    P = 24
+    items = _every_window(paths, P, step=11)
+    cube_ds = patches.PatchDataset(items, channels, stats, P, exclude_glaciers={"T"})
+    store_ds = ts.StoreDataset(items, channels, stats, P, store, exclude_glaciers={"T"})
+    assert not store_ds._fused
+    worst = 0.0
+    for i in range(len(items)):
+        xc, yc, mc = cube_ds.arrays(i)
+        xs, ys, ms = store_ds.arrays(i)
+        assert np.array_equal(yc, ys) and np.array_equal(mc, ms)
+        worst = max(worst, float(np.abs(xc - xs).max()))
+    assert 0 < worst < 0.02
+
+
+
+def test_a_channel_without_any_value_is_filled_as_on_the_cube_path(tmp_path, region):
+    """All-NaN reflectance and dh/dt layers: the training mean (0 normalised) and 0 m/yr, on both paths."""
+    def empty(data):
+        data["B04"][:] = np.nan
+        data["dhdt"][:] = np.nan
+
+    path = str(write_cube(tmp_path / "cubes" / "A" / "2015.nc", scene_labels(), IDS, "A", seed=5, edit=empty))
+    store = tmp_path / "store.h5"
+    ts.write_store([path], DL4GAM_CHANNELS, store)
+    items = [(path, 40, 40), (path, 2, 70)]
+    stats = region["stats"]
+    cube_ds = patches.PatchDataset(items, DL4GAM_CHANNELS, stats, 32)
+    store_ds = ts.StoreDataset(items, DL4GAM_CHANNELS, stats, 32, store)
+    b04, dhdt = DL4GAM_CHANNELS.index("B04"), DL4GAM_CHANNELS.index("dhdt")
+    for i in range(2):
+        xc, xs = cube_ds.arrays(i)[0], store_ds.arrays(i)[0]
+        assert np.allclose(xs[b04], 0.0) and np.allclose(xc[b04], 0.0)
+        zero = (0.0 - stats["offset"][dhdt]) / stats["scale"][dhdt]
+        assert np.allclose(xs[dhdt], zero, atol=1e-6) and np.allclose(xc[dhdt], zero, atol=1e-6)
+        assert np.abs(xc - xs).max() < 0.01
