@@ -440,8 +440,11 @@ def build_fold_items(centres_train: pd.DataFrame, centres_val: pd.DataFrame, spl
 
 
 def exclusion_zone(labels: np.ndarray, glacier_ids, exclude, resolution: float,
-                   buffer_m: float = NO_LEAK_BUFFER_M, edge_guard: bool = True) -> np.ndarray:
-    """Pixels of the excluded glaciers, within ``buffer_m`` of them and (edge_guard) within ``buffer_m`` of the cube edge."""
+                   buffer_m: float = NO_LEAK_BUFFER_M, edge_guard: bool = True, frame=None) -> np.ndarray:
+    """Pixels of the excluded glaciers, within ``buffer_m`` of them and (edge_guard) within ``buffer_m`` of the cube edge.
+
+    ``frame``: (top, left, cube height, cube width) when ``labels`` is a window of the cube (the training store reads
+    windows padded by ``buffer_m``, which give the whole cube's zone inside them); None = ``labels`` is the cube."""
     exclude = {str(g) for g in exclude}
     zone = np.zeros(labels.shape, bool)
     if not exclude:
@@ -454,8 +457,10 @@ def exclusion_zone(labels: np.ndarray, glacier_ids, exclude, resolution: float,
     if edge_guard:
         n = int(math.floor(buffer_m / resolution + 1e-9))
         if n > 0:
-            zone[:n] = zone[-n:] = True
-            zone[:, :n] = zone[:, -n:] = True
+            top, left, H, W = frame if frame is not None else (0, 0, *labels.shape)
+            rows = np.arange(top, top + labels.shape[0])[:, None]
+            cols = np.arange(left, left + labels.shape[1])[None, :]
+            zone |= (rows < n) | (rows >= H - n) | (cols < n) | (cols >= W - n)
     return zone
 
 

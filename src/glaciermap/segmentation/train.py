@@ -337,10 +337,10 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     multi = K > 1
     if multi and label_paths is None:
         raise ValueError(f"train_member: a {K}-class model ({', '.join(cfg['classes'])}) needs label rasters")
-    # K-class keys, and a weight decay when there is one: a binary model without it keeps its earlier fingerprint
     if multi and cfg["training_data"] == "store":
         raise ValueError(f"train_member: a {K}-class model reads its cubes (training_data 'cubes'); the training "
                          "store holds binary targets only")
+    # K-class keys, and a weight decay when there is one: a binary model without it keeps its earlier fingerprint;
     # the store's float16 inputs are another setting than the cubes' float32: its own fingerprint key when used
     keys = FINGERPRINT_KEYS + (CLASS_FINGERPRINT_KEYS if multi else ()) + (("weight_decay",) if cfg["weight_decay"] else ())
     keys += ("training_data",) if cfg["training_data"] != "cubes" else ()

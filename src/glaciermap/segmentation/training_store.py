@@ -226,11 +226,8 @@ class StoreDataset(PatchDataset):
         if R0 < R1 and C0 < C1:
             lab = g["labels"][R0:R1, C0:C1].astype(np.int32)
             masked = g["masked"][R0:R1, C0:C1].astype(bool)
-            zone = exclusion_zone(lab, g["ids"], self.exclude, g["res"], self.buffer_m, edge_guard=False)
-            if self.edge_guard and self.exclude and b > 0:  # as exclusion_zone: no edge band without a test glacier
-                rows = np.arange(R0, R1)[:, None]
-                cols = np.arange(C0, C1)[None, :]
-                zone |= (rows < b) | (rows >= H - b) | (cols < b) | (cols >= W - b)
+            zone = exclusion_zone(lab, g["ids"], self.exclude, g["res"], self.buffer_m, self.edge_guard,
+                                  frame=(R0, C0, H, W))
             lm_pad = ~(masked | zone)
             lm = extract(lm_pad, top - R0, left - C0, P, False)  # outside the padded window = outside the cube
             y = (extract(lab, top - R0, left - C0, P, -1) >= 0).astype(np.float32)
