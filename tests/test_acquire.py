@@ -96,3 +96,50 @@ def test_no_scene_in_the_window_skips_the_glacier(setup, tmp_path):
     st = acquire(gid, "2023", narrow, str(out / "glaciers.gpkg"), str(tmp_path / "none.nc"))
     assert st["status"] == "skipped"
     assert f"glacier {gid}" in st["reason"] and "no scene" in st["reason"] and "catalog.json" in st["reason"]
+
+
+# ---------------------------------------------------------------------------------------------------- footprints
+
+
+def _item_over(lonlat_box, item_id="X"):
+    from datetime import datetime
+
+    from shapely.geometry import box, mapping
+
+    return pystac.Item(item_id, mapping(box(*lonlat_box)), list(lonlat_box), datetime(2023, 8, 1), {})
+
+
+def _cube_lonlat(grid):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform_bounds(*grid.bounds)
+
+
+def test_footprint_coverage_is_the_best_single_scene_share_of_the_cube():
+    """The share of the cube a footprint covers, measured against an equal-area ground computation: a scene
+    over the whole cube covers 1, one ending at the cube's centre line ~0.5, one beside it 0; the best scene
+    counts (two half scenes do not add up: the selection needs one scene with the valid data)."""
+    from glaciermap.data.acquire import footprint_coverage
+    from glaciermap.data.grid import CubeGrid
+    from pyproj import Transformer
+    import shapely
+    from shapely.geometry import box
+
+    grid = CubeGrid("EPSG:32632", 640_000, 5_180_000, 646_000, 5_184_000, 10)
+    x0, y0, x1, y1 = _cube_lonlat(grid)
+    whole = _item_over((x0 - 0.01, y0 - 0.01, x1 + 0.01, y1 + 0.01))
+    assert footprint_coverage(grid, [whole]) == pytest.approx(1.0)
+    assert footprint_coverage(grid, []) == 0.0
+    assert footprint_coverage(grid, [_item_over((x1 + 0.01, y0, x1 + 0.05, y1))]) == 0.0
+    # a footprint ending at a longitude 30 % into the cube: its share on the ground, computed in UTM
+    cut = x0 + 0.3 * (x1 - x0)
+    west = _item_over((x0 - 0.05, y0 - 0.05, cut, y1 + 0.05), "W")
+    east = _item_over((cut, y0 - 0.05, x1 + 0.05, y1 + 0.05), "E")
+    to_utm = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform
+    cube = box(*grid.bounds)
+    west_utm = shapely.transform(box(x0 - 0.05, y0 - 0.05, cut, y1 + 0.05).segmentize(1e-4),
+                                 lambda c: np.column_stack(to_utm(c[:, 0], c[:, 1])))
+    truth_w = west_utm.intersection(cube).area / cube.area
+    assert 0.2 < truth_w < 0.4
+    assert footprint_coverage(grid, [west]) == pytest.approx(truth_w, abs=0.002)
+    assert footprint_coverage(grid, [west, east]) == pytest.approx(1 - truth_w, abs=0.002)

@@ -350,6 +350,40 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         assert after == expected - {("inventory", ""), ("split", "")}
 
 
+def test_new_glacier_outside_the_imagery_is_not_split_and_trains_or_maps_nothing(base, tmp_path):
+    """Issue 11: a glacier that no scene footprint covers at the training epoch is left out of the split, so no
+    fold trains, validates or tests on it: only its data jobs (which record why it is skipped) and the region-wide
+    jobs that read the inventory run; after the split job, the frozen split is unchanged."""
+    work, split = base
+    with mutable(work, tmp_path, restore_results=["results/tiny/inventory", "results/tiny/split",
+                                                  "results/tiny/logs", "results/tiny/benchmarks", "results/tiny/scenes",
+                                                  "results/tiny/cubes", "results/tiny/selection", "results/tiny/qc"]):
+        inv_path = work / "inputs" / "inventory.gpkg"
+        inv = gpd.read_file(inv_path)
+        x0, y0, x1, y1 = inv.to_crs("EPSG:32632").total_bounds
+        far = gpd.GeoDataFrame({"glac_id": ["FAR-1"], "src_date": ["2015-08-20"], "area_km2": [0.25]},
+                               geometry=[box(x1 + 9000, y0, x1 + 9500, y0 + 500)], crs="EPSG:32632")
+        pd.concat([inv, far.to_crs(inv.crs)], ignore_index=True).pipe(gpd.GeoDataFrame, crs=inv.crs).to_file(
+            inv_path, layer="glaciers")
+        proc = run_snakemake(work, "-n")
+        assert "1 glacier(s) left out of the cross-validation split" in proc.stderr and "FAR-1" in proc.stderr
+        jobs = planned_jobs(proc)
+        expected = (data_jobs(["FAR-1"], ["inventory", "2023"]) | label_jobs(["FAR-1"])
+                    | {("inventory", ""), ("split", "")} | REGION_JOBS | RANDOM_SPLIT_JOBS | FACIES_JOBS
+                    | DEBRIS_JOBS)
+        # the outline issues and the threshold baseline read split glaciers only: they do not run
+        assert not {j for j in jobs if j[0] in ("train", "train_fold", "infer", "calibrate", "patches")}, jobs
+        assert jobs == expected, diff(jobs, expected)
+        proc = run_snakemake(work, "results/tiny/split/folds.csv", "results/tiny/qc/skipped.csv")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        from glaciermap.segmentation.split import read_split
+
+        after = read_split(work / "results/tiny/split/split.csv")
+        pd.testing.assert_frame_equal(after[list(split.columns)], split, check_dtype=False)
+        skipped = pd.read_csv(work / "results/tiny/qc/skipped.csv", dtype=str)
+        assert "FAR-1" in set(skipped.iloc[:, 0]), skipped
+
+
 def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_change(base, tmp_path):
     work, split = base
     with mutable(work, tmp_path, restore_results=["results/tiny/inventory", "results/tiny/split",

@@ -308,3 +308,34 @@ def test_frozen_split_never_loses_glaciers_without_an_explicit_request(tmp_path,
         assert p.read_text() == frozen  # the file is untouched
     s = sp.split_for(fewer, p, drop_missing=True)  # asked for: dropped and recorded
     assert "G00007" not in set(s.glac_id) and sp.read_split(p).attrs["meta"]["history"][-1]["dropped"] == ["G00007"]
+
+
+def test_uncovered_glaciers_are_not_split_and_a_frozen_split_keeps_its_own(tmp_path, m0):
+    """Issue 11: glaciers no scene covers are left out of a new split (the rest is split exactly as a manifest
+    without them), are not added to a frozen split, are added once a scene covers them, and a glacier the
+    frozen split already holds is never dropped for lack of imagery."""
+    ids = ok(m0)["glac_id"].tolist()
+    away = [ids[3], ids[100], ids[250]]
+    s = sp.make_split(m0, n_folds=N_FOLDS, val_fraction=0.1, uncovered=away + ["S1", "NOT-IN-INVENTORY"])
+    assert not set(away) & set(s.glac_id) and len(s) == len(ids) - 3
+    without = sp.make_split(m0[~m0.glac_id.isin(away)], n_folds=N_FOLDS, val_fraction=0.1)
+    pd.testing.assert_frame_equal(s, without)
+    assert sp.leave_out(m0, away).loc[lambda m: m.glac_id.isin(away), "qc_status"].eq("no_imagery").all()
+    assert sp.leave_out(m0, ()) is m0
+
+    p = tmp_path / "split.csv"
+    s1 = sp.split_for(m0, p, n_folds=N_FOLDS, uncovered=away)
+    pd.testing.assert_frame_equal(s1, without)
+    text = p.read_text()
+    # still uncovered: nothing changes, the file is not rewritten
+    assert sp.split_for(m0, p, n_folds=N_FOLDS, uncovered=away).glac_id.tolist() == s1.glac_id.tolist()
+    assert p.read_text() == text
+    # a scene now covers one of them: it is added under split.added_glaciers, nobody moves
+    s2 = sp.split_for(m0, p, n_folds=N_FOLDS, uncovered=away[1:], added="test_only")
+    assert set(s2.glac_id) - set(s1.glac_id) == {away[0]}
+    assert sp.read_split(p).attrs["meta"]["history"][-1]["added"] == [away[0]]
+    kept = s2[s2.glac_id != away[0]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, s1, check_dtype=False)
+    # a frozen glacier whose scene is gone stays (the selection skips it at run time); no drop, no error
+    s3 = sp.split_for(m0, p, n_folds=N_FOLDS, uncovered=away[1:] + [ids[50]])
+    assert ids[50] in set(s3.glac_id) and len(s3) == len(s2)

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from glaciermap.data.acquire import candidate_ids
+from glaciermap.data.acquire import candidates
 from glaciermap.config import source_configs, validate_config
 from glaciermap.data.channels import stored_layers
 from glaciermap.data.grid import cube_margin_m
@@ -68,8 +68,14 @@ def fingerprint(wildcards):
 
 
 @functools.lru_cache(maxsize=None)
+def _candidates(glacier, epoch):
+    """(candidate scene tokens joined by ",", footprint coverage of the cube): one catalog search."""
+    ids, coverage = candidates(MAPPED.loc[glacier], config, epoch, files=True)
+    return ",".join(ids), coverage
+
+
 def _scene_ids(glacier, epoch):
-    return ",".join(candidate_ids(MAPPED.loc[glacier], config, epoch, files=True))
+    return _candidates(glacier, epoch)[0]
 
 
 def scene_ids(wildcards):
@@ -136,13 +142,25 @@ from glaciermap.segmentation.split import SplitError, make_split, split_for, spl
 
 SPLIT_FILE = f"{R}/split/split.csv"
 SPLIT_CFG = config["split"]
+T0, T1 = config["change"]["from"], config["change"]["to"]
+# Glaciers no scene can map at the training epoch (no candidate footprint covers selection.min_valid_fraction
+# of the cube) are not split: a fold would train, validate or test on a glacier without an image. Known from a
+# local catalog's footprints while the DAG is built (a STAC API is not searched then: its glaciers are all split
+# and the image selection skips the uncovered ones later). They still run the data half, so the QC table says why.
+UNCOVERED = ([] if is_api(IMAGERY_STAC) or T0 not in EPOCHS else
+             [g for g in GLACIER_IDS if _candidates(g, T0)[1] < config["selection"]["min_valid_fraction"]])
+if UNCOVERED:
+    print(f"glaciermap: {len(UNCOVERED)} glacier(s) left out of the cross-validation split: no scene of epoch {T0} "
+          f"covers {config['selection']['min_valid_fraction']:.0%} of their cube ({', '.join(UNCOVERED[:5])}"
+          f"{' ...' if len(UNCOVERED) > 5 else ''})", file=sys.stderr)
 try:
     if os.path.exists(SPLIT_FILE):
         SPLIT = split_for(_GLACIERS, SPLIT_FILE, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], write_back=False,
                           added=SPLIT_CFG["added_glaciers"], min_val_glaciers=SPLIT_CFG["min_val_glaciers"],
-                          drop_missing=SPLIT_CFG["drop_missing"])
+                          drop_missing=SPLIT_CFG["drop_missing"], uncovered=UNCOVERED)
     else:
-        SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], SPLIT_CFG["min_val_glaciers"])
+        SPLIT = make_split(_GLACIERS, SPLIT_CFG["n_folds"], SPLIT_CFG["val_fraction"], SPLIT_CFG["min_val_glaciers"],
+                           uncovered=UNCOVERED)
     SPLIT_ERROR = ""
 except SplitError as e:  # the data half still runs; the `split` job fails with this message
     SPLIT, SPLIT_ERROR = None, str(e)
@@ -153,7 +171,6 @@ TEST_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "test"] for k, r in ROLE_OF
 VAL_OF = {k: [g for g in GLACIER_IDS if r.get(g) == "val"] for k, r in ROLE_OF.items()}
 FOLDS = [k for k in TEST_OF if TEST_OF[k]]  # folds with at least one test glacier
 FOLD_OF = {g: k for k in FOLDS for g in TEST_OF[k]}  # glacier -> the fold it is a test glacier of
-T0, T1 = config["change"]["from"], config["change"]["to"]
 # Model variants (config `models`): name -> network, training settings and channels. Every model-level rule runs
 # per model through the {model} wildcard; outputs live under results/<region>/models/<model>/,
 # predictions/<model>/ and area_change/<model>/.

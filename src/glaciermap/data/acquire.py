@@ -76,12 +76,45 @@ def candidate_ids(glacier_row, cfg: dict, epoch: str, files: bool = False) -> li
     ``files``: each id carries a token of its asset files' presence and size (:func:`stac.item_token`), so a
     missing or truncated scene file that comes back re-runs this acquisition.
     """
+    return candidates(glacier_row, cfg, epoch, files=files)[0]
+
+
+def candidates(glacier_row, cfg: dict, epoch: str, files: bool = False) -> tuple[list[str], float]:
+    """(:func:`candidate_ids`, footprint coverage): one catalog search gives both while the DAG is built.
+
+    The coverage is the largest share of the glacier's cube extent that one candidate's footprint (its STAC
+    geometry) covers, 0 without a candidate. ``image selection`` skips a glacier when no scene has valid data
+    on ``selection.min_valid_fraction`` of the cube; a footprint below that share means the same skip, known
+    before any job runs (so the cross-validation split leaves the glacier out; issue 11). A footprint says
+    where a scene may have data, not that it has: the scenes' own no-data is still checked by the selection.
+    """
     src = imagery_source(cfg)
-    _, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
+    grid, bbox_ll, start, end = search_extent(glacier_row, cfg, epoch)
     items = src.search(bbox_ll, start, end)
-    if not files:
-        return [it.id for it in items]
-    return [stac.item_token(it, _asset_keys(src, it)) for it in items]
+    ids = [stac.item_token(it, _asset_keys(src, it)) if files else it.id for it in items]
+    return ids, footprint_coverage(grid, items)
+
+
+def footprint_coverage(grid: CubeGrid, items) -> float:
+    """Largest share of ``grid``'s extent inside one item's footprint (0.0 without items).
+
+    The cube box is taken to longitude/latitude through its corners and edge points (21 per side): at a
+    glacier's scale the map projection is affine to well under a pixel, so a ratio of areas in degrees is
+    the ratio on the ground.
+    """
+    if not items:
+        return 0.0
+    from shapely.geometry import Polygon
+
+    x0, y0, x1, y1 = grid.bounds
+    t = np.linspace(0.0, 1.0, 21)
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full(21, x1), x1 - (x1 - x0) * t, np.full(21, x0)])
+    ys = np.concatenate([np.full(21, y0), y0 + (y1 - y0) * t, np.full(21, y1), y1 - (y1 - y0) * t])
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    cube = Polygon(zip(lon, lat))
+    if not cube.area > 0:
+        return 0.0
+    return max(float(stac.footprint(it).intersection(cube).area / cube.area) for it in items)
 
 
 def _layer_names(src, item) -> list[str]:

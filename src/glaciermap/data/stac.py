@@ -43,7 +43,8 @@ def _static_items(source: str) -> tuple:
     return tuple(items)
 
 
-def _footprint(item: pystac.Item):
+def footprint(item: pystac.Item):
+    """The item's footprint in longitude/latitude: its geometry, else its bbox."""
     return shape(item.geometry) if item.geometry else box(*item.bbox)
 
 
@@ -54,7 +55,7 @@ def _static_index(source: str):
     from shapely import STRtree
 
     items = _static_items(source)
-    return items, STRtree([_footprint(it) for it in items])
+    return items, STRtree([footprint(it) for it in items])
 
 
 def _parse_day(s: str, end: bool) -> datetime:
@@ -80,7 +81,7 @@ def _matches(item: pystac.Item, collection: str | None, aoi, start: datetime, en
                 return False
         elif not cc < max_cloud:
             return False
-    return aoi is None or _footprint(item).intersects(aoi)
+    return aoi is None or footprint(item).intersects(aoi)
 
 
 def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: str, max_cloud: float | None,

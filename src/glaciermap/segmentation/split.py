@@ -188,12 +188,34 @@ def assign_by_longitude(lon, meta: dict) -> tuple[np.ndarray, dict]:
     return test_fold, roles
 
 
+def leave_out(manifest: pd.DataFrame, uncovered=(), keep=()) -> pd.DataFrame:
+    """The manifest with the ``uncovered`` glaciers (no scene can map them; see
+    :func:`glaciermap.data.acquire.candidates`) marked ``qc_status = "no_imagery"``, except those in ``keep``
+    (the glaciers of a frozen split, which never loses one): they are not split, and a fold neither trains,
+    validates nor tests on a glacier it has no image of. Their outlines stay in the inventory, so in the cubes
+    of their neighbours they are still glacier pixels (masked where the imagery has no data), not background.
+    """
+    out = set(map(str, uncovered)) - set(map(str, keep))
+    if not out:
+        return manifest
+    m = manifest.copy()
+    hit = m["glac_id"].astype(str).isin(out) & (m["qc_status"] == "ok")
+    m.loc[hit, "qc_status"] = "no_imagery"
+    if hit.any():
+        ids = sorted(m.loc[hit, "glac_id"].astype(str))
+        log.warning("split: %d glacier(s) left out, no scene covers their cube: %s", len(ids),
+                    ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else ""))
+    return m
+
+
 def make_split(manifest: pd.DataFrame, n_folds: int = 5, val_fraction: float = 0.1,
-               min_val_glaciers: int = 0) -> pd.DataFrame:
-    """A new split of the manifest's ok glaciers (metadata with the longitude boundaries in ``.attrs["meta"]``).
+               min_val_glaciers: int = 0, uncovered=()) -> pd.DataFrame:
+    """A new split of the manifest's ok glaciers (metadata with the longitude boundaries in ``.attrs["meta"]``),
+    without the ``uncovered`` ones (:func:`leave_out`).
 
     Deterministic: ties in longitude are broken by glac_id, and no randomness is involved.
     """
+    manifest = leave_out(manifest, uncovered)
     n_folds = int(n_folds)
     if n_folds < 1:
         raise SplitError(f"n_folds must be >= 1, got {n_folds}")
@@ -354,18 +376,22 @@ def read_split(path: str | Path) -> pd.DataFrame:
 
 def split_for(manifest: pd.DataFrame, path: str | Path, n_folds: int = 5, val_fraction: float = 0.1,
               write_back: bool = True, added: str = "longitude", min_val_glaciers: int = 0,
-              drop_missing: bool = False) -> pd.DataFrame:
+              drop_missing: bool = False, uncovered=()) -> pd.DataFrame:
     """The split to use: the frozen file extended to the manifest, or a new split written to ``path``.
 
     A frozen file made with other ``n_folds``/``val_fraction`` is an error, not silently replaced.
-    With ``write_back`` the file is rewritten only when glaciers were added or dropped.
+    With ``write_back`` the file is rewritten only when glaciers were added or dropped. ``uncovered``
+    glaciers are not split, nor added to a frozen split (:func:`leave_out`); one the frozen split holds
+    keeps its place (it is skipped by the image selection, as before the footprints were checked).
     """
     path = Path(path)
     if not path.exists():
-        split = make_split(manifest, n_folds=n_folds, val_fraction=val_fraction, min_val_glaciers=min_val_glaciers)
+        split = make_split(manifest, n_folds=n_folds, val_fraction=val_fraction, min_val_glaciers=min_val_glaciers,
+                           uncovered=uncovered)
         write_split(split, path)
         return split
     existing = read_split(path)
+    manifest = leave_out(manifest, uncovered, keep=existing["glac_id"].astype(str))
     meta = existing.attrs["meta"]
     if int(meta["n_folds"]) != int(n_folds) or not np.isclose(float(meta["val_fraction"]), float(val_fraction)):
         raise SplitError(f"split file {path} was made with n_folds={meta['n_folds']}, val_fraction={meta['val_fraction']}"
@@ -411,10 +437,12 @@ def fold_table(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_split(manifest_csv, split_csv, folds_csv, n_folds: int, val_fraction: float, expected_hash: str = "",
-              added: str = "longitude", min_val_glaciers: int = 0, drop_missing: bool = False) -> None:
-    """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table."""
+              added: str = "longitude", min_val_glaciers: int = 0, drop_missing: bool = False,
+              uncovered=()) -> None:
+    """Write or extend the frozen split (never reshuffles an existing glacier) and the fold table; the
+    ``uncovered`` glaciers (no scene footprint covers their cube at the training epoch) are left out."""
     split = split_for(read_manifest(manifest_csv), split_csv, n_folds=n_folds, val_fraction=val_fraction, added=added,
-                      min_val_glaciers=min_val_glaciers, drop_missing=drop_missing)
+                      min_val_glaciers=min_val_glaciers, drop_missing=drop_missing, uncovered=uncovered)
     if expected_hash and split_hash(split) != expected_hash:
         raise RuntimeError(f"split {split_csv} differs from the one the DAG was built with; re-run snakemake")
     write_csv_atomic(folds_csv, fold_table(split))

@@ -18,6 +18,8 @@ rule split:
         assignment=SPLIT_HASH,
         error=SPLIT_ERROR,
         settings=canonical(SPLIT_CFG),
+        # glaciers no scene footprint covers at the training epoch (common.smk): left out of a new split
+        uncovered=UNCOVERED,
     resources:
         mem_mb=region_resources("split", "mem_mb"),
         runtime=region_resources("split", "runtime"),
