@@ -79,7 +79,9 @@ def main(argv=None):
             if run_sel.exists() and pd.read_csv(sel).equals(pd.read_csv(run_sel)):
                 same += 1
     print(f"{len(keys)} glacier-epochs redone in one process ({time.perf_counter() - t_start:.1f} s with the config "
-          f"and imports); selection tables equal to the run's: {same} of {len(keys)}\n")
+          f"and imports); selection tables equal to the run's: {same} of {len(keys)}; the run's jobs "
+          f"{'went through the worker' if cfg['execution']['worker'] else 'ran in their own processes'} "
+          f"(execution.worker: {str(cfg['execution']['worker']).lower()} in {a.config})\n")
     print("| rule | jobs in the run | job wall median s | first call here s | later calls median s | overhead share |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     tot_wall = tot_work = 0.0

@@ -7,6 +7,8 @@ job's process tree). This prints one row per rule: jobs, median and max wall sec
 median and max peak RSS (MB), and the memory and runtime the workflow profile requests at attempt 1, with
 the headroom (requested / measured max). Rules whose request is below the measured peak are flagged.
 The table in docs/performance.md ("Job resources") is this script's output for the demo region.
+Measure a run made with `execution.worker: false`: with the worker, the per-glacier jobs' files hold the client's
+memory and CPU, not the work's (their logs end with the worker child's own peak RSS and CPU time).
 """
 
 from __future__ import annotations

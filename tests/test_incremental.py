@@ -435,6 +435,8 @@ def _set(cfg, dotted, value):
     ("change.snr_min", 0.5, {"change", "baseline", "evaluate", "figures", "summary", "compare", "all"}, None),
     ("outlines.min_patch_px", 5, {"outlines", "figures", "all"}, None),
     ("figures.dpi", 60, {"figures", "all"}, None),
+    # how jobs run changes no result: nothing re-runs
+    ("execution.worker", False, set(), None),
     # (the area-change summary embeds the debris summary, which takes the importance)
     ("importance.n_repeats", 3, {"importance", "debris_summary", "summary", "all"}, None),
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),

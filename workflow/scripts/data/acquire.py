@@ -1,7 +1,8 @@
-from glaciermap.data.acquire import acquire
-from glaciermap.io import setup_logging
+from glaciermap.worker import call
 
-setup_logging(snakemake.log[0])
+# execution.* is not a param: it changes no result, so it re-runs nothing (glaciermap.worker)
+ex = snakemake.config["execution"]
 w, p = snakemake.wildcards, snakemake.params
 cfg = {"imagery": p.imagery, "sources": {p.imagery: p.source}, "grid": p.grid, "epochs": {w.epoch: p.epoch}}
-acquire(w.glacier, w.epoch, cfg, snakemake.input.inventory, snakemake.output[0])
+call("glaciermap.data.acquire", "acquire", w.glacier, w.epoch, cfg, snakemake.input.inventory, snakemake.output[0],
+     log=snakemake.log[0], worker=ex["worker"], idle_s=ex["worker_idle_s"])

@@ -1,7 +1,9 @@
-from glaciermap.data.cube import cube
-from glaciermap.io import setup_logging
+from glaciermap.worker import call
 
-setup_logging(snakemake.log[0])
+# execution.* is not a param: it changes no result, so it re-runs nothing (glaciermap.worker)
+ex = snakemake.config["execution"]
 w, p, out = snakemake.wildcards, snakemake.params, snakemake.output
-cube(w.glacier, w.epoch, snakemake.input.scenes, snakemake.input.inventory, p.selection, p.dem, p.dhdt,
-     dict(p.settings, id_column="glac_id"), out.selection, out.cube, layers=p.layers, sources=p.sources)
+call("glaciermap.data.cube", "cube", w.glacier, w.epoch, snakemake.input.scenes, snakemake.input.inventory,
+     dict(p.selection), p.dem, p.dhdt, dict(p.settings, id_column="glac_id"), out.selection, out.cube,
+     layers=list(p.layers), sources=dict(p.sources), log=snakemake.log[0], worker=ex["worker"],
+     idle_s=ex["worker_idle_s"])

@@ -1,6 +1,7 @@
-from glaciermap.io import setup_logging
-from glaciermap.segmentation.labels import run_labels
+from glaciermap.worker import call
 
-setup_logging(snakemake.log[0])
+# execution.* is not a param: it changes no result, so it re-runs nothing (glaciermap.worker)
+ex = snakemake.config["execution"]
 w = snakemake.wildcards
-run_labels(snakemake.input.cube, snakemake.params.spec, snakemake.output[0], w.labelset, w.glacier, w.epoch)
+call("glaciermap.segmentation.labels", "run_labels", snakemake.input.cube, snakemake.params.spec, snakemake.output[0],
+     w.labelset, w.glacier, w.epoch, log=snakemake.log[0], worker=ex["worker"], idle_s=ex["worker_idle_s"])

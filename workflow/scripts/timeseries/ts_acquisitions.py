@@ -1,6 +1,8 @@
-from glaciermap.io import setup_logging
-from glaciermap.timeseries.acquisitions import run_ts_acquisitions
+from glaciermap.worker import call
 
-setup_logging(snakemake.log[0])
+# execution.* is not a param: it changes no result, so it re-runs nothing (glaciermap.worker)
+ex = snakemake.config["execution"]
 i, o, p = snakemake.input, snakemake.output, snakemake.params
-run_ts_acquisitions(snakemake.wildcards.glacier, i.inventory, p.dem, dict(p.sources), dict(p.settings), o.nc, o.csv)
+call("glaciermap.timeseries.acquisitions", "run_ts_acquisitions", snakemake.wildcards.glacier, i.inventory, p.dem,
+     dict(p.sources), dict(p.settings), o.nc, o.csv, log=snakemake.log[0], worker=ex["worker"],
+     idle_s=ex["worker_idle_s"])

@@ -1,0 +1,162 @@
+"""The per-glacier job worker (glaciermap.worker): forked children run the jobs' functions with the jobs' logs,
+failures and kills reach the job, code or allocation changes never reach an old worker, and a job run through
+the worker writes the same files as one in its own process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import run_snakemake, tiny_workdir
+from glaciermap import worker
+
+
+@pytest.fixture
+def wdir(monkeypatch):
+    d = tempfile.mkdtemp(prefix="gw", dir="/tmp")  # short: a Unix socket path has at most 107 characters
+    monkeypatch.setenv("GLACIERMAP_WORKER_DIR", d)
+    yield Path(d)
+    for sock in Path(d).glob("*.sock"):  # ask nothing of a lingering worker: removing its socket stops it
+        sock.unlink()
+    time.sleep(0.6)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_jobs_run_in_forked_children_of_one_worker_with_their_own_logs(wdir, tmp_path):
+    for i in range(3):
+        worker.call("glaciermap.worker", "selftest", str(tmp_path / f"out{i}"), text=f"job{i}",
+                    log=str(tmp_path / f"log{i}"), idle_s=30)
+    pids = [int((tmp_path / f"out{i}").read_text().split()[1]) for i in range(3)]
+    assert [(tmp_path / f"out{i}").read_text().split()[0] for i in range(3)] == ["job0", "job1", "job2"]
+    assert len(set(pids)) == 3 and os.getpid() not in pids            # a child per job, none of them this process
+    socks = list(wdir.glob("*.sock"))
+    assert len(socks) == 1 and socks[0].name == worker.socket_path().name  # one worker served all three
+    for i in range(3):
+        log = (tmp_path / f"log{i}").read_text()
+        assert f"selftest in process {pids[i]}" in log and "selftest on stdout" in log   # logging and stdout
+        assert log.count("selftest in process") == 1                    # the log was the job's own, truncated
+        assert f"worker child {pids[i]}: peak RSS" in log.splitlines()[-1]  # the work's own resources, last
+
+
+def test_a_failure_reaches_the_job_with_its_traceback_in_the_log_and_the_worker_carries_on(wdir, tmp_path):
+    with pytest.raises(SystemExit, match=r"ValueError: selftest failure for .*bad"):
+        worker.call("glaciermap.worker", "selftest", str(tmp_path / "bad"), fail=True, log=str(tmp_path / "log"))
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" in log and "raise ValueError" in log
+    assert not (tmp_path / "bad").exists()
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "good"), log=str(tmp_path / "log2"))
+    assert (tmp_path / "good").read_text().startswith("ok ")
+
+
+def test_killing_the_job_kills_its_child_before_it_writes(wdir, tmp_path):
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "warm"), log=str(tmp_path / "warm.log"))  # started
+    code = ("from glaciermap import worker\n"
+            f"worker.call('glaciermap.worker', 'selftest', {str(tmp_path / 'late')!r}, sleep_s=5, "
+            f"log={str(tmp_path / 'late.log')!r})\n")
+    job = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    log = tmp_path / "late.log"
+    t0 = time.monotonic()
+    while not (log.exists() and "selftest in process" in log.read_text()):
+        assert time.monotonic() - t0 < 30, "the child never started"
+        time.sleep(0.05)
+    child = int(log.read_text().split("selftest in process ")[1].split()[0])
+    assert _alive(child)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(10) == 128 + signal.SIGTERM
+    t0 = time.monotonic()
+    while _alive(child) and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert not _alive(child)
+    time.sleep(5.5)
+    assert not (tmp_path / "late").exists()                          # nothing written after its job ended
+
+
+def test_without_the_worker_or_when_none_can_start_the_job_runs_in_its_own_process(wdir, tmp_path, monkeypatch):
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "a"), log=str(tmp_path / "a.log"), worker=False)
+    assert int((tmp_path / "a").read_text().split()[1]) == os.getpid()
+    assert not list(wdir.glob("*.sock"))
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    monkeypatch.setenv("GLACIERMAP_WORKER_DIR", str(blocked))          # no socket can be made under a file
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "b"), log=str(tmp_path / "b.log"))
+    assert int((tmp_path / "b").read_text().split()[1]) == os.getpid()
+    assert "glaciermap worker not used" in (tmp_path / "b.log").read_text()
+
+
+def test_changed_code_or_another_slurm_job_never_reaches_an_old_worker(monkeypatch, tmp_path):
+    key = worker.code_key()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert worker.code_key() != key
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert worker.code_key() == key
+    # a module's size or mtime is in the key: touching a source file of the package changes it
+    src = Path(worker.__file__)
+    st = src.stat()
+    try:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        assert worker.code_key() != key
+    finally:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert worker.code_key() == key
+
+
+def test_an_idle_worker_exits_and_removes_its_socket(wdir, tmp_path):
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "a"), log=str(tmp_path / "a.log"), idle_s=1)
+    sock = worker.socket_path()
+    assert sock.exists()
+    t0 = time.monotonic()
+    while sock.exists() and time.monotonic() - t0 < 15:
+        time.sleep(0.1)
+    assert not sock.exists()
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "b"), log=str(tmp_path / "b.log"), idle_s=1)
+    assert (tmp_path / "b").exists()                                    # the next job starts a new one
+
+
+@pytest.mark.slow
+def test_a_glacier_through_the_worker_gives_the_same_files_as_in_its_own_process(tiny_region, tmp_path, wdir):
+    """acquire, cube and labels of one glacier, run by Snakemake through the worker and without it."""
+    out = {}
+    for mode in (True, False):
+        work = tmp_path / f"worker_{mode}"
+        work.mkdir()
+        cfg = tiny_workdir(tiny_region, work)
+        cfg["execution"] = {"worker": mode}
+        cfg["split"] = {"n_folds": 2, "val_fraction": 0.3}
+        cfg["train"] = {"members": 1, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8}
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+        gid = __import__("geopandas").read_file(work / "inputs/inventory.gpkg").sort_values("glac_id").glac_id.iloc[0]
+        target = f"results/tiny/labels/debris/inventory/{gid}.tif"
+        proc = run_snakemake(work, target, f"results/tiny/cubes/{gid}/2023.nc")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        log = (work / f"results/tiny/logs/cube/{gid}/inventory.log").read_text()
+        assert ("glaciermap.data" in log) and ("glaciermap worker not used" not in log)
+        out[mode] = work, gid
+    (a, gid), (b, _) = out[True], out[False]
+    for rel in (f"results/tiny/cubes/{gid}/inventory.nc", f"results/tiny/cubes/{gid}/2023.nc",
+                f"results/tiny/scenes/{gid}/inventory.nc"):
+        with xr.open_dataset(a / rel) as x, xr.open_dataset(b / rel) as y:
+            xr.testing.assert_identical(x.drop_attrs(), y.drop_attrs())
+    label = f"results/tiny/labels/debris/inventory/{gid}.tif"
+    import rasterio
+
+    with rasterio.open(a / label) as x, rasterio.open(b / label) as y:
+        assert (x.read() == y.read()).all() and x.transform == y.transform
+    assert (a / f"results/tiny/selection/{gid}/2023.csv").read_text() == (b / f"results/tiny/selection/{gid}/2023.csv").read_text()
