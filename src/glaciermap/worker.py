@@ -13,8 +13,9 @@ own inputs, outputs, log and benchmark, but hands its call to a worker that impo
   and exits: jobs stay isolated (memory is returned, a crash kills only that child), and two jobs run in
   parallel as before;
 - the job (the client) waits for the child's answer and fails with its error, or with a message if the child
-  died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, so no output is
-  written after its job has ended.
+  died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, and a child whose
+  job is gone without a word (SIGKILL) stops as soon as the connection closes, so no output is written after
+  its job has ended.
 
 Under Slurm a worker serves one allocation: a group job (the profile groups ``acquire``, ``cube`` and ``labels``)
 shares one, a lone job starts its own and gains nothing; it exits :data:`SLURM_IDLE_S` after its last job.
@@ -185,19 +186,21 @@ def call(module: str, func: str, *args, log: str | None = None, worker: bool = T
         getattr(importlib.import_module(module), func)(*args, **kwargs)
         return
     with conn:
-        _send(conn, {"module": module, "func": func, "args": args, "kwargs": kwargs, "log": log,
-                     "cwd": os.getcwd(), "env": dict(os.environ)})
-        child = _recv(conn)["pid"]
+        child = None
 
         def forward(signum, frame):  # the job is being killed: its child must not outlive it
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            raise SystemExit(128 + signum)
+            if child is not None:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise SystemExit(128 + signum)  # (before the child is known: closing the connection stops it)
 
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(s, forward)
+        _send(conn, {"module": module, "func": func, "args": args, "kwargs": kwargs, "log": log,
+                     "cwd": os.getcwd(), "env": dict(os.environ)})
+        child = _recv(conn)["pid"]
         try:
             reply = _recv(conn)
         except EOFError:
@@ -214,6 +217,18 @@ def _run_child(conn: socket.socket) -> int:
     """In the forked child: take the job's directory, environment and log, run its function, answer."""
     req = _recv(conn)
     _send(conn, {"pid": os.getpid()})
+
+    def watch():  # the job sends nothing more: an end of stream means it is gone (even by SIGKILL), so stop
+        try:
+            gone = not conn.recv(1)
+        except OSError:
+            gone = True
+        if gone:
+            os._exit(1)
+
+    import threading
+
+    threading.Thread(target=watch, daemon=True).start()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
