@@ -129,16 +129,20 @@ def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
         pass
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{path}.lock", "w") as lock:
+        lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)  # a lock, not an output: no content
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 return _connect(path)
             except OSError:
                 pass
-            with open(f"{path}.log", "ab") as err:
+            err = os.open(f"{path}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the worker's own messages
+            try:
                 proc = subprocess.Popen([sys.executable, "-m", "glaciermap.worker", "serve", str(path), "--idle-s",
                                          str(idle_s)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                         start_new_session=True, close_fds=True)
+            finally:
+                os.close(err)
             t0 = time.monotonic()
             while time.monotonic() - t0 < START_TIMEOUT_S:
                 try:
@@ -150,6 +154,8 @@ def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
                     time.sleep(0.05)
             proc.kill()
             raise WorkerUnavailable(f"the worker did not listen on {path} within {START_TIMEOUT_S:.0f} s")
+        finally:
+            os.close(lock)
     except OSError as e:
         raise WorkerUnavailable(f"cannot start a worker at {path}: {e}") from e
 
@@ -332,7 +338,9 @@ def selftest(out: str, text: str = "ok", sleep_s: float = 0.0, fail: bool = Fals
         time.sleep(sleep_s)
     if fail:
         raise ValueError(f"selftest failure for {out}")
-    Path(out).write_text(f"{text} {os.getpid()}")
+    from glaciermap.io import write_text_atomic
+
+    write_text_atomic(out, f"{text} {os.getpid()}")
 
 
 def main(argv=None) -> None:
