@@ -66,6 +66,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     with open(a.log) as f:
         jobs = parse(f)
+    if not jobs:  # e.g. the log of `snakemake --report` or of a run with nothing to do
+        raise SystemExit(f"{a.log}: no job started and finished in this log (a report or an up-to-date run?); "
+                         "pass the log of the run itself")
     occ, wall = occupancy(jobs, a.cores)
     print(f"jobs {len(jobs)}, wall {wall:.0f} s ({wall / 60:.1f} min) from the first to the last job event")
     print("| cores busy | seconds | share |\n| ---: | ---: | ---: |")

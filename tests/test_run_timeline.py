@@ -53,3 +53,13 @@ def test_jobs_and_occupancy_from_a_log():
     assert wall == 18
     # 0-2 s one core (inventory), 2-12 both (train, 2 threads), 12-16 both (two acquire), 16-18 one
     assert (occ[0], occ[1], occ[2]) == (0, 4, 14)
+
+
+def test_a_log_without_jobs_says_so(tmp_path):
+    """The log of `snakemake --report` (the last log of `make run`) holds no job: a message, not a division by 0."""
+    import pytest
+
+    log = tmp_path / "report.snakemake.log"
+    log.write_text("Building DAG of jobs...\nCreating report...\nReport created.\n")
+    with pytest.raises(SystemExit, match="no job started and finished"):
+        run_timeline.main([str(log)])
