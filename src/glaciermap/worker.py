@@ -57,7 +57,6 @@ PRELOAD = ("glaciermap.data.acquire", "glaciermap.data.cube", "glaciermap.segmen
 #: Under Slurm the worker lives in one allocation (``SLURM_JOB_ID`` is in its key), whose end it cannot see when
 #: the cluster tracks processes by parentage (a worker runs in its own session): it waits this long at most.
 SLURM_IDLE_S = 10.0
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 START_TIMEOUT_S = 120.0
 
 
@@ -163,13 +162,6 @@ def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
 # ---------------------------------------------------------------------------------------------------- client
 
 
-def _log_to(log_path: str | None) -> None:
-    """Log as a job script does (``glaciermap.io.setup_logging``)."""
-    from glaciermap.io import setup_logging
-
-    setup_logging(log_path)
-
-
 def call(module: str, func: str, *args, log: str | None = None, worker: bool = True, idle_s: float = 120.0,
          **kwargs) -> None:
     """Run ``module.func(*args, **kwargs)`` for a job whose log is ``log``: in the worker (``worker``), else here.
@@ -184,7 +176,9 @@ def call(module: str, func: str, *args, log: str | None = None, worker: bool = T
             note = f"glaciermap worker not used, the job runs in its own process: {e}"
             print(note, file=sys.stderr)
     if conn is None:
-        _log_to(log)
+        from glaciermap.io import setup_logging
+
+        setup_logging(log)
         if worker:
             import logging
 
@@ -250,11 +244,9 @@ def _run_child(conn: socket.socket) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=[logging.StreamHandler(sys.stderr)],
-                        force=True)
-    from glaciermap.io import log_job_context
+    from glaciermap.io import setup_logging
 
-    log_job_context()
+    setup_logging(None)  # the jobs' format, to stderr, which is now the job's log
     try:
         getattr(importlib.import_module(req["module"]), req["func"])(*req["args"], **req["kwargs"])
         reply, code = {"ok": True}, 0
