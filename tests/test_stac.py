@@ -123,3 +123,48 @@ def test_indexed_search_equals_a_scan_of_every_item(tmp_path):
         assert got == [i.id for i in scan]
         n_found += len(got)
     assert n_found > 20     # the boxes did find items (the equality is not between empty lists)
+
+
+def test_warm_static_reads_a_catalog_once_and_again_when_a_file_of_it_changes(catalog, tmp_path, monkeypatch):
+    """The job worker's catalog cache (glaciermap.worker): read once, kept while no file changes, re-read when an
+    item is edited or added (the new scene of an incremental run), keyed by the path resolved in the job's
+    directory (the same relative path in two directories is two catalogs)."""
+    import json
+    import os
+    import shutil
+
+    args = ("sentinel-2-l2a", (7.6, 45.95, 7.7, 46.0), "2023-08-01", "2023-10-15", 75)
+    assert stac.warm_static(catalog) is True and stac.warm_static("https://example.org/stac") is False
+    first = stac._static_index(*stac._key(catalog))
+    stac.warm_static(catalog)
+    assert stac._static_index(*stac._key(catalog)) is first                      # nothing changed: not read again
+    assert [i.id for i in stac.search_scenes(catalog, *args)] == ["good", "last-day"]
+    # an edited item (its cloud cover rises above the filter): the next warm-up reads the catalog again
+    good = next(p for p in (tmp_path / "cat").rglob("good.json"))
+    d = json.loads(good.read_text())
+    d["properties"]["eo:cloud_cover"] = 90
+    good.write_text(json.dumps(d))
+    stac.warm_static(catalog)
+    assert stac._static_index(*stac._key(catalog)) is not first
+    assert [i.id for i in stac.search_scenes(catalog, *args)] == ["last-day"]
+    # a new scene: a new item and the link to it in its collection
+    cat = pystac.read_file(catalog)
+    _item("new", (7.5, 45.9, 7.9, 46.1), "2023-09-01T10:30:00", 5, cat.get_child("sentinel-2-l2a"))
+    cat.normalize_hrefs(str(tmp_path / "cat"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    assert [i.id for i in stac.search_scenes(catalog, *args)] == ["last-day"]   # no warm-up: the cache as it was
+    stac.warm_static(catalog)
+    assert [i.id for i in stac.search_scenes(catalog, *args)] == ["new", "last-day"]
+    # the same relative path in two directories
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "cat", other / "cat")
+    o = json.loads((other / "cat" / "sentinel-2-l2a" / "new" / "new.json").read_text())
+    o["properties"]["eo:cloud_cover"] = 95
+    (other / "cat" / "sentinel-2-l2a" / "new" / "new.json").write_text(json.dumps(o))
+    seen = {}
+    for where in (tmp_path, other):
+        monkeypatch.chdir(where)
+        stac.warm_static("cat/catalog.json")
+        seen[where.name] = [i.id for i in stac.search_scenes("cat/catalog.json", *args)]
+    assert seen == {tmp_path.name: ["new", "last-day"], "other": ["last-day"]}
+    assert os.path.isabs(stac._key("cat/catalog.json")[1])

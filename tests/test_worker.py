@@ -161,3 +161,73 @@ def test_a_glacier_through_the_worker_gives_the_same_files_as_in_its_own_process
     with rasterio.open(a / label) as x, rasterio.open(b / label) as y:
         assert (x.read() == y.read()).all() and x.transform == y.transform
     assert (a / f"results/tiny/selection/{gid}/2023.csv").read_text() == (b / f"results/tiny/selection/{gid}/2023.csv").read_text()
+
+
+def test_the_worker_reads_the_catalog_once_and_a_new_scene_reaches_the_next_job(tiny_region, tmp_path, wdir,
+                                                                                 monkeypatch):
+    """The worker reads the static catalog before it forks (the child's log has no "read STAC catalog"), and an
+    item added to the catalog between two jobs is a candidate of the second (the catalog is read again)."""
+    from datetime import timedelta
+
+    import geopandas as gpd
+    import pystac
+
+    from glaciermap.config import load_config, source_configs
+
+    work = tmp_path / "w"
+    work.mkdir()
+    cfg = tiny_workdir(tiny_region, work)
+    cfg["train"] = {"members": 1, "epochs": 1, "patch_size": 32, "stride": 16, "val_stride": 32, "batch_size": 8}
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(work, "results/tiny/inventory/glaciers.gpkg")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    monkeypatch.chdir(work)
+    full = load_config("config.yaml")
+    epoch = "2023"
+    acfg = {"imagery": full["imagery"], "sources": {full["imagery"]: source_configs(full)[full["imagery"]]},
+            "grid": full["grid"], "epochs": {epoch: full["epochs"][epoch]}}
+    inv = "results/tiny/inventory/glaciers.gpkg"
+    gid = gpd.read_file(inv).sort_values("glac_id").glac_id.iloc[0]
+
+    def job(name, use_worker=True):
+        worker.call("glaciermap.data.acquire", "acquire", gid, epoch, acfg, inv, f"{name}.nc", log=f"{name}.log",
+                    worker=use_worker, idle_s=30)
+        with xr.open_dataset(f"{name}.nc") as ds:
+            return int(ds.attrs["n_candidates"]), Path(f"{name}.log").read_text()
+
+    n_own, log_own = job("own", use_worker=False)
+    assert "read STAC catalog" in log_own and n_own >= 1
+    n1, log1 = job("first")
+    assert n1 == n_own and "glaciermap worker not used" not in log1 and "worker child" in log1
+    assert "read STAC catalog" not in log1                      # the worker read it, the child inherited it
+    # a new scene of the window: a copy of the first candidate, a day later, under a new id
+    catalog = acfg["sources"][full["imagery"]]["stac"]["source"]
+    cat = pystac.read_file(catalog)
+    with xr.open_dataset("first.nc") as ds:
+        first_id = str(ds["item_id"].values[0]) if "item_id" in ds else None
+    item = next(it for it in cat.get_items(recursive=True) if first_id is None or it.id == first_id)
+    item.make_asset_hrefs_absolute()
+    new = item.clone()
+    new.id, new.datetime = f"{item.id}-again", item.datetime + timedelta(days=1)
+    item.get_parent().add_item(new)
+    cat.normalize_hrefs(str(Path(catalog).parent))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    n2, log2 = job("second")
+    assert n2 == n1 + 1, (n1, n2)
+    assert "read STAC catalog" not in log2                      # read again by the worker, not by the child
+
+
+def test_a_failing_warm_up_is_left_to_the_job_and_the_worker_carries_on(wdir, tmp_path):
+    """A catalog that cannot be read fails the warm-up in the worker (logged there, naming the file); the job runs
+    and fails on its own (here its missing inventory, read first); the worker takes the next job."""
+    missing = tmp_path / "nowhere" / "catalog.json"
+    cfg = {"imagery": "s2", "sources": {"s2": {"kind": "sentinel2_l2a", "stac": {"source": str(missing)}}},
+           "grid": {}, "epochs": {"2023": {}}}
+    with pytest.raises(SystemExit, match=r"inv.gpkg: No such file"):
+        worker.call("glaciermap.data.acquire", "acquire", "G1", "2023", cfg, str(tmp_path / "inv.gpkg"),
+                    str(tmp_path / "out.nc"), log=str(tmp_path / "job.log"), idle_s=30)
+    assert not (tmp_path / "out.nc").exists()
+    wlog = Path(f"{worker.socket_path()}.log").read_text()
+    assert "warm-up for glaciermap.data.acquire.acquire failed" in wlog and "nowhere/catalog.json" in wlog
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "next"), log=str(tmp_path / "next.log"), idle_s=30)
+    assert (tmp_path / "next").read_text().startswith("ok ")

@@ -8,10 +8,11 @@ own inputs, outputs, log and benchmark, but hands its call to a worker that impo
 
 - the first job of a run starts the worker (``python -m glaciermap.worker serve``: imports :data:`PRELOAD`,
   listens on a Unix socket, exits after ``execution.worker_idle_s`` without a request); later jobs connect;
-- for every request the worker **forks** a child, which takes the job's working directory and environment,
-  writes the job's log (stdout, stderr and the ``logging`` records, as the script would), runs the one function,
-  and exits: jobs stay isolated (memory is returned, a crash kills only that child), and two jobs run in
-  parallel as before;
+- for every request the worker runs the module's ``worker_warm`` hook, if any (it reads what every job reads
+  again, a static STAC catalog, into the worker's memory, re-read when a file of it changes), then **forks** a
+  child, which takes the job's working directory and environment, writes the job's log (stdout, stderr and the
+  ``logging`` records, as the script would), runs the one function, and exits: jobs stay isolated (memory is
+  returned, a crash kills only that child), and two jobs run in parallel as before;
 - the job (the client) waits for the child's answer and fails with its error, or with a message if the child
   died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, and a child whose
   job is gone without a word (SIGKILL) stops as soon as the connection closes, so no output is written after
@@ -213,9 +214,24 @@ def call(module: str, func: str, *args, log: str | None = None, worker: bool = T
 # ---------------------------------------------------------------------------------------------------- server
 
 
-def _run_child(conn: socket.socket) -> int:
+def _warm(req: dict) -> None:
+    """In the worker, before forking a job's child: the module's ``worker_warm(func, *args, **kwargs)`` hook, if it
+    has one, in the job's directory (relative paths), reads what every job of the run reads again (a static STAC
+    catalog: ~0.4 s a job on the demo) into the worker's memory, which the children inherit. The hook keeps that
+    fresh itself (:func:`glaciermap.data.stac.warm_static`). A failure is logged here and left to the job, which
+    meets it again and reports it."""
+    try:
+        os.chdir(req["cwd"])
+        hook = getattr(importlib.import_module(req["module"]), "worker_warm", None)
+        if hook is not None:
+            hook(req["func"], *req["args"], **req["kwargs"])
+    except Exception as e:  # noqa: BLE001 - the job's child meets it again and reports it in the job's log
+        print(f"glaciermap worker: warm-up for {req['module']}.{req['func']} failed (the job will report it): "
+              f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+
+def _run_child(conn: socket.socket, req: dict) -> int:
     """In the forked child: take the job's directory, environment and log, run its function, answer."""
-    req = _recv(conn)
     _send(conn, {"pid": os.getpid()})
 
     def watch():  # the job sends nothing more: an end of stream means it is gone (even by SIGKILL), so stop
@@ -256,8 +272,9 @@ def _run_child(conn: socket.socket) -> int:
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)  # this child's own (the benchmark file holds the client's)
-    logging.getLogger("glaciermap.worker").info("worker child %d: peak RSS %.0f MB, CPU %.2f s", os.getpid(),
-                                                ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime)
+    logging.getLogger("glaciermap.worker").info("worker child %d: peak RSS %.0f MB, CPU %.2f s, %d page faults",
+                                                os.getpid(), ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime,
+                                                ru.ru_minflt + ru.ru_majflt)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -298,6 +315,13 @@ def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> No
                     break
                 continue
             last = time.monotonic()
+            try:
+                conn.settimeout(30.0)
+                req = _recv(conn)  # the job sends it at once
+            except (OSError, EOFError, pickle.UnpicklingError):
+                conn.close()  # a job gone before its request: nothing to run
+                continue
+            _warm(req)
             pid = os.fork()
             if pid == 0:
                 srv.close()
@@ -306,7 +330,7 @@ def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> No
                 code = 1
                 try:
                     conn.settimeout(None)
-                    code = _run_child(conn)
+                    code = _run_child(conn, req)
                 finally:
                     os._exit(code)
             conn.close()

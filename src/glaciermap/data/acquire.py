@@ -231,6 +231,14 @@ def build_acquisition(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: st
     return out, enc
 
 
+def worker_warm(func: str, glacier_id: str, epoch: str, cfg: dict, *args, **kwargs) -> None:
+    """Run by the job worker before it forks the child of an :func:`acquire` job: the imagery source's static
+    catalog is read once and shared by the children (re-read when a catalog file changes; :mod:`glaciermap.worker`)."""
+    from glaciermap.data.sources import warm_catalogs
+
+    warm_catalogs(cfg["sources"])
+
+
 def acquire(glacier_id: str, epoch: str, cfg: dict, inventory_gpkg: str, out_nc: str) -> dict:
     return run_glacier_step("acquire", glacier_id, epoch, out_nc,
                             lambda: build_acquisition(glacier_id, epoch, cfg, inventory_gpkg))

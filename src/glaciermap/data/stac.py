@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,9 +22,31 @@ def is_api(source: str) -> bool:
     return str(source).startswith(("http://", "https://"))
 
 
+#: The files each cached static catalog was read from, with their state then (see :func:`warm_static`).
+_READ_FROM: dict[tuple, tuple] = {}
+
+
+def _states(paths) -> tuple:
+    """``(path, mtime_ns, size, inode)`` of each file; a missing file gives ``(path, None, None, None)``."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((p, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append((p, None, None, None))
+    return tuple(out)
+
+
+def _key(source) -> tuple[str, str]:
+    """The cache key of a local catalog: its path as given (for messages) and resolved against the working
+    directory (a relative path read by processes in different directories, the job worker's, is not one file)."""
+    return str(source), os.path.abspath(str(source))
+
+
 @functools.lru_cache(maxsize=4)
-def _static_items(source: str) -> tuple:
-    """All items of a local static catalog, read once per process."""
+def _static_items(source: str, where: str = "") -> tuple:
+    """All items of a local static catalog, read once per process (``where``: its absolute path, the key)."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"STAC catalog {source} does not exist")
@@ -33,6 +56,9 @@ def _static_items(source: str) -> tuple:
         for item in cat.get_items(recursive=True):
             item.make_asset_hrefs_absolute()
             items.append(item)
+        files = [c.get_self_href() for c, _, _ in cat.walk()] + [it.get_self_href() for it in items]
+        _READ_FROM[_key(source)] = _states(sorted({str(f).removeprefix("file://") for f in files if f}))
+        log.info("read STAC catalog %s: %d items from %d files", source, len(items), len(_READ_FROM[_key(source)]))
     except FileNotFoundError as e:  # a child catalog or item the catalog links to
         raise StacSourceError(f"STAC catalog {source}: a linked file does not exist: {e.filename or e}") from e
     except (ValueError, KeyError, TypeError, pystac.STACError, pystac.STACTypeError) as e:
@@ -49,13 +75,34 @@ def footprint(item: pystac.Item):
 
 
 @functools.lru_cache(maxsize=4)
-def _static_index(source: str):
+def _static_index(source: str, where: str = ""):
     """(items, R-tree of their footprints) of a local static catalog, built once per process: a search tests only
     the items whose footprint meets its box (planning a region searches once per glacier and epoch)."""
     from shapely import STRtree
 
-    items = _static_items(source)
+    items = _static_items(source, where)
     return items, STRtree([footprint(it) for it in items])
+
+
+def warm_static(source: str) -> bool:
+    """Read a local static catalog into this process's cache, dropping what is cached when any file it was read
+    from (the root, every child catalog, every item) changed, appeared or went since; False for a STAC API.
+
+    For the long-lived job worker (:mod:`glaciermap.worker`): it calls this before forking a job's child, which
+    then finds the catalog read (~0.4 s a job on the demo), while a new scene (a new item and the link to it in its
+    catalog) or an edited item is read afresh by the next job. A one-job process reads the catalog once anyway.
+    A catalog that cannot be read raises as :func:`search_scenes` would, with nothing cached.
+    """
+    if is_api(source):
+        return False
+    key = _key(source)
+    if key in _READ_FROM and _states(p for p, *_ in _READ_FROM[key]) != _READ_FROM[key]:
+        log.info("STAC catalog %s changed since it was read: reading it again", source)
+        _READ_FROM.pop(key, None)
+        _static_items.cache_clear()
+        _static_index.cache_clear()
+    _static_index(*key)
+    return True
 
 
 def _parse_day(s: str, end: bool) -> datetime:
@@ -107,7 +154,7 @@ def search_scenes(source: str, collection: str, bbox_lonlat, start: str, end: st
         search = client.search(collections=[collection], bbox=bbox_lonlat, datetime=[t0, t1], query=query)
         items = list(search.items())
     else:
-        everything, tree = _static_index(str(source))
+        everything, tree = _static_index(*_key(source))
         # the footprints the tree finds meet the box (the same shapely predicate): not tested again below
         items = [everything[i] for i in sorted(tree.query(aoi, predicate="intersects"))]
         aoi = None
@@ -164,7 +211,7 @@ def find_item(source: str, item_id: str, collection: str | None = None) -> pysta
         client = Client.open(source)
         items = list(client.search(ids=[item_id], collections=[collection] if collection else None).items())
     else:
-        items = [it for it in _static_items(str(source)) if it.id == item_id and (collection is None or it.collection_id == collection)]
+        items = [it for it in _static_items(*_key(source)) if it.id == item_id and (collection is None or it.collection_id == collection)]
     if len(items) != 1:
         raise KeyError(f"STAC item '{item_id}' found {len(items)} times in {source}")
     return items[0]

@@ -136,6 +136,14 @@ def _bbox_lonlat(glacier_row, crs: str, params: dict) -> tuple:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
+def worker_warm(func: str, glacier_id: str, inventory_gpkg, dem_path, sources: dict, *args, **kwargs) -> None:
+    """Run by the job worker before it forks the child of a :func:`run_ts_acquisitions` job: the sources' static
+    catalogs are read once and shared by the children (re-read when a catalog file changes; :mod:`glaciermap.worker`)."""
+    from glaciermap.data.sources import warm_catalogs
+
+    warm_catalogs(sources)
+
+
 def run_ts_acquisitions(glacier_id: str, inventory_gpkg, dem_path, sources: dict, params: dict, out_nc, out_csv) -> dict:
     """Search, filter and read every acquisition of one glacier; write the stack and the candidate table."""
     import xarray as xr

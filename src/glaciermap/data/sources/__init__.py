@@ -18,7 +18,8 @@ from glaciermap.data.sources.base import (MASK_NAMES, BandSpec, Masks, MaskSpec,
 from glaciermap.data.sources.landsat import LandsatC2L2
 from glaciermap.data.sources.neardate import SCENE_CHANNEL_BANDS, Composite, near_date_composite
 from glaciermap.data.sources.raster import PerYearRasterSource, RasterSource, rotate_to
-from glaciermap.data.sources.registry import KINDS, build_source, build_sources, cached_source, check_sources, register_kind
+from glaciermap.data.sources.registry import (KINDS, build_source, build_sources, cached_source, check_sources, register_kind,
+                                             warm_catalogs)
 from .sentinel1 import Sentinel1, db_to_linear, linear_to_db
 from .sentinel2 import Sentinel2L1C, Sentinel2L2A, s2_offset
 
@@ -35,5 +36,5 @@ __all__ = [
     "PerYearRasterSource", "RasterSource", "near_date_composite",
     "ReadResult", "Sentinel1", "Sentinel2L1C", "Sentinel2L2A", "Source", "SourceConfigError", "SunAngles",
     "build_source", "build_sources", "check_sources", "db_to_linear", "linear_to_db", "read", "register_kind",
-    "rotate_to", "s2_offset",
+    "rotate_to", "s2_offset", "warm_catalogs",
 ]

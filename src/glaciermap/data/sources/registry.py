@@ -67,6 +67,22 @@ def _cached_source(name: str, cfg_json: str) -> Source:
     return build_source(name, json.loads(cfg_json))
 
 
+def warm_catalogs(sources: dict) -> list[str]:
+    """Read the local static STAC catalogs of ``sources`` (``{name: config}``) into this process's cache, afresh
+    where a catalog file changed (:func:`glaciermap.data.stac.warm_static`); the catalogs read. The job worker
+    calls it before it forks a job's child (the modules' ``worker_warm`` hooks). Sources that are not valid, or a
+    catalog that cannot be read, raise: the worker logs that and the job itself reports it."""
+    from glaciermap.data import stac
+
+    done = []
+    for name, cfg in sources.items():
+        src = cached_source(name, cfg)
+        where = getattr(src, "stac_source", None)
+        if where and str(where) not in done and stac.warm_static(str(where)):
+            done.append(str(where))
+    return done
+
+
 def build_sources(config: dict) -> dict[str, Source]:
     """``{name: Source}`` from ``{sources: {name: {kind: ..., ...}}}`` or from the ``sources`` mapping itself.
 
