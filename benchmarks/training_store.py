@@ -26,7 +26,8 @@ What it does, every step on this machine:
 
 It prints the loader time per patch of each order against the GPU step of the paper's model (``--step-ms``,
 16 ms: DL4GAM trains a member in ~1 h on an A100, 30 epochs x 7,488 patches) and the goal (loader < 10 % of
-the step). One process, no DataLoader workers (workers divide the loader time by their number).
+the step). One process, no DataLoader workers, except the built store's last rows: the same patches through a
+torch ``DataLoader`` with ``--loader-workers`` K workers (what a training run uses), from the first batch on.
 """
 
 from __future__ import annotations
@@ -221,7 +222,28 @@ def measure_tiled(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int
     return per, size / (sum(s * s for s in sides) / 1e6)
 
 
-def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, seed: int = 0):
+def measure_loader_workers(ds, store: Path, workers, batch: int = 16) -> dict:
+    """Patches per second of ``ds`` through a torch ``DataLoader`` with each number of ``workers`` (0 = in this
+    process), the store's pages dropped first: seconds per patch from the first batch on (the workers' start, which
+    a training run pays once, left out)."""
+    import torch
+
+    out = {}
+    for k in workers:
+        _drop_cache(store)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False, num_workers=k)
+        n, t = 0, None
+        for xb, *_ in dl:
+            if t is None:
+                t = time.perf_counter()
+                continue
+            n += len(xb)
+        out[k] = (time.perf_counter() - t) / max(n, 1)
+    return out
+
+
+def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, seed: int = 0,
+                          workers=()):
     """The built store (glaciermap.segmentation.training_store): write it from ``n_cubes`` real-format cubes, drop its
     pages, then time :class:`StoreDataset.arrays` (window read, loss mask on the padded window, NaN fill, fold
     normalisation: everything a training patch costs) on random centres. Returns (seconds per patch, write seconds
@@ -254,7 +276,7 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
         ds.arrays(i)
     per = (time.perf_counter() - t) / len(items)
     size = store.stat().st_size
-    return per, write_s / mpx, size / mpx
+    return per, write_s / mpx, size / mpx, measure_loader_workers(ds, store, workers)
 
 
 def main(argv=None):
@@ -270,6 +292,9 @@ def main(argv=None):
     ap.add_argument("--cache-items", type=int, default=512, help="today's cube cache: cubes (train.py)")
     ap.add_argument("--cache-gb", type=float, default=4.0, help="today's cube cache: GB")
     ap.add_argument("--step-ms", type=float, default=16.0, help="GPU step per patch of the paper's model")
+    ap.add_argument("--loader-workers", type=int, nargs="*", default=[0, 1, 2], metavar="K",
+                    help="also read the built store through a torch DataLoader with K workers (default: 0 1 2; "
+                         "none: no such rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where the synthetic cubes and the store go (default: a temp dir)")
     a = ap.parse_args(argv)
@@ -283,8 +308,9 @@ def main(argv=None):
         store_s, f16_err, store_bytes = measure_store(work, a.store_patches, a.patch_size)
         tiled_s, tiled_bpm = measure_tiled(work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes,
                                            a.patch_size, a.store_patches)
-        built_s, built_write, built_bpm = measure_store_dataset(
-            work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes, a.patch_size, a.store_patches, a.seed)
+        built_s, built_write, built_bpm, by_workers = measure_store_dataset(
+            work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes, a.patch_size, a.store_patches, a.seed,
+            a.loader_workers)
 
     print(f"glaciers: {a.glaciers} drawn from {n_rgi} Ötztal outlines >= {a.min_area} km2; cube "
           f"{np.median(mpx):.2f} Mpx median, {mpx.max():.2f} max; {int(centres.sum()):,} centres at stride {a.stride}; "
@@ -316,6 +342,9 @@ def main(argv=None):
     sec = len(items) * built_s
     print(f"| the built store (training_store.StoreDataset: read, loss mask, NaN fill, normalisation) | 0 | {sec:.0f} | "
           f"{built_s * 1e3:.2f} | {built_s / step:.0%} | 0 |")
+    for k, sec_k in by_workers.items():
+        print(f"| the built store through a DataLoader, {k} worker{'s' if k != 1 else ''} (batches of 16; "
+              f"{os.cpu_count()} cores here) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
     print(f"\nthe built store: written at {built_write:.2f} s per Mpx of cubes ({mpx.sum() * built_write / 60:.0f} min for "
           f"these glaciers), {built_bpm / 1e6:.1f} MB per Mpx; a patch from it costs {built_s * 1e3:.1f} ms in one process "
           f"(the raw read above {tiled_s * 1e3:.1f} ms + preparing the patch, as the cube path does: {cut_s * 1e3:.1f} ms)")
