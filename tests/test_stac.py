@@ -133,7 +133,14 @@ def test_warm_static_reads_a_catalog_once_and_again_when_a_file_of_it_changes(ca
     import os
     import shutil
 
+    import time
+
+    def age(files):  # written an hour ago: a read now can take their state for what it read
+        for f in files:
+            os.utime(f, (time.time() - 3600, time.time() - 3600))
+
     args = ("sentinel-2-l2a", (7.6, 45.95, 7.7, 46.0), "2023-08-01", "2023-10-15", 75)
+    age((tmp_path / "cat").rglob("*.json"))
     assert stac.warm_static(catalog) is True and stac.warm_static("https://example.org/stac") is False
     first = stac._static_index(*stac._key(catalog))
     stac.warm_static(catalog)
@@ -155,6 +162,18 @@ def test_warm_static_reads_a_catalog_once_and_again_when_a_file_of_it_changes(ca
     assert [i.id for i in stac.search_scenes(catalog, *args)] == ["last-day"]   # no warm-up: the cache as it was
     stac.warm_static(catalog)
     assert [i.id for i in stac.search_scenes(catalog, *args)] == ["new", "last-day"]
+    # a file written within 2 s of the read may have changed during it: read again at the next warm-up, until old
+    age((tmp_path / "cat").rglob("*.json"))
+    good.write_text(good.read_text())                                           # same content, a new mtime
+    stac.warm_static(catalog)
+    racy = stac._static_index(*stac._key(catalog))
+    stac.warm_static(catalog)
+    assert stac._static_index(*stac._key(catalog)) is not racy
+    age([good])
+    stac.warm_static(catalog)
+    settled = stac._static_index(*stac._key(catalog))
+    stac.warm_static(catalog)
+    assert stac._static_index(*stac._key(catalog)) is settled
     # the same relative path in two directories
     other = tmp_path / "other"
     shutil.copytree(tmp_path / "cat", other / "cat")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,13 +52,18 @@ def _static_items(source: str, where: str = "") -> tuple:
     if not path.exists():
         raise FileNotFoundError(f"STAC catalog {source} does not exist")
     items = []
+    began = time.time_ns()
     try:
         cat = pystac.read_file(str(path))
         for item in cat.get_items(recursive=True):
             item.make_asset_hrefs_absolute()
             items.append(item)
         files = [c.get_self_href() for c, _, _ in cat.walk()] + [it.get_self_href() for it in items]
-        _READ_FROM[_key(source)] = _states(sorted({str(f).removeprefix("file://") for f in files if f}))
+        # a file changed in the last 2 s before the read began may have changed during it after its state was taken
+        # (timestamps are coarse): recorded as unknown, so the next warm-up reads the catalog again (as git does)
+        _READ_FROM[_key(source)] = tuple((f, -1, -1, -1) if m is not None and m >= began - 2_000_000_000
+                                         else (f, m, n, i) for f, m, n, i in
+                                         _states(sorted({str(f).removeprefix("file://") for f in files if f})))
         log.info("read STAC catalog %s: %d items from %d files", source, len(items), len(_READ_FROM[_key(source)]))
     except FileNotFoundError as e:  # a child catalog or item the catalog links to
         raise StacSourceError(f"STAC catalog {source}: a linked file does not exist: {e.filename or e}") from e
