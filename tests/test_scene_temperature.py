@@ -309,9 +309,9 @@ def _hand_kelvin(item, r0, c0, transform):
 def test_demo_catalog_nearest_usable_dates_and_hand_kelvin(demo_catalog):
     import warnings
 
-    from glaciermap.data.stac import _static_items
+    from glaciermap.data.stac import _key, _static_items
 
-    items = [it for it in _static_items(str(demo_catalog)) if it.collection_id == "landsat-c2-l2"]
+    items = [it for it in _static_items(*_key(demo_catalog)) if it.collection_id == "landsat-c2-l2"]
     assert items, "the demo catalog has Landsat items"
     days = sorted({it.datetime.date() for it in items})
     pairs = [(a, b) for a, b in zip(days, days[1:]) if (b - a).days <= 50]

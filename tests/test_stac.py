@@ -111,7 +111,7 @@ def test_indexed_search_equals_a_scan_of_every_item(tmp_path):
     cat.normalize_hrefs(str(tmp_path / "cat"))
     cat.save(pystac.CatalogType.SELF_CONTAINED)
     src = str(tmp_path / "cat" / "catalog.json")
-    every = stac._static_items(src)
+    every = stac._static_items(*stac._key(src))
     n_found = 0
     for _ in range(60):
         x, y = rng.uniform(5, 10.8), rng.uniform(44, 47.8)

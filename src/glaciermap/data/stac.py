@@ -46,8 +46,9 @@ def _key(source) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _static_items(source: str, where: str = "") -> tuple:
-    """All items of a local static catalog, read once per process (``where``: its absolute path, the key)."""
+def _static_items(source: str, where: str) -> tuple:
+    """All items of a local static catalog, read once per process; called as ``_static_items(*_key(source))``
+    (``where``: its absolute path, so the cache never answers for a relative path read from another directory)."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"STAC catalog {source} does not exist")
@@ -81,7 +82,7 @@ def footprint(item: pystac.Item):
 
 
 @functools.lru_cache(maxsize=4)
-def _static_index(source: str, where: str = ""):
+def _static_index(source: str, where: str):
     """(items, R-tree of their footprints) of a local static catalog, built once per process: a search tests only
     the items whose footprint meets its box (planning a region searches once per glacier and epoch)."""
     from shapely import STRtree
