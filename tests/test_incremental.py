@@ -67,6 +67,13 @@ def label_jobs(glaciers, epochs=("inventory",)) -> set:
     return {("labels", f"labelset=ice_debris, epoch={e}, glacier={g}") for g in glaciers for e in epochs}
 
 
+def list_jobs(folds, epochs, roles=("test",), kinds=("cubes",)) -> set:
+    """File lists (rule fold_list) that follow their files' content (``track=content``): re-made when a listed file
+    is; the training jobs' ``membership`` lists never are (they follow the fold's glaciers only)."""
+    return {("fold_list", f"kind={kd}, epoch={e}, fold={k}, role={r}, track=content")
+            for kd in kinds for e in epochs for k in folds for r in roles}
+
+
 def calibrate_jobs(folds, models=MODELS) -> set:
     return {("calibrate", f"model={m}, fold={k}") for m in models for k in folds}
 
@@ -192,7 +199,8 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
         # a new scene is only a changed param (the glacier's candidate scene ids): invisible to mtime triggers
         assert dry_run(work, "--rerun-triggers", "mtime") == set()
     # validation glaciers are mapped at t0 only (calibration): a 2023 cube feeds its test fold's inference alone
-    expected = data_jobs([gid], ["2023"]) | infer_jobs([test_fold], ["2023"]) | REGION_JOBS | DEBRIS_JOBS
+    expected = (data_jobs([gid], ["2023"]) | list_jobs([test_fold], ["2023"]) | infer_jobs([test_fold], ["2023"])
+                | REGION_JOBS | DEBRIS_JOBS)
     assert jobs == expected, diff(jobs, expected)
 
 
@@ -244,11 +252,15 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     forced = dry_run(work, "--forcerun", "patches", "normalise", "train")
     # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
-    expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | infer_jobs(folds, ["inventory"])
+    # the t0 content lists that name its cube and label raster: its test fold's and its validation folds'
+    lists = {j for kd in ("cubes", "labels/ice_debris") for k, r in roles.items() if r in ("test", "val")
+             for j in list_jobs([k], ["inventory"], [r], [kd])}
+    expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | lists | infer_jobs(folds, ["inventory"])
                 | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS | DEBRIS_JOBS
                 | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
+    assert not {w for r, w in jobs if r == "fold_list" and "track=membership" in w}
     rules = {r for r, _ in forced}
     assert {"patches", "normalise", "train", "calibrate"} <= rules, sorted(forced)
     assert {w for r, w in forced if r == "train"} == {f"model={n}, fold={k}, member={m}" for n in MODELS
@@ -278,7 +290,8 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
         jobs_to_2024 = dry_run(work)
     folds = sorted({int(c.split("_")[1]) for c in split.columns if c.startswith("role_")})
     # the area-change models map every epoch; a model that is only compared maps the change epochs
-    expected = data_jobs(glaciers, ["2024"]) | infer_jobs(folds, ["2024"], AREA_MODELS) | REGION_JOBS
+    expected = (data_jobs(glaciers, ["2024"]) | list_jobs(folds, ["2024"]) | infer_jobs(folds, ["2024"], AREA_MODELS)
+                | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     # same jobs, plus the compared-only and the debris model's inference at the new change epoch, and the debris cover
     expected_to = jobs | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt", "ice_debris"]) | DEBRIS_JOBS
@@ -327,7 +340,10 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         epochs = ["inventory", "2023"]
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
-        expected = (data_jobs([gid], epochs) | label_jobs([gid]) | infer_jobs([fold], epochs) | calibrate_jobs([fold])
+        # the test lists of its fold (cubes at both epochs, the label raster at t0) take it; no other list does
+        lists = list_jobs([fold], epochs) | list_jobs([fold], ["inventory"], kinds=["labels/ice_debris"])
+        expected = (data_jobs([gid], epochs) | label_jobs([gid]) | lists | infer_jobs([fold], epochs)
+                    | calibrate_jobs([fold])
                     | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS
                     | DEBRIS_JOBS | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS | FACIES_JOBS)
         assert jobs == expected, diff(jobs, expected)
@@ -409,6 +425,9 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
     assert trained == {f"model={n}, fold={k}, member={m}" for n in MODELS for k in changed for m in range(MEMBERS[n])}
     assert {w for r, w in jobs if r == "normalise"} == {f"model={n}, fold={k}" for n in MODELS for k in changed}
     assert "patches" in {r for r, _ in jobs}
+    # the training lists re-made are those of the changed folds (the new glacier's role there)
+    membership = {w for r, w in jobs if r == "fold_list" and "track=membership" in w}
+    assert membership and all(any(f"fold={k}," in w for k in changed) for w in membership), sorted(membership)
 
 
 # ---------------------------------------------------------------------------------------------------- d. config edits
@@ -450,13 +469,13 @@ def _set(cfg, dotted, value):
     ("models.rgb_dem.training_data", "store", MODEL_CHAIN - {"importance"} | {"training_store", "train", "ensemble"},
      "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels"} | MODEL_CHAIN | DEBRIS_CHAIN
+    ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels", "fold_list"} | MODEL_CHAIN | DEBRIS_CHAIN
      | OUTLINE_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
     # (here: the debris map's path, written another way; the record holds the definition as written)
     ("labels.ice_debris.classes.2.path", lambda work: f"{work}/inputs/debris/./debris_map.gpkg",
-     {"label_set", "labels", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "summary", "all"}
+     {"label_set", "labels", "fold_list", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "summary", "all"}
      | DEBRIS_CHAIN, "ice_debris"),
 ])
 def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
@@ -467,6 +486,8 @@ def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, v
         _write_config(work, cfg)
         jobs = dry_run(work)
     assert {r for r, _ in jobs} == rules, (key, sorted({r for r, _ in jobs} ^ rules))
+    # a re-made cube or label raster never re-makes a training list (its files are ancient inputs)
+    assert not {w for r, w in jobs if r == "fold_list" and "track=membership" in w}, key
     if only_model:
         # (every model's summary re-runs too: it takes the comparison, which takes the changed model)
         per_model = {w for r, w in jobs if r in ("train", "ensemble", "infer", "calibrate", "areas", "outlines")}

@@ -189,23 +189,50 @@ wildcard_constraints:
     labelset="|".join(re.escape(s) for s in LABEL_SETS) or "no-label-set",
 
 
-def label_files(role, protect=False):
-    """Input function: the label rasters at t0 of a K-class model's fold glaciers with ``role`` ("train+val",
-    "val" or "test"); none for a binary model. ``protect``: ``ancient()`` (training inputs, as the cubes)."""
+# File lists of the folds (the fold_list rule; glaciermap.segmentation.fold_list) are what the fold- and
+# region-level jobs take instead of one input per glacier. kind: `cubes` or `labels/<label set>`; role: train, val, test or train+val
+# (the fold's glaciers with that role, in inventory order); track: `content` (re-made with its files) or
+# `membership` (files ancient: re-made only when the fold's glaciers with that role change).
+LIST_KINDS = ["cubes", *(f"labels/{s}" for s in LABEL_SETS)]
 
-    def files(wildcards):
-        labelset = MODELS[wildcards.model]["labels"]
-        if labelset not in LABEL_SETS:
-            return []
-        if role == "test":
-            ids = [g for k in FOLDS for g in TEST_OF[k]]
+
+def fold_glaciers(fold, role):
+    """The glaciers of one fold with ``role`` (``+``-joined roles: any of them), in inventory order."""
+    roles = ROLE_OF[int(fold)]
+    wanted = role.split("+")
+    return [g for g in GLACIER_IDS if roles.get(g) in wanted]
+
+
+def listed_files(wildcards):
+    """Input function of the fold_list rule. The files of its list; ancient() for a membership list."""
+    ids = fold_glaciers(wildcards.fold, wildcards.role)
+    if wildcards.kind == "cubes":
+        paths = [f"{R}/cubes/{g}/{wildcards.epoch}.nc" for g in ids]
+    else:
+        paths = [f"{R}/labels/{wildcards.kind.split('/', 1)[1]}/{wildcards.epoch}/{g}.tif" for g in ids]
+    return [ancient(p) for p in paths] if wildcards.track == "membership" else paths
+
+
+def fold_list(kind, role, epoch=None, track="content", every_fold=False):
+    """Input function: the file list of the job's fold (``every_fold``: of every fold, in fold order) of ``kind``
+    (``cubes``, or ``labels``: the label rasters of the model's label set, no list for a binary model) for the
+    glaciers with ``role`` at ``epoch`` (default t0; ``"{epoch}"``: the job's epoch wildcard). ``track``:
+    ``membership`` for training inputs (a re-made file, e.g. after a new scene, does not retrain), else
+    ``content``."""
+
+    def lists(wildcards):
+        if kind == "labels":
+            labelset = MODELS[wildcards.model]["labels"]
+            if labelset not in LABEL_SETS:
+                return []
+            what = f"labels/{labelset}"
         else:
-            roles = ROLE_OF[int(wildcards.fold)]
-            ids = [g for g in GLACIER_IDS if roles.get(g) in role.split("+")]
-        paths = [f"{R}/labels/{labelset}/{T0}/{g}.tif" for g in ids]
-        return [ancient(p) for p in paths] if protect else paths
+            what = kind
+        when = wildcards.epoch if epoch == "{epoch}" else (epoch or T0)
+        folds = FOLDS if every_fold else [int(wildcards.fold)]
+        return [f"{R}/lists/{what}/{when}/fold{k}_{role}.{track}.txt" for k in folds]
 
-    return files
+    return lists
 
 
 def random_split_labels(wildcards):
@@ -253,22 +280,6 @@ def fold_roles_hash(wildcards):
     roles = ROLE_OF[int(wildcards.fold)]
     return hashlib.sha1("".join(f"{g}:{roles[g]};" for g in sorted(roles) if roles[g] in ("train", "val"))
                         .encode()).hexdigest()[:16]
-
-
-def fold_cubes(role, epoch=None, protect=False):
-    """Input function: cubes of the fold's glaciers with ``role`` at ``epoch`` (default: the t0 epoch).
-
-    ``protect``: wrap them in ``ancient()`` (training inputs: a re-made cube, e.g. after a new scene, does not
-    retrain; `--forcerun patches normalise train` does, once the data is up to date).
-    """
-
-    def cubes(wildcards):
-        ids = {"test": TEST_OF, "val": VAL_OF}[role][int(wildcards.fold)] if role != "train" else [
-            g for g in GLACIER_IDS if ROLE_OF[int(wildcards.fold)].get(g) == "train"]
-        paths = [f"{R}/cubes/{g}/{epoch or T0}.nc" for g in ids]
-        return [ancient(p) for p in paths] if protect else paths
-
-    return cubes
 
 
 # Glaciers whose t0 cubes feed training (train or validation in some fold); test-only glaciers added later

@@ -5,8 +5,8 @@ rule importance:
         ensembles=lambda w: [f"{R}/models/{w.model}/fold{k}/ensemble.json" for k in FOLDS],
         norms=lambda w: [f"{R}/models/{w.model}/fold{k}/normalisation.json" for k in FOLDS],
         calibrations=lambda w: calibrations(w.model),
-        cubes=[f"{R}/cubes/{g}/{T0}.nc" for k in FOLDS for g in TEST_OF[k]],
-        labels=label_files("test"),
+        cubes=fold_list("cubes", "test", every_fold=True),
+        labels=fold_list("labels", "test", every_fold=True),
     output:
         csv=f"{R}/segmentation/{{model}}/importance.csv",
         summary=f"{R}/segmentation/{{model}}/importance_summary.csv",

@@ -6,8 +6,9 @@ rule infer:
     input:
         ensemble=f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
         norm=f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
-        test=lambda w: [f"{R}/cubes/{g}/{w.epoch}.nc" for g in TEST_OF[int(w.fold)]],
-        val=lambda w: [f"{R}/cubes/{g}/{w.epoch}.nc" for g in VAL_OF[int(w.fold)]] if w.epoch == T0 else [],
+        # file lists (rule fold_list) of the fold's test cubes at the epoch and, at t0, its validation cubes
+        test=fold_list("cubes", "test", epoch="{epoch}"),
+        val=lambda w: fold_list("cubes", "val")(w) if w.epoch == T0 else [],
     output:
         directory(f"{R}/predictions/{{model}}/fold{{fold}}/{{epoch}}"),
     params:

@@ -11,7 +11,7 @@ rule outline_issues:
     input:
         preds=lambda w: prediction_dirs(w.model, [T0]),
         calibrations=lambda w: calibrations(w.model),
-        cubes=[f"{R}/cubes/{g}/{T0}.nc" for k in FOLDS for g in TEST_OF[k]],
+        cubes=fold_list("cubes", "test", every_fold=True),
         truth=OUTLINE_TRUTH or [],
     output:
         csv=f"{R}/segmentation/{{model}}/outline_issues.csv",

@@ -22,7 +22,8 @@ rule normalise:
     """Per-channel normalisation of one model and fold from its training glaciers' cubes (test glaciers + 50 m excluded)."""
     input:
         folds=ancient(f"{R}/split/folds.csv"),
-        cubes=fold_cubes("train", protect=True),
+        # the fold's training cubes (a membership list: a re-made cube does not retrain)
+        cubes=fold_list("cubes", "train", track="membership"),
     output:
         f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
     params:
