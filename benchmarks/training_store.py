@@ -28,6 +28,14 @@ It prints the loader time per patch of each order against the GPU step of the pa
 16 ms: DL4GAM trains a member in ~1 h on an A100, 30 epochs x 7,488 patches) and the goal (loader < 10 % of
 the step). One process, no DataLoader workers, except the built store's last rows: the same patches through a
 torch ``DataLoader`` with ``--loader-workers`` K workers (what a training run uses), from the first batch on.
+
+Built store, float16 hand-over rows (``StoreDataset(half=True)``, what ``training_data: store`` trains from on a
+GPU): the same patches, but the dataset yields the stored float16 window, y and loss mask as uint8 and per-channel
+(a, b, fill) coefficients (``arrays16``; 2.2 MB a 16 x 256 x 256 patch instead of 4.7 MB to collate and hand over);
+the affine and fill that turn them into the float32 input run in the training step after ``.to(device)``
+(``training_store.decode_inputs``). Those rows leave that step out; it is timed separately, on a collated batch of 16,
+on this machine's CPU in torch (with torch's threads and with 1 thread: the cost where no GPU does it) and, where
+CUDA is available, on the GPU.
 """
 
 from __future__ import annotations
@@ -223,9 +231,9 @@ def measure_tiled(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int
 
 
 def measure_loader_workers(ds, store: Path, workers, batch: int = 16) -> dict:
-    """Patches per second of ``ds`` through a torch ``DataLoader`` with each number of ``workers`` (0 = in this
-    process), the store's pages dropped first: seconds per patch from the first batch on (the workers' start, which
-    a training run pays once, left out)."""
+    """Seconds per patch of ``ds`` through a torch ``DataLoader`` with each number of ``workers`` (0 = in this
+    process), the store's pages dropped first, from the first batch on (the workers' start, which a training run pays
+    once, left out). The batches as the loader yields them: a float16 dataset's device-side decode is not in it."""
     import torch
 
     out = {}
@@ -247,7 +255,8 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
     """The built store (glaciermap.segmentation.training_store): write it from ``n_cubes`` real-format cubes, drop its
     pages, then time :class:`StoreDataset.arrays` (window read, loss mask on the padded window, NaN fill, fold
     normalisation: everything a training patch costs) on random centres. Returns (seconds per patch, write seconds
-    per Mpx, bytes per Mpx, store seconds per patch without the NaN fill and normalisation)."""
+    per Mpx, bytes per Mpx, {K: seconds per patch through a DataLoader with K workers}, the float16 hand-over's
+    :func:`measure_half`)."""
     from glaciermap.data.features import DL4GAM_CHANNELS
     from glaciermap.segmentation import training_store as ts
 
@@ -276,7 +285,56 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
         ds.arrays(i)
     per = (time.perf_counter() - t) / len(items)
     size = store.stat().st_size
-    return per, write_s / mpx, size / mpx, measure_loader_workers(ds, store, workers)
+    by_workers = measure_loader_workers(ds, store, workers)
+    half = ts.StoreDataset(items, DL4GAM_CHANNELS, stats, patch, store, exclude_glaciers={"T"}, half=True)
+    return per, write_s / mpx, size / mpx, by_workers, measure_half(half, store, workers)
+
+
+def measure_half(ds, store: Path, workers, batch: int = 16, reps: int = 20) -> dict:
+    """The float16 hand-over of the same items: ``arrays16`` in one process (seconds per patch, pages dropped first),
+    through a DataLoader with each K, bytes per item (float32 and float16), and the device-side decode
+    (``StoreDataset.device_batch`` on a collated batch: seconds per patch, median of ``reps``) on the CPU with torch's
+    threads and with 1, and on CUDA where there is one."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from glaciermap.segmentation.training_store import decode_inputs
+
+    assert ds.half
+    _drop_cache(store)
+    t = time.perf_counter()
+    for i in range(len(ds)):
+        ds.arrays16(i)
+    per16 = (time.perf_counter() - t) / len(ds)
+    by_workers = measure_loader_workers(ds, store, workers, batch)
+    hb = default_collate([ds[i] for i in range(min(batch, len(ds)))])
+    # the decode really computes what arrays gives (bit for bit; tests/test_training_store.py checks every case)
+    x = decode_inputs(hb[0], hb[3]).numpy()
+    exact = all(np.array_equal(x[j].view(np.uint32), ds.arrays(j)[0].view(np.uint32)) for j in range(len(x)))
+
+    def timed(b, sync=lambda: None):
+        out = []
+        for _ in range(reps + 2):
+            t = time.perf_counter()
+            ds.device_batch(list(b))
+            sync()
+            out.append(time.perf_counter() - t)
+        return float(np.median(out[2:])) / len(b[0])
+
+    threads = torch.get_num_threads()
+    cpu = timed(hb)
+    torch.set_num_threads(1)
+    try:
+        cpu1 = timed(hb)
+    finally:
+        torch.set_num_threads(threads)
+    cuda = None
+    if torch.cuda.is_available():
+        cuda = timed([v.cuda() for v in hb], torch.cuda.synchronize)
+    f32 = sum(v.nbytes for v in ds.arrays(0))  # the float32 item: x, y, loss mask
+    f16 = sum(v.nbytes for v in ds.arrays16(0))
+    return {"per": per16, "by_workers": by_workers, "decode_cpu": cpu, "decode_cpu_1": cpu1, "threads": threads,
+            "decode_cuda": cuda, "bytes32": f32, "bytes16": f16, "exact": exact}
 
 
 def main(argv=None):
@@ -308,7 +366,7 @@ def main(argv=None):
         store_s, f16_err, store_bytes = measure_store(work, a.store_patches, a.patch_size)
         tiled_s, tiled_bpm = measure_tiled(work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes,
                                            a.patch_size, a.store_patches)
-        built_s, built_write, built_bpm, by_workers = measure_store_dataset(
+        built_s, built_write, built_bpm, by_workers, half = measure_store_dataset(
             work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes, a.patch_size, a.store_patches, a.seed,
             a.loader_workers)
 
@@ -345,6 +403,17 @@ def main(argv=None):
     for k, sec_k in by_workers.items():
         print(f"| the built store through a DataLoader, {k} worker{'s' if k != 1 else ''} (batches of 16; "
               f"{os.cpu_count()} cores here) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
+    sec = len(items) * half["per"]
+    print(f"| the built store, float16 hand-over (StoreDataset.arrays16: read, loss mask, fill values; no decode) | 0 | "
+          f"{sec:.0f} | {half['per'] * 1e3:.2f} | {half['per'] / step:.0%} | 0 |")
+    for k, sec_k in half["by_workers"].items():
+        print(f"| the built store, float16 hand-over, through a DataLoader, {k} worker{'s' if k != 1 else ''} (decode "
+              f"on the device not counted) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
+    cuda = f", on CUDA {half['decode_cuda'] * 1e3:.3f} ms" if half["decode_cuda"] is not None else ", no CUDA here"
+    print(f"\nfloat16 hand-over: {half['bytes16'] / 1e6:.2f} MB an item instead of {half['bytes32'] / 1e6:.2f} MB; its "
+          f"decode (affine + fill, batch of 16) per patch: on this CPU {half['decode_cpu'] * 1e3:.2f} ms "
+          f"({half['threads']} torch threads), {half['decode_cpu_1'] * 1e3:.2f} ms (1 thread){cuda}; equal to "
+          f"StoreDataset.arrays bit for bit: {half['exact']}")
     print(f"\nthe built store: written at {built_write:.2f} s per Mpx of cubes ({mpx.sum() * built_write / 60:.0f} min for "
           f"these glaciers), {built_bpm / 1e6:.1f} MB per Mpx; a patch from it costs {built_s * 1e3:.1f} ms in one process "
           f"(the raw read above {tiled_s * 1e3:.1f} ms + preparing the patch, as the cube path does: {cut_s * 1e3:.1f} ms)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -67,11 +68,41 @@ def label_jobs(glaciers, epochs=("inventory",)) -> set:
     return {("labels", f"labelset=ice_debris, epoch={e}, glacier={g}") for g in glaciers for e in epochs}
 
 
-def list_jobs(folds, epochs, roles=("test",), kinds=("cubes",)) -> set:
-    """File lists (rule fold_list) that follow their files' content (``track=content``): re-made when a listed file
-    is; the training jobs' ``membership`` lists never are (they follow the fold's glaciers only)."""
-    return {("fold_list", f"kind={kd}, epoch={e}, fold={k}, role={r}, track=content")
-            for kd in kinds for e in epochs for k in folds for r in roles}
+def _lists(work) -> dict:
+    """The file lists of the finished run (rule file_list): the job's wildcards (digest left out) -> the paths the
+    list names."""
+    from glaciermap.data.file_list import read_file_lists
+
+    root, out = work / "results/tiny/lists", {}
+    for p in root.rglob("*.txt"):
+        *kind, epochs, name = p.relative_to(root).parts
+        stem, track, _digest = name.removesuffix(".txt").rsplit(".", 2)
+        group, role = stem.split("_", 1)
+        out[f"kind={'/'.join(kind)}, epochs={epochs}, group={group}, role={role}, track={track}"] = set(
+            read_file_lists(p))
+    assert out, "the finished run has file lists"
+    return out
+
+
+def glacier_files(glaciers, epochs, labels=False) -> set:
+    """The files the data jobs (and, ``labels``, the label jobs) of these glaciers and epochs re-make."""
+    out = {f"results/tiny/{d}/{g}/{e}.{x}" for d, x in (("scenes", "nc"), ("selection", "csv"), ("cubes", "nc"))
+           for g in glaciers for e in epochs}
+    return out | ({f"results/tiny/labels/ice_debris/{e}/{g}.tif" for g in glaciers for e in epochs} if labels else set())
+
+
+def lists_naming(work, files) -> set:
+    """The content lists that name any of ``files``: re-made when those are. (Membership lists, the training
+    inputs, never are: their files are ancient inputs.)"""
+    files = set(files)
+    return {("file_list", w) for w, paths in _lists(work).items() if "track=content" in w and paths & files}
+
+
+def lists_gaining(work, fold=None) -> set:
+    """The lists a new glacier joins (either track: their input sets change): every region list of all glaciers
+    and, given its test fold, that fold's test lists."""
+    return {("file_list", w) for w in _lists(work)
+            if "group=region, role=all," in w or (fold is not None and f"group=fold{fold}, role=test," in w)}
 
 
 def calibrate_jobs(folds, models=MODELS) -> set:
@@ -82,8 +113,14 @@ def diff(planned, expected) -> str:
     return f"unexpected: {sorted(planned - expected)}; missing: {sorted(expected - planned)}"
 
 
-def dry_run(work, *args):
-    return planned_jobs(run_snakemake(work, "-n", *args))
+def _no_digest(jobs) -> set:
+    """Planned jobs with the file lists' digest wildcard left out (a list of other glaciers has another digest)."""
+    return {(r, re.sub(r", digest=[0-9a-f]+$", "", w) if r == "file_list" else w) for r, w in jobs}
+
+
+def dry_run(work, *args, digests=False):
+    jobs = planned_jobs(run_snakemake(work, "-n", *args))
+    return jobs if digests else _no_digest(jobs)
 
 
 def data_jobs(glaciers, epochs) -> set:
@@ -199,7 +236,10 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
         # a new scene is only a changed param (the glacier's candidate scene ids): invisible to mtime triggers
         assert dry_run(work, "--rerun-triggers", "mtime") == set()
     # validation glaciers are mapped at t0 only (calibration): a 2023 cube feeds its test fold's inference alone
-    expected = (data_jobs([gid], ["2023"]) | list_jobs([test_fold], ["2023"]) | infer_jobs([test_fold], ["2023"])
+    lists = lists_naming(work, glacier_files([gid], ["2023"]))
+    assert {w for _, w in lists} >= {f"kind=cubes, epochs=2023, group=fold{test_fold}, role=test, track=content",
+                                    "kind=cubes, epochs=inventory+2023, group=region, role=all, track=content"}
+    expected = (data_jobs([gid], ["2023"]) | lists | infer_jobs([test_fold], ["2023"])
                 | REGION_JOBS | DEBRIS_JOBS)
     assert jobs == expected, diff(jobs, expected)
 
@@ -252,15 +292,17 @@ def test_new_scene_in_the_training_epoch_does_not_retrain(base, tmp_path):
     forced = dry_run(work, "--forcerun", "patches", "normalise", "train")
     # one inference job per model, fold and epoch writes the fold's validation predictions too (at t0), so every
     # fold whose t0 inference re-runs re-calibrates (from identical validation predictions unless the glacier is one)
-    # the t0 content lists that name its cube and label raster: its test fold's and its validation folds'
-    lists = {j for kd in ("cubes", "labels/ice_debris") for k, r in roles.items() if r in ("test", "val")
-             for j in list_jobs([k], ["inventory"], [r], [kd])}
+    # the content lists that name its t0 files: its test and validation folds' (cubes, labels) and the region's
+    lists = lists_naming(work, glacier_files([gid], ["inventory"], labels=True))
+    assert {w for _, w in lists} >= {f"kind={kd}, epochs=inventory, group=fold{k}, role={r}, track=content"
+                                    for kd in ("cubes", "labels/ice_debris") for k, r in roles.items()
+                                    if r in ("test", "val")}
     expected = (data_jobs([gid], ["inventory"]) | label_jobs([gid]) | lists | infer_jobs(folds, ["inventory"])
                 | calibrate_jobs(folds) | confusion_jobs() | IMPORTANCE_JOBS | REGION_JOBS | DEBRIS_JOBS
                 | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS)
     assert jobs == expected, diff(jobs, expected)
     assert not {r for r, _ in jobs} & {"patches", "normalise", "train", "split", "inventory"}
-    assert not {w for r, w in jobs if r == "fold_list" and "track=membership" in w}
+    assert not {w for r, w in jobs if r == "file_list" and "track=membership" in w}
     rules = {r for r, _ in forced}
     assert {"patches", "normalise", "train", "calibrate"} <= rules, sorted(forced)
     assert {w for r, w in forced if r == "train"} == {f"model={n}, fold={k}, member={m}" for n in MODELS
@@ -283,6 +325,7 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
         cfg = _config(work)
         cfg["epochs"]["2024"] = {"start": "2024-08-01", "end": "2024-10-15", "dhdt": "2015-2019"}
         _write_config(work, cfg)
+        all_epochs = "+".join(_config(work)["epochs"])  # as the workflow reads them
         jobs = dry_run(work)
         # switching the change period to the new epoch re-computes rates (and the aggregates) only
         cfg["change"] = {"to": "2024"}
@@ -290,11 +333,18 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
         jobs_to_2024 = dry_run(work)
     folds = sorted({int(c.split("_")[1]) for c in split.columns if c.startswith("role_")})
     # the area-change models map every epoch; a model that is only compared maps the change epochs
-    expected = (data_jobs(glaciers, ["2024"]) | list_jobs(folds, ["2024"]) | infer_jobs(folds, ["2024"], AREA_MODELS)
-                | REGION_JOBS)
+    # new lists: the folds' test cubes at 2024 (inference) and the region's of every epoch (qc, areas, baseline, ...)
+    lists = ({("file_list", f"kind=cubes, epochs=2024, group=fold{k}, role=test, track=content") for k in folds}
+             | {("file_list", f"kind={kd}, epochs={all_epochs}, group=region, role=all, track=content")
+                for kd in ("cubes", "scenes", "selection")})
+    expected = (data_jobs(glaciers, ["2024"]) | lists | infer_jobs(folds, ["2024"], AREA_MODELS) | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     # same jobs, plus the compared-only and the debris model's inference at the new change epoch, and the debris cover
-    expected_to = jobs | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt", "ice_debris"]) | DEBRIS_JOBS
+    # (and the lists of the new change epochs: the comparison's, the debris cover's)
+    lists_to = ({("file_list", "kind=cubes, epochs=inventory+2024, group=region, role=all, track=content")}
+                | {("file_list", f"kind=cubes, epochs=inventory+2024, group=fold{k}, role=test, track=content")
+                   for k in folds})
+    expected_to = jobs | lists_to | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt", "ice_debris"]) | DEBRIS_JOBS
     assert jobs_to_2024 == expected_to, diff(jobs_to_2024, expected_to)
 
 
@@ -340,13 +390,19 @@ def test_new_glacier_is_mapped_by_its_fold_without_retraining(base, tmp_path):
         epochs = ["inventory", "2023"]
         # its fold's inference (every epoch) and, since that job re-writes the fold's t0 validation
         # predictions, its fold's calibration; the other fold, patches, normalise and train do not run
-        # the test lists of its fold (cubes at both epochs, the label raster at t0) take it; no other list does
-        lists = list_jobs([fold], epochs) | list_jobs([fold], ["inventory"], kinds=["labels/ice_debris"])
+        # the test lists of its fold (cubes at both epochs, the label raster at t0) and the region's lists take it
+        lists = lists_gaining(work, fold)
+        assert ("file_list", f"kind=labels/ice_debris, epochs=inventory, group=fold{fold}, role=test, "
+                             "track=content") in lists
         expected = (data_jobs([gid], epochs) | label_jobs([gid]) | lists | infer_jobs([fold], epochs)
                     | calibrate_jobs([fold])
                     | confusion_jobs() | IMPORTANCE_JOBS | {("inventory", ""), ("split", "")} | REGION_JOBS
                     | DEBRIS_JOBS | THRESHOLD_JOBS | RANDOM_SPLIT_JOBS | OUTLINE_JOBS | FACIES_JOBS)
         assert jobs == expected, diff(jobs, expected)
+        # the lists it joins are new files (their names' digests change), so their readers miss them and pull them in
+        old = {p.name for p in (work / "results/tiny/lists").rglob("*.txt")}
+        new = {w.split("digest=")[1] for r, w in dry_run(work, digests=True) if r == "file_list"}
+        assert new and not any(d in name for d in new for name in old), sorted(new)
         # with mtime-only triggers the plan is the same: the new glacier's files are missing outputs
         assert dry_run(work, "--rerun-triggers", "mtime") == expected
         # the split job extends the frozen split: the new glacier is test in its fold, unused elsewhere;
@@ -373,7 +429,8 @@ def test_new_glacier_outside_the_imagery_is_not_split_and_trains_or_maps_nothing
     work, split = base
     with mutable(work, tmp_path, restore_results=["results/tiny/inventory", "results/tiny/split",
                                                   "results/tiny/logs", "results/tiny/benchmarks", "results/tiny/scenes",
-                                                  "results/tiny/cubes", "results/tiny/selection", "results/tiny/qc"]):
+                                                  "results/tiny/cubes", "results/tiny/selection", "results/tiny/qc",
+                                                  "results/tiny/lists"]):
         inv_path = work / "inputs" / "inventory.gpkg"
         inv = gpd.read_file(inv_path)
         x0, y0, x1, y1 = inv.to_crs("EPSG:32632").total_bounds
@@ -383,8 +440,9 @@ def test_new_glacier_outside_the_imagery_is_not_split_and_trains_or_maps_nothing
             inv_path, layer="glaciers")
         proc = run_snakemake(work, "-n")
         assert "1 glacier(s) left out of the cross-validation split" in proc.stderr and "FAR-1" in proc.stderr
-        jobs = planned_jobs(proc)
-        expected = (data_jobs(["FAR-1"], ["inventory", "2023"]) | label_jobs(["FAR-1"])
+        jobs = _no_digest(planned_jobs(proc))
+        # the region's lists of every glacier take it (qc, areas, baseline, the random split); no fold's list does
+        expected = (data_jobs(["FAR-1"], ["inventory", "2023"]) | label_jobs(["FAR-1"]) | lists_gaining(work)
                     | {("inventory", ""), ("split", "")} | REGION_JOBS | RANDOM_SPLIT_JOBS | FACIES_JOBS
                     | DEBRIS_JOBS)
         # the outline issues and the threshold baseline read split glaciers only: they do not run
@@ -426,8 +484,11 @@ def test_promoting_added_glaciers_retrains_only_the_folds_whose_training_sets_ch
     assert {w for r, w in jobs if r == "normalise"} == {f"model={n}, fold={k}" for n in MODELS for k in changed}
     assert "patches" in {r for r, _ in jobs}
     # the training lists re-made are those of the changed folds (the new glacier's role there)
-    membership = {w for r, w in jobs if r == "fold_list" and "track=membership" in w}
-    assert membership and all(any(f"fold={k}," in w for k in changed) for w in membership), sorted(membership)
+    # (and the region's lists: of every training glacier, which the patch tables read; of every glacier, which the
+    # random split reads)
+    membership = {w for r, w in jobs if r == "file_list" and "track=membership" in w}
+    assert membership and all(any(f"group=fold{k}," in w for k in changed) or "group=region, role=train+val," in w
+                              or "group=region, role=all," in w for w in membership), sorted(membership)
 
 
 # ---------------------------------------------------------------------------------------------------- d. config edits
@@ -465,17 +526,19 @@ def _set(cfg, dotted, value):
     ("train.lr", 0.0003, MODEL_CHAIN | DEBRIS_CHAIN | OUTLINE_CHAIN | {"train", "ensemble"}, None),
     # one model's entry re-runs that model's chain only (and the comparison and aggregates that take it)
     ("models.rgb_dem.epochs", 2, MODEL_CHAIN - {"importance"} | {"train", "ensemble"}, "rgb_dem"),
-    # reading the training store instead of the cubes: the store is made, and the model retrains (float16 inputs)
-    ("models.rgb_dem.training_data", "store", MODEL_CHAIN - {"importance"} | {"training_store", "train", "ensemble"},
+    # reading the training store instead of the cubes: the store is made (from the folds' lists of test cubes, new
+    # files), and the model retrains (float16 inputs)
+    ("models.rgb_dem.training_data", "store", MODEL_CHAIN - {"importance"} | {"file_list", "training_store", "train",
+                                                                                "ensemble"},
      "rgb_dem"),
     # a feature setting re-makes every cube and what reads cubes, but retrains nothing (ancient training inputs)
-    ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels", "fold_list"} | MODEL_CHAIN | DEBRIS_CHAIN
+    ("features.curvature_clip", 10.0, {"cube", "qc", "baseline", "labels", "file_list"} | MODEL_CHAIN | DEBRIS_CHAIN
      | OUTLINE_CHAIN, None),
     # a label set's definition re-makes its rasters and retrains the model that learns it, and nothing else
     # (in one invocation: the definition record is a regular training input, the rasters ancient ones)
     # (here: the debris map's path, written another way; the record holds the definition as written)
     ("labels.ice_debris.classes.2.path", lambda work: f"{work}/inputs/debris/./debris_map.gpkg",
-     {"label_set", "labels", "fold_list", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "summary", "all"}
+     {"label_set", "labels", "file_list", "train", "ensemble", "infer", "calibrate", "confusion", "importance", "summary", "all"}
      | DEBRIS_CHAIN, "ice_debris"),
 ])
 def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, value, rules, only_model):
@@ -486,8 +549,9 @@ def test_changing_one_config_value_plans_exactly_its_jobs(base, tmp_path, key, v
         _write_config(work, cfg)
         jobs = dry_run(work)
     assert {r for r, _ in jobs} == rules, (key, sorted({r for r, _ in jobs} ^ rules))
-    # a re-made cube or label raster never re-makes a training list (its files are ancient inputs)
-    assert not {w for r, w in jobs if r == "fold_list" and "track=membership" in w}, key
+    # a re-made cube or label raster never re-makes an existing training list (its files are ancient inputs)
+    existing = _lists(work)
+    assert not {w for r, w in jobs if r == "file_list" and "track=membership" in w and w in existing}, key
     if only_model:
         # (every model's summary re-runs too: it takes the comparison, which takes the changed model)
         per_model = {w for r, w in jobs if r in ("train", "ensemble", "infer", "calibrate", "areas", "outlines")}

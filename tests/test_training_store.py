@@ -192,6 +192,12 @@ def test_projection_channels_from_the_store_equal_the_cube_path(tmp_path):
     cube_ds = patches.PatchDataset(items, channels, stats, P, exclude_glaciers={"T"})
     store_ds = ts.StoreDataset(items, channels, stats, P, store, exclude_glaciers={"T"})
     assert not store_ds._fused
+    # no float16 hand-over without the fused decode: float32 items as always, batches left as they are
+    half = ts.StoreDataset(items, channels, stats, P, store, exclude_glaciers={"T"}, half=True)
+    assert not half.half and [t.dtype for t in half[0]] == [torch.float32] * 3
+    assert half.device_batch(["x"]) == ["x"]
+    with pytest.raises(ValueError, match="fused"):
+        half.arrays16(0)
     worst = 0.0
     for i in range(len(items)):
         xc, yc, mc = cube_ds.arrays(i)
@@ -222,3 +228,88 @@ def test_a_channel_without_any_value_is_filled_as_on_the_cube_path(tmp_path, reg
         zero = (0.0 - stats["offset"][dhdt]) / stats["scale"][dhdt]
         assert np.allclose(xs[dhdt], zero, atol=1e-6) and np.allclose(xc[dhdt], zero, atol=1e-6)
         assert np.abs(xc - xs).max() < 0.01
+
+
+def _bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+def test_float16_hand_over_decodes_to_the_same_inputs_bit_for_bit(region, tmp_path):
+    """arrays16 then decode_inputs (what the training step runs after .to(device); here on the CPU) give arrays' x
+    bit for bit, y and loss mask exactly: windows over the whole cube, across its edges and beyond (NaN outside),
+    over the NaN holes (dh/dt zero fill, reflectance patch-mean fill), a cube with all-NaN channels, and batches
+    collated by a DataLoader and finished by device_batch."""
+    P = 32
+    items = _every_window(region["paths"], P)
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers={"T"}, half=True)
+    assert ds.half
+    mean_fill = [k for k, c in enumerate(DL4GAM_CHANNELS) if ds._zero_fill[k] is None]
+    n_edge = n_patch_fill = 0
+    for i in range(len(items)):
+        x, y, m = ds.arrays(i)
+        x16, y8, m8, coef = ds.arrays16(i)
+        assert x16.dtype == np.float16 and y8.dtype == m8.dtype == np.uint8 and coef.shape == (16, 3)
+        xd = ts.decode_inputs(torch.from_numpy(x16), torch.from_numpy(coef)).numpy()
+        assert xd.dtype == np.float32 and np.array_equal(_bits(xd), _bits(x)), f"window {items[i]}"
+        assert np.array_equal(y8, y) and np.array_equal(m8, m)
+        _, top, left = ds.window(i)
+        n_edge += top < 0 or left < 0 or top + P > 80 or left + P > 80
+        n_patch_fill += bool(np.isfinite(coef[mean_fill, 2]).any())
+    assert n_edge > 100 and n_patch_fill > 100  # the fills were exercised, not only clean windows
+
+    batches = torch.utils.data.DataLoader(ds, batch_size=7)
+    half16 = next(iter(batches))
+    assert half16[0].dtype == torch.float16 and half16[3].dtype == torch.float32
+    xb, yb, mb = ds.device_batch(list(half16))
+    ref = [np.stack(v) for v in zip(*(ds.arrays(i) for i in range(7)))]
+    assert np.array_equal(_bits(xb.numpy()), _bits(ref[0]))
+    assert yb.dtype == mb.dtype == torch.float32
+    assert np.array_equal(yb.numpy(), ref[1]) and np.array_equal(mb.numpy(), ref[2])
+
+    def empty(data):
+        data["B04"][:] = np.nan
+        data["dhdt"][:] = np.nan
+
+    path = str(write_cube(tmp_path / "cubes" / "A" / "2015.nc", scene_labels(), IDS, "A", seed=5, edit=empty))
+    store = tmp_path / "store.h5"
+    ts.write_store([path], DL4GAM_CHANNELS, store)
+    items = [(path, 40, 40), (path, 2, 70), (path, -12, 90)]
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, store, half=True)
+    for i in range(len(items)):
+        x16, _, _, coef = ds.arrays16(i)
+        xd = ts.decode_inputs(torch.from_numpy(x16), torch.from_numpy(coef)).numpy()
+        assert np.array_equal(_bits(xd), _bits(ds.arrays(i)[0]))
+        assert coef[DL4GAM_CHANNELS.index("B04"), 2] == 0.0  # all NaN: the normalised training mean
+
+
+def test_training_from_float16_batches_equals_training_from_float32_batches(region, tmp_path, monkeypatch):
+    """train_member from the store with float16 batches decoded on the device (what it does on a GPU; forced here on
+    the CPU): the same weights and metrics as with the store's float32 batches (what it does on the CPU)."""
+    ct = patches.centre_table(region["paths"].values(), 16)
+    cv = patches.centre_table(region["paths"].values(), 24)
+    fi = patches.build_fold_items(ct, cv, region["split"], 0, n_total=6, seed=7)
+    cfg = {**TINY, "epochs": 2, "keep_last_checkpoint": True, "training_data": "store"}
+    kw = dict(test_glaciers=fi.test_glaciers, store=region["store"])
+    made, original = [], ts.StoreDataset
+
+    def store_dataset(force):
+        class Forced(original):
+            def __init__(self, *a, half, **k):
+                made.append(half)  # what train_member asks for
+                super().__init__(*a, half=force, **k)
+                assert self.half == force
+
+        return Forced
+
+    monkeypatch.setattr(ts, "StoreDataset", store_dataset(False))
+    full = train.train_member(fi.train, fi.val, region["stats"], cfg, tmp_path / "f32", "cpu", **kw)
+    assert made == [False, False]  # on the CPU train_member keeps float32 batches
+    monkeypatch.setattr(ts, "StoreDataset", store_dataset(True))
+    half = train.train_member(fi.train, fi.val, region["stats"], cfg, tmp_path / "half", "cpu", **kw)
+    assert half["fingerprint"] == full["fingerprint"] and half["best_score"] == full["best_score"]
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(tmp_path / "half" / name, weights_only=False)["model"]
+        b = torch.load(tmp_path / "f32" / name, weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    pd.testing.assert_frame_equal(_metrics(tmp_path / "half" / "metrics.csv"),
+                                  _metrics(tmp_path / "f32" / "metrics.csv"))

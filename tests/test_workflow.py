@@ -175,9 +175,13 @@ def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
         proc = _snakemake(work, "-n", "qc")
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         jobs = planned_jobs(proc)
-        per_glacier = {(r, w) for r, w in jobs if w}
+        per_glacier = {(r, w) for r, w in jobs if w and r != "file_list"}
         assert per_glacier == {(r, f"glacier=NEW-1, epoch={e}") for r in ("acquire", "cube")
                                for e in ("inventory", "2023")}
+        # the region's lists that qc reads (scenes, selection tables and cubes of every glacier and epoch) gain it
+        lists = {w.rsplit(", digest=", 1)[0] for r, w in jobs if r == "file_list"}
+        assert lists == {f"kind={k}, epochs=2023+inventory, group=region, role=all, track=content"
+                         for k in ("scenes", "selection", "cubes")}
         assert {r for r, w in jobs if not w} == {"inventory", "qc"}
     finally:
         shutil.copy(backup, inv_path)

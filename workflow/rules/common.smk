@@ -118,11 +118,6 @@ def region_resources(rule, key):
     return lambda wildcards, attempt: region_job(rule, len(GLACIER_IDS), attempt)[key]
 
 
-def per_glacier(pattern):
-    """Every (glacier, epoch) instance of a per-glacier output pattern, in manifest order."""
-    return [pattern.format(glacier=g, epoch=e) for g in GLACIER_IDS for e in EPOCHS]
-
-
 def raster_href(kind):
     """Path or URL of the DEM or of an epoch's dh/dt map (resolved from the STAC source if needed)."""
 
@@ -189,36 +184,60 @@ wildcard_constraints:
     labelset="|".join(re.escape(s) for s in LABEL_SETS) or "no-label-set",
 
 
-# File lists of the folds (the fold_list rule; glaciermap.segmentation.fold_list) are what the fold- and
-# region-level jobs take instead of one input per glacier. kind: `cubes` or `labels/<label set>`; role: train, val, test or train+val
-# (the fold's glaciers with that role, in inventory order); track: `content` (re-made with its files) or
-# `membership` (files ancient: re-made only when the fold's glaciers with that role change).
-LIST_KINDS = ["cubes", *(f"labels/{s}" for s in LABEL_SETS)]
+# File lists (the file_list rule; glaciermap.data.file_list) are what the fold- and region-level jobs take instead
+# of one input per glacier. kind: what is listed (LIST_PATHS); epochs: one epoch or several joined by `+`; group:
+# `fold<k>` or `region`; role: the fold's glaciers with that role (train, val, test, train+val) or, for the region,
+# every mapped glacier (`all`) or those with the role in any fold; track: `content` (re-made with its files) or
+# `membership` (files ancient: re-made only when the glaciers listed change). Glacier-major order, as inventory.
+# A list's name ends in a digest of the paths it names, so a list of other glaciers is another file: a job whose
+# list gains a glacier misses its input and pulls the list and the glacier's data jobs in, also in the invocation
+# that re-runs the inventory (Snakemake 9 does not evaluate jobs that are downstream of a re-running job only
+# through ancient() inputs, such as a new glacier's data jobs, unless a job that runs misses their outputs).
+LIST_PATHS = {"cubes": f"{R}/cubes/{{g}}/{{e}}.nc", "scenes": f"{R}/scenes/{{g}}/{{e}}.nc",
+              "selection": f"{R}/selection/{{g}}/{{e}}.csv",
+              **{f"labels/{s}": f"{R}/labels/{s}/{{e}}/{{g}}.tif" for s in LABEL_SETS}}
+LIST_KINDS = list(LIST_PATHS)
+_EPOCH_RE = "(?:" + "|".join(re.escape(e) for e in EPOCHS) + ")"
+LIST_EPOCHS = rf"{_EPOCH_RE}(?:\+{_EPOCH_RE})*"
 
 
-def fold_glaciers(fold, role):
-    """The glaciers of one fold with ``role`` (``+``-joined roles: any of them), in inventory order."""
-    roles = ROLE_OF[int(fold)]
+def group_glaciers(group, role):
+    """The glaciers of a list's group with ``role`` (``+``-joined roles: any of them), in inventory order."""
+    if group == "region":
+        if role == "all":
+            return list(GLACIER_IDS)
+        wanted = role.split("+")
+        return [g for g in GLACIER_IDS if any(r.get(g) in wanted for r in ROLE_OF.values())]
+    if role == "all":
+        raise ValueError(f"file list: role 'all' is the region's (group 'region'), not {group}'s")
+    roles = ROLE_OF[int(group.removeprefix("fold"))]
     wanted = role.split("+")
     return [g for g in GLACIER_IDS if roles.get(g) in wanted]
 
 
+@functools.lru_cache(maxsize=None)
+def list_members(kind, epochs, group, role):
+    """(the paths a list names, the 12-hex digest of them that ends its file name)."""
+    pattern = LIST_PATHS[kind]
+    paths = tuple(pattern.format(g=g, e=e) for g in group_glaciers(group, role) for e in epochs.split("+"))
+    return paths, hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
+
+
 def listed_files(wildcards):
-    """Input function of the fold_list rule. The files of its list; ancient() for a membership list."""
-    ids = fold_glaciers(wildcards.fold, wildcards.role)
-    if wildcards.kind == "cubes":
-        paths = [f"{R}/cubes/{g}/{wildcards.epoch}.nc" for g in ids]
-    else:
-        paths = [f"{R}/labels/{wildcards.kind.split('/', 1)[1]}/{wildcards.epoch}/{g}.tif" for g in ids]
-    return [ancient(p) for p in paths] if wildcards.track == "membership" else paths
+    """Input function of the file_list rule. The files of its list; ancient() for a membership list."""
+    paths, digest = list_members(wildcards.kind, wildcards.epochs, wildcards.group, wildcards.role)
+    if wildcards.digest != digest:
+        raise ValueError(f"file list {wildcards.group}_{wildcards.role}.{wildcards.track}.{wildcards.digest}: not the "
+                         f"list of the current glaciers (digest {digest}); ask for the target that reads it instead")
+    return [ancient(p) for p in paths] if wildcards.track == "membership" else list(paths)
 
 
-def fold_list(kind, role, epoch=None, track="content", every_fold=False):
-    """Input function: the file list of the job's fold (``every_fold``: of every fold, in fold order) of ``kind``
-    (``cubes``, or ``labels``: the label rasters of the model's label set, no list for a binary model) for the
-    glaciers with ``role`` at ``epoch`` (default t0; ``"{epoch}"``: the job's epoch wildcard). ``track``:
-    ``membership`` for training inputs (a re-made file, e.g. after a new scene, does not retrain), else
-    ``content``."""
+def file_lists(kind, role, epochs=None, track="content", every_fold=False, region=False):
+    """Input function: the file list of the job's fold (``every_fold``: of every fold, in fold order; ``region``:
+    the region's) of ``kind`` (a LIST_PATHS key, or ``labels``: the label rasters of the model's label set, no
+    list for a binary model) for the glaciers with ``role`` at ``epochs`` (default t0; ``"{epoch}"``: the job's
+    epoch wildcard; a list: those epochs, glacier-major). ``track``: ``membership`` for training inputs (a re-made
+    file, e.g. after a new scene, does not retrain), else ``content``."""
 
     def lists(wildcards):
         if kind == "labels":
@@ -228,20 +247,18 @@ def fold_list(kind, role, epoch=None, track="content", every_fold=False):
             what = f"labels/{labelset}"
         else:
             what = kind
-        when = wildcards.epoch if epoch == "{epoch}" else (epoch or T0)
-        folds = FOLDS if every_fold else [int(wildcards.fold)]
-        return [f"{R}/lists/{what}/{when}/fold{k}_{role}.{track}.txt" for k in folds]
+        if epochs == "{epoch}":
+            when = wildcards.epoch
+        else:
+            when = "+".join(epochs) if isinstance(epochs, (list, tuple)) else (epochs or T0)
+        if region:
+            groups = ["region"]
+        else:
+            groups = [f"fold{k}" for k in FOLDS] if every_fold else [f"fold{int(wildcards.fold)}"]
+        return [f"{R}/lists/{what}/{when}/{g}_{role}.{track}.{list_members(what, when, g, role)[1]}.txt"
+                for g in groups]
 
     return lists
-
-
-def random_split_labels(wildcards):
-    """The t0 label rasters of every mapped glacier for a K-class model (none for a binary model): the random
-    split's tiles come from all cubes, whatever their fold role."""
-    labelset = MODELS[wildcards.model]["labels"]
-    if labelset not in LABEL_SETS:
-        return []
-    return [ancient(f"{R}/labels/{labelset}/{T0}/{g}.tif") for g in GLACIER_IDS]
 
 
 def label_definition(model):
@@ -280,11 +297,6 @@ def fold_roles_hash(wildcards):
     roles = ROLE_OF[int(wildcards.fold)]
     return hashlib.sha1("".join(f"{g}:{roles[g]};" for g in sorted(roles) if roles[g] in ("train", "val"))
                         .encode()).hexdigest()[:16]
-
-
-# Glaciers whose t0 cubes feed training (train or validation in some fold); test-only glaciers added later
-# are not among them, so adding one does not re-make the patch tables.
-TRAINING_GLACIERS = [g for g in GLACIER_IDS if any(r.get(g) in ("train", "val") for r in ROLE_OF.values())]
 
 
 def prediction_dirs(model, epochs, folds=None):
@@ -372,7 +384,7 @@ def compare_inputs(wildcards):
     """Inputs of the method comparison: every compared model's test predictions at t0 and t1 and its calibration,
     the cubes, the baseline and the debris map."""
     d = {
-        "cubes": [f"{R}/cubes/{g}/{e}.nc" for g in GLACIER_IDS for e in CHANGE_EPOCHS],
+        "cubes": file_lists("cubes", "all", epochs=CHANGE_EPOCHS, region=True)(wildcards),
         "folds": f"{R}/split/folds.csv",
     }
     for m in COMPARE_MODELS:

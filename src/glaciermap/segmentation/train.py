@@ -283,8 +283,9 @@ def _progress(iterable, total, desc, enabled):
     return tqdm(iterable, total=total, desc=desc, file=sys.stderr, disable=disable, leave=False)
 
 
-def _timed(loader, device):
-    """Yield batches moved to the device and the seconds spent waiting for them (data time)."""
+def _timed(loader, device, finish=None):
+    """Yield batches moved to the device and the seconds spent waiting for them (data time). ``finish``: what turns
+    a batch on the device into the model's (the training store's float16 hand-over: ``StoreDataset.device_batch``)."""
     it = iter(loader)
     while True:
         t0 = time.perf_counter()
@@ -293,6 +294,8 @@ def _timed(loader, device):
         except StopIteration:
             return
         batch = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in batch]
+        if finish is not None:
+            batch = finish(batch)
         yield batch, time.perf_counter() - t0
 
 
@@ -387,8 +390,11 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     if cfg["training_data"] == "store":
         from glaciermap.segmentation.training_store import StoreDataset
 
-        train_ds = StoreDataset(train_items, channels, stats, P, store, exclude_glaciers=test_glaciers)
-        val_ds = StoreDataset(val_items, channels, stats, P, store, exclude_glaciers=test_glaciers)
+        # on a GPU: float16 windows handed over by the loader, decoded on the device, the same inputs bit for bit
+        # (training_store, "Float16 hand-over"); on the CPU that decode is slower than the worker's: float32 items
+        half = device.type != "cpu"
+        train_ds = StoreDataset(train_items, channels, stats, P, store, exclude_glaciers=test_glaciers, half=half)
+        val_ds = StoreDataset(val_items, channels, stats, P, store, exclude_glaciers=test_glaciers, half=half)
     else:
         train_ds = PatchDataset(train_items, channels, stats, P, exclude_glaciers=test_glaciers,
                                 cache_size=cfg["cache_size"], shared_cache=cube_cache, label_paths=lp)
@@ -411,6 +417,7 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     train_loader = DataLoader(train_ds, batch_size=bs, sampler=sampler,
                               generator=torch.Generator().manual_seed(seed), **loader_kw)
     val_loader = DataLoader(_Indexed(val_ds), batch_size=vbs, shuffle=False, **loader_kw)
+    train_finish, val_finish = (getattr(ds, "device_batch", None) for ds in (train_ds, val_ds))
     areas = dict(glacier_areas or {})
     gamma, alpha, thr_logit = float(cfg["focal_gamma"]), float(cfg["focal_alpha"]), _logit(float(cfg["threshold"]))
 
@@ -427,8 +434,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         train_loader.generator.manual_seed(seed * 1000 + epoch)
         model.train()
         loss_sum = n_sum = 0.0
-        for (x, y, m), dt in _progress(_timed(train_loader, device), len(train_loader), f"epoch {epoch} train",
-                                       cfg["progress"]):
+        for (x, y, m), dt in _progress(_timed(train_loader, device, train_finish), len(train_loader),
+                                       f"epoch {epoch} train", cfg["progress"]):
             t_data += dt
             t0 = time.perf_counter()
             logits = model(x)
@@ -447,8 +454,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
         iou = ConfusionCounter(K) if multi else GlacierIoU()
         vloss = vn = 0.0
         with torch.inference_mode():
-            for (x, y, m, idx), dt in _progress(_timed(val_loader, device), len(val_loader), f"epoch {epoch} val",
-                                                cfg["progress"]):
+            for (x, y, m, idx), dt in _progress(_timed(val_loader, device, val_finish), len(val_loader),
+                                                f"epoch {epoch} val", cfg["progress"]):
                 t_data += dt
                 t0 = time.perf_counter()
                 logits = model(x)

@@ -28,6 +28,16 @@ fold normalisation and projection channels as the cube path (:class:`~glaciermap
 without projection channels, decode, normalisation and NaN fill are fused into one affine pass (``_decoded``).
 Targets (y) and loss masks are identical to the cube path; inputs differ by the float16 rounding only
 (``tests/test_training_store.py``). Binary models only: a K-class model's label rasters are not in the store.
+
+Float16 hand-over (``StoreDataset(..., half=True)``, what training on a GPU uses when the fused decode applies; on the
+CPU, where this decode in torch costs more than numpy's in the worker, training keeps the float32 items): a DataLoader
+worker does not decode; it yields the stored float16 window (NaN outside the cube), y and the loss mask as uint8, and
+per channel the coefficients (a, b, fill) of :meth:`StoreDataset._decoded` (:meth:`StoreDataset.arrays16`), and the
+training step turns them into the float32 input on its device (:func:`decode_inputs`, after ``.to(device)``): half the
+bytes to collate and hand over (2.2 MB a 16 x 256 x 256 patch instead of 4.7 MB). The fill values that depend on the
+patch (mean of a channel's finite values) are computed in the worker, exactly as ``_decoded`` does, for the channels
+that have a non-finite value only; the result equals :meth:`StoreDataset.arrays` bit for bit (separate float32 multiply
+and add, as numpy does; ``tests/test_training_store.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +57,22 @@ log = logging.getLogger("glaciermap.segmentation.training_store")
 
 FORMAT = "glaciermap-training-store-1"
 CHUNK = 64
+
+
+def decode_inputs(x16, coef):
+    """The float32 model input of float16 windows ``x16`` [..., C, P, P] and their coefficients ``coef`` [..., C, 3]
+    (a, b, fill: :meth:`StoreDataset.arrays16`), torch tensors on any device: ``x16 a + b``, then the fill where the
+    result is not finite. A float32 multiply, then a float32 add (two operations: a fused multiply-add, as
+    ``torch.addcmul`` or a compiler fusing the two would do, differs in the last bit for ~30 % of the values), as
+    :meth:`StoreDataset._decoded` does in numpy: the same values bit for bit."""
+    import torch
+
+    a, b, fill = coef[..., 0, None, None], coef[..., 1, None, None], coef[..., 2, None, None]
+    x = x16.float()  # exact: every float16 is a float32
+    x.mul_(a)
+    x.add_(b)
+    # x - x is 0 exactly where x is finite, NaN elsewhere (faster on the CPU than torch.isfinite, same mask)
+    return torch.where((x - x) == 0, x, fill)
 
 
 def store_key(cube_path) -> str:
@@ -131,10 +157,14 @@ def write_store(cube_paths, channels, out_path, chunk: int = CHUNK) -> dict:
 class StoreDataset(PatchDataset):
     """:class:`~glaciermap.segmentation.patches.PatchDataset` (binary target) reading its patches from a training
     store instead of whole cubes: same items (cube path, row, col), same targets and loss masks, inputs up to the
-    store's float16 rounding. The HDF5 file is opened lazily per process (DataLoader workers open their own)."""
+    store's float16 rounding. The HDF5 file is opened lazily per process (DataLoader workers open their own).
+
+    ``half``: items are (float16 x, uint8 y, uint8 loss mask, coefficients) for :meth:`device_batch` to finish on the
+    training device (module docstring, "Float16 hand-over"); only where the fused decode applies (no projection
+    channel): otherwise ``self.half`` is False and items are (x, y, loss mask) in float32 as always."""
 
     def __init__(self, items, channels, stats: dict, patch_size: int, store_path, exclude_glaciers=(),
-                 edge_guard: bool = True, buffer_m: float = NO_LEAK_BUFFER_M):
+                 edge_guard: bool = True, buffer_m: float = NO_LEAK_BUFFER_M, half: bool = False):
         super().__init__(items, channels, stats, patch_size, exclude_glaciers=exclude_glaciers, edge_guard=edge_guard)
         self.store_path = str(store_path)
         self.buffer_m = float(buffer_m)
@@ -149,6 +179,7 @@ class StoreDataset(PatchDataset):
         self._fold_off, self._fold_sc = off, sc
         self._zero_fill = [float(-off[i] / sc[i]) if get_channel(c).patch_fill == "zero" else None
                            for i, c in enumerate(self.channels)]
+        self.half = bool(half) and self._fused
         with self._file_once() as f:
             if f.attrs.get("format") != FORMAT:
                 raise ValueError(f"{self.store_path} is not a training store ({f.attrs.get('format')!r})")
@@ -158,6 +189,7 @@ class StoreDataset(PatchDataset):
                 raise ValueError(f"training store {self.store_path} lacks layer(s) {', '.join(missing)} (has "
                                  f"{', '.join(have)}); re-make it (rule training_store)")
             self._pos = [have.index(c) for c in self._layers]
+            self._all = self._pos == list(range(len(have)))  # every stored layer, in order: no selection to copy
             absent = sorted({store_key(p) for p, _, _ in self.items} - {k for k in self._keys(f)})
             if absent:
                 raise ValueError(f"training store {self.store_path} has no cube {absent[0]} ({len(absent)} of the "
@@ -198,6 +230,9 @@ class StoreDataset(PatchDataset):
                 so, ss = np.asarray(a["offset"], np.float64)[self._pos], np.asarray(a["scale"], np.float64)[self._pos]
                 g["a"] = (ss / self._fold_sc).astype(np.float32)[:, None, None]
                 g["b"] = ((so - self._fold_off) / self._fold_sc).astype(np.float32)[:, None, None]
+                # float16 hand-over: (a, b, fill) per channel; the fill of a mean-filled channel is the patch's
+                g["coef"] = np.stack([g["a"][:, 0, 0], g["b"][:, 0, 0],
+                                      np.array([np.nan if v is None else v for v in self._zero_fill], np.float32)], 1)
             self._groups[key] = g
         return g
 
@@ -218,11 +253,18 @@ class StoreDataset(PatchDataset):
                 raw[:, r0 - top:r1 - top, c0 - left:c1 - left] = block.astype(np.float32) * g["scale"] + g["offset"]
             raw = _assemble(raw, self._layers, self.channels, self._proj)
             x = prepare_patch(raw, self.channels, self.stats)
+        y, lm = self._targets(g, top, left)
+        return x, y.astype(np.float32)[None], lm.astype(np.float32)[None]
+
+    def _targets(self, g, top, left):
+        """(y [P, P] bool, loss mask [P, P] bool) of the window at (top, left) of group g."""
+        H, W = g["shape"]
+        P = self.patch_size
         # masks: the window padded by the no-leak buffer, so that the exclusion zone is the whole cube's
         b = int(math.floor(self.buffer_m / g["res"] + 1e-9))
         R0, R1, C0, C1 = max(top - b, 0), min(top + P + b, H), max(left - b, 0), min(left + P + b, W)
         lm = np.zeros((P, P), bool)
-        y = np.zeros((P, P), np.float32)
+        y = np.zeros((P, P), bool)
         if R0 < R1 and C0 < C1:
             lab = g["labels"][R0:R1, C0:C1].astype(np.int32)
             masked = g["masked"][R0:R1, C0:C1].astype(bool)
@@ -230,8 +272,63 @@ class StoreDataset(PatchDataset):
                                   frame=(R0, C0, H, W))
             lm_pad = ~(masked | zone)
             lm = extract(lm_pad, top - R0, left - C0, P, False)  # outside the padded window = outside the cube
-            y = (extract(lab, top - R0, left - C0, P, -1) >= 0).astype(np.float32)
-        return x, y[None], lm.astype(np.float32)[None]
+            y = extract(lab, top - R0, left - C0, P, -1) >= 0
+        return y, lm
+
+    def arrays16(self, i):
+        """numpy (x16, y, loss mask, coef) of item i for the float16 hand-over: x16 [C, P, P] float16 the stored window
+        (NaN outside the cube), y and loss mask [1, P, P] uint8, coef [C, 3] float32 per channel (a, b, fill) such
+        that :func:`decode_inputs` gives :meth:`arrays`' x exactly. Fused decode only (no projection channel)."""
+        if not self._fused:
+            raise ValueError("the float16 hand-over needs the fused decode (no projection channel)")
+        p, top, left = self.window(i)
+        g = self._group(p)
+        H, W = g["shape"]
+        P, C = self.patch_size, len(self.channels)
+        r0, r1, c0, c1 = max(top, 0), min(top + P, H), max(left, 0), min(left + P, W)
+        if (r0, r1, c0, c1) == (top, top + P, left, left + P):  # inside the cube: the read block as it is
+            x16 = g["x"][:, r0:r1, c0:c1]
+            if not self._all:
+                x16 = x16[self._pos]
+        else:
+            x16 = np.full((C, P, P), np.nan, np.float16)
+            if r0 < r1 and c0 < c1:
+                x16[:, r0 - top:r1 - top, c0 - left:c1 - left] = g["x"][:, r0:r1, c0:c1][self._pos]
+        coef = g["coef"].copy()
+        # channels with a non-finite value (float16 exponent all ones: NaN or inf); their decoded values are the
+        # non-finite ones of _decoded (a > 0 and a finite float16 times a plus b stays finite)
+        u = x16.reshape(C, -1).view(np.uint16)
+        bad = np.bitwise_and(u, 0x7FFF).max(axis=1) >= 0x7C00
+        for k in np.flatnonzero(bad):
+            if self._zero_fill[k] is None:
+                xk = np.multiply(x16[k], g["a"][k])  # float32, as in _decoded
+                xk += g["b"][k]
+                coef[k, 2] = self._fill_value(k, xk, ~np.isfinite(xk))
+        y, lm = self._targets(g, top, left)
+        return x16, y.astype(np.uint8)[None], lm.astype(np.uint8)[None], coef
+
+    def __getitem__(self, i):
+        if not self.half:
+            return super().__getitem__(i)
+        import torch
+
+        return tuple(torch.from_numpy(v) for v in self.arrays16(i))
+
+    def device_batch(self, batch):
+        """A collated batch, already on the training device, as the model takes it: (x16, y, loss mask, coef, *rest)
+        -> [x float32, y float32, loss mask float32, *rest] (``half``); a float32 batch is returned as it is."""
+        if not self.half:
+            return batch
+        x16, y, m, coef, *rest = batch
+        return [decode_inputs(x16, coef), y.float(), m.float(), *rest]
+
+    def _fill_value(self, i, xi, bi) -> float:
+        """The NaN fill of channel i (normalised units) given its decoded values xi and their non-finite mask bi."""
+        if self._zero_fill[i] is not None:
+            return self._zero_fill[i]
+        if not bi.all():
+            return float(xi[~bi].mean(dtype=np.float64))
+        return 0.0
 
     def _decoded(self, g, top, left, r0, r1, c0, c1) -> np.ndarray:
         """The model input of a window in one affine pass per pixel: stored float16 -> fold-normalised float32
@@ -250,13 +347,7 @@ class StoreDataset(PatchDataset):
         if bad.any():
             for i in np.flatnonzero(bad.any(axis=(1, 2))):
                 xi, bi = x[i], bad[i]
-                if self._zero_fill[i] is not None:
-                    v = self._zero_fill[i]
-                elif not bi.all():
-                    v = float(xi[~bi].mean(dtype=np.float64))
-                else:
-                    v = 0.0
-                xi[bi] = v
+                xi[bi] = self._fill_value(i, xi, bi)
         return x
 
     def class_counts(self, n_classes: int):

@@ -1,7 +1,7 @@
 rule baseline:
     """Band-ratio baseline: regional thresholds per fold (train + val glaciers) and the glacier-wise oracle."""
     input:
-        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
+        cubes=file_lists("cubes", "all", epochs=EPOCHS, region=True),
         manifest=f"{R}/inventory/manifest.csv",
         folds=f"{R}/split/folds.csv",
     output:

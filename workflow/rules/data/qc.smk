@@ -2,9 +2,10 @@ rule qc:
     """Collect every skipped glacier (with step and reason), every chosen image and every dropped candidate scene."""
     input:
         manifest=f"{R}/inventory/manifest.csv",
-        scenes=per_glacier(f"{R}/scenes/{{glacier}}/{{epoch}}.nc"),
-        cubes=per_glacier(f"{R}/cubes/{{glacier}}/{{epoch}}.nc"),
-        selections=per_glacier(f"{R}/selection/{{glacier}}/{{epoch}}.csv"),
+        # file lists (rule file_list) of every glacier and epoch, glacier-major
+        scenes=file_lists("scenes", "all", epochs=EPOCHS, region=True),
+        cubes=file_lists("cubes", "all", epochs=EPOCHS, region=True),
+        selections=file_lists("selection", "all", epochs=EPOCHS, region=True),
     output:
         skipped=f"{R}/qc/skipped.csv",
         selected=f"{R}/qc/selected_images.csv",

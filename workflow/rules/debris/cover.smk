@@ -15,7 +15,7 @@ rule cover:
     input:
         preds=lambda w: prediction_dirs(w.model, CHANGE_EPOCHS),
         calibrations=lambda w: calibrations(w.model),
-        cubes=[f"{R}/cubes/{g}/{e}.nc" for k in FOLDS for g in TEST_OF[k] for e in CHANGE_EPOCHS],
+        cubes=file_lists("cubes", "test", epochs=CHANGE_EPOCHS, every_fold=True),
         inventory=f"{R}/inventory/glaciers.gpkg",
         # the planted truth (synthetic regions only; none: no truth columns)
         truth=DEBRIS_TRUTH_INPUTS,

@@ -14,8 +14,8 @@ THRESHOLDS_MODELS = list(THRESHOLDS_CFG.get("models") or [])
 rule thresholds:
     """Per-class IoU, precision, recall, F1 and confusion matrices of the threshold baseline (test glaciers, t0)."""
     input:
-        cubes=[f"{R}/cubes/{g}/{T0}.nc" for k in FOLDS for g in TEST_OF[k]],
-        labels=[f"{R}/labels/{THRESHOLDS_LABEL_SET}/{T0}/{g}.tif" for k in FOLDS for g in TEST_OF[k]],
+        cubes=file_lists("cubes", "test", every_fold=True),
+        labels=file_lists(f"labels/{THRESHOLDS_LABEL_SET}", "test", every_fold=True),
         # the compared models' scores (rule confusion): pixel counts side by side, the figures
         model_metrics=[f"{R}/segmentation/{m}/metrics.json" for m in THRESHOLDS_MODELS],
         model_confusion=[f"{R}/segmentation/{m}/confusion.csv" for m in THRESHOLDS_MODELS],

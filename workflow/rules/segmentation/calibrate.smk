@@ -2,11 +2,11 @@ rule calibrate:
     """Per-member temperatures, ECE and the glacier-specific tau model of one model and fold (validation glaciers at t0)."""
     input:
         preds=f"{R}/predictions/{{model}}/fold{{fold}}/{T0}",
-        cubes=fold_list("cubes", "val"),
+        cubes=file_lists("cubes", "val"),
         # ancient: a new glacier elsewhere re-makes the manifest; its validation glaciers' rows do not change
         manifest=ancient(f"{R}/inventory/manifest.csv"),
         # a K-class model's validation labels (none for a binary model)
-        labels=fold_list("labels", "val"),
+        labels=file_lists("labels", "val"),
     output:
         f"{R}/models/{{model}}/fold{{fold}}/calibration.json",
     params:

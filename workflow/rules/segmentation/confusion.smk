@@ -5,9 +5,9 @@ rule confusion:
     input:
         preds=lambda w: prediction_dirs(w.model, [T0]),
         calibrations=lambda w: calibrations(w.model),
-        cubes=fold_list("cubes", "test", every_fold=True),
+        cubes=file_lists("cubes", "test", every_fold=True),
         # K-class models: the label rasters (binary models: the cubes' outlines)
-        labels=fold_list("labels", "test", every_fold=True),
+        labels=file_lists("labels", "test", every_fold=True),
     output:
         confusion=f"{R}/segmentation/{{model}}/confusion.csv",
         metrics=f"{R}/segmentation/{{model}}/metrics.csv",

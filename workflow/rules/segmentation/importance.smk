@@ -5,8 +5,8 @@ rule importance:
         ensembles=lambda w: [f"{R}/models/{w.model}/fold{k}/ensemble.json" for k in FOLDS],
         norms=lambda w: [f"{R}/models/{w.model}/fold{k}/normalisation.json" for k in FOLDS],
         calibrations=lambda w: calibrations(w.model),
-        cubes=fold_list("cubes", "test", every_fold=True),
-        labels=fold_list("labels", "test", every_fold=True),
+        cubes=file_lists("cubes", "test", every_fold=True),
+        labels=file_lists("labels", "test", every_fold=True),
     output:
         csv=f"{R}/segmentation/{{model}}/importance.csv",
         summary=f"{R}/segmentation/{{model}}/importance_summary.csv",

@@ -6,9 +6,9 @@ rule infer:
     input:
         ensemble=f"{R}/models/{{model}}/fold{{fold}}/ensemble.json",
         norm=f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
-        # file lists (rule fold_list) of the fold's test cubes at the epoch and, at t0, its validation cubes
-        test=fold_list("cubes", "test", epoch="{epoch}"),
-        val=lambda w: fold_list("cubes", "val")(w) if w.epoch == T0 else [],
+        # file lists (rule file_list) of the fold's test cubes at the epoch and, at t0, its validation cubes
+        test=file_lists("cubes", "test", epochs="{epoch}"),
+        val=lambda w: file_lists("cubes", "val")(w) if w.epoch == T0 else [],
     output:
         directory(f"{R}/predictions/{{model}}/fold{{fold}}/{{epoch}}"),
     params:

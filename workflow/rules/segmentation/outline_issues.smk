@@ -11,7 +11,7 @@ rule outline_issues:
     input:
         preds=lambda w: prediction_dirs(w.model, [T0]),
         calibrations=lambda w: calibrations(w.model),
-        cubes=fold_list("cubes", "test", every_fold=True),
+        cubes=file_lists("cubes", "test", every_fold=True),
         truth=OUTLINE_TRUTH or [],
     output:
         csv=f"{R}/segmentation/{{model}}/outline_issues.csv",

@@ -1,8 +1,9 @@
 rule patches:
     """Patch-centre table (stride grid inside the 50 m buffer + centroid) of every t0 cube, for one stride."""
     input:
-        # ancient: a re-made t0 cube (new scene) does not retrain; `--forcerun patches` does
-        cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for g in TRAINING_GLACIERS],
+        # the t0 cubes of every glacier that trains or validates a fold, as a membership list (rule file_list): a
+        # re-made cube (new scene) does not retrain; `--forcerun patches` does
+        cubes=file_lists("cubes", "train+val", track="membership", region=True),
     output:
         f"{R}/patches/centres_stride{{stride}}.csv",
     resources:
@@ -23,7 +24,7 @@ rule normalise:
     input:
         folds=ancient(f"{R}/split/folds.csv"),
         # the fold's training cubes (a membership list: a re-made cube does not retrain)
-        cubes=fold_list("cubes", "train", track="membership"),
+        cubes=file_lists("cubes", "train", track="membership"),
     output:
         f"{R}/models/{{model}}/fold{{fold}}/normalisation.json",
     params:

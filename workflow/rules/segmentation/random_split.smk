@@ -8,8 +8,9 @@ rule random_split:
     inflation over the geographic cross-validation (all mapped glaciers, t0)."""
     input:
         # ancient like the training inputs: a re-made cube (new scene) does not retrain; --forcerun random_split does
-        cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for g in GLACIER_IDS],
-        labels=random_split_labels,
+        # (membership lists, rule file_list: their files are ancient inputs)
+        cubes=file_lists("cubes", "all", track="membership", region=True),
+        labels=file_lists("labels", "all", track="membership", region=True),
         label_set=lambda w: label_definition(w.model),
         geographic=f"{R}/segmentation/{{model}}/metrics.json",
     output:

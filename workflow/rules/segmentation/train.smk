@@ -10,7 +10,7 @@ rule train:
         # ancient like the cubes (a new scene re-makes them without retraining); its label set's definition record
         # is a regular input, so a changed definition or map retrains; a hand-corrected raster needs
         # `--forcerun train` (README "K-class models")
-        labels=fold_list("labels", "train+val", track="membership"),
+        labels=file_lists("labels", "train+val", track="membership"),
         label_set=lambda w: label_definition(w.model),
         store=training_store,
     output:

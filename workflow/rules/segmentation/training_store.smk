@@ -6,7 +6,8 @@ rule training_store:
     input:
         # ancient like the training jobs' own cube inputs: a re-made cube (a new scene) does not re-make the store
         # and so does not retrain; `--forcerun training_store` does
-        cubes=[ancient(f"{R}/cubes/{g}/{T0}.nc") for k in FOLDS for g in TEST_OF[k]],
+        # (membership lists of every fold's test glaciers, rule file_list: their files are ancient inputs)
+        cubes=file_lists("cubes", "test", track="membership", every_fold=True),
     output:
         f"{R}/segmentation/{{model}}/training_store.h5",
     params:

@@ -1,7 +1,7 @@
 from glaciermap.io import setup_logging
 from glaciermap.segmentation.normalise import run_normalisation
-from glaciermap.segmentation.fold_list import read_fold_lists
+from glaciermap.data.file_list import read_file_lists
 
 setup_logging(snakemake.log[0])
-run_normalisation(read_fold_lists(snakemake.input.cubes), snakemake.params.split, int(snakemake.wildcards.fold), snakemake.params.channels,
+run_normalisation(read_file_lists(snakemake.input.cubes), snakemake.params.split, int(snakemake.wildcards.fold), snakemake.params.channels,
                   snakemake.output[0])

@@ -1,17 +1,19 @@
-"""File lists of the folds (rule ``fold_list``): one path a line, what fold- and region-level jobs read.
+"""File lists (rule ``file_list``): one path a line, what the fold- and region-level jobs read.
 
-A job that reads the cubes (or label rasters) of a fold's glaciers takes the fold's list as its one input instead
-of one input per glacier (``normalise``, ``train``, ``infer``, ``calibrate``, ``confusion``, ``importance``,
-``outline_issues``). Snakemake keeps an object per input of every job, so at region scale this is what keeps the
-DAG's memory and build time down (docs/scale.md, "Planning time").
+A job that reads the cubes (or scenes, selection tables, label rasters) of many glaciers takes a list of them as
+its input instead of one input per glacier: a fold's glaciers with one role (``normalise``, ``train``, ``infer``,
+``calibrate``, ``confusion``, ``importance``, ``outline_issues``, ``cover``, ``thresholds``) or the region's
+(``qc``, ``patches``, ``areas``, ``outlines``, ``baseline``, ``compare``, ``random_split``). Snakemake keeps an
+object per input of every job, so at region scale this is what keeps the DAG's memory and build time down
+(docs/scale.md, "Planning time").
 
 Two kinds of list keep today's rerun rules:
 
 - ``<role>.content.txt``: its inputs are the files themselves, so a re-made file (a new scene) re-makes the list,
   and the jobs that read it re-run, as they did when they took the files directly (``infer``, ``calibrate``, ...).
-- ``<role>.membership.txt``: its inputs are ``ancient()``, so only a change of the fold's glaciers with that role
-  (or a missing list) re-makes it: the training jobs (``normalise``, ``train``) do not re-run for a new scene, as
-  before (README "Incremental runs"; ``--forcerun normalise train`` retrains).
+- ``<role>.membership.txt``: its inputs are ``ancient()``, so only a change of the glaciers it lists (or a missing
+  list) re-makes it: the training jobs (``patches``, ``normalise``, ``train``, ``random_split``) do not re-run for a
+  new scene, as before (README "Incremental runs"; ``--forcerun patches normalise train`` retrains).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ log = logging.getLogger("glaciermap")
 HEADER = "# glaciermap file list: one path a line, relative to the workflow's directory"
 
 
-def write_fold_list(paths, out_path: str | os.PathLike) -> None:
+def write_file_list(paths, out_path: str | os.PathLike) -> None:
     """Write the file list ``out_path``: the header line, then one path a line, in the given order."""
     paths = [str(p) for p in paths]
     bad = [p for p in paths if not p.strip() or "\n" in p or p.startswith("#")]
@@ -38,7 +40,7 @@ def write_fold_list(paths, out_path: str | os.PathLike) -> None:
     log.info("file list %s: %d path(s)", out_path, len(paths))
 
 
-def read_fold_lists(list_paths) -> list[str]:
+def read_file_lists(list_paths) -> list[str]:
     """The paths of one or more file lists, concatenated in order.
 
     A file that is not such a list (no header: a cube passed by mistake, a hand-edited list) is an error naming
@@ -54,6 +56,6 @@ def read_fold_lists(list_paths) -> list[str]:
             lines = []
         if not lines or lines[0] != HEADER:
             raise ValueError(f"file list {lp}: its first line is not the glaciermap file-list header {HEADER!r}; "
-                             "re-make it with `snakemake --forcerun fold_list`")
+                             "re-make it with `snakemake --forcerun file_list`")
         out.extend(line for line in lines[1:] if line.strip())
     return out
