@@ -207,9 +207,8 @@ def test_projection_channels_from_the_store_equal_the_cube_path(tmp_path):
     assert 0 < worst < 0.02
 
 
-
-def test_a_channel_without_any_value_is_filled_as_on_the_cube_path(tmp_path, region):
-    """All-NaN reflectance and dh/dt layers: the training mean (0 normalised) and 0 m/yr, on both paths."""
+def _store_with_empty_channels(tmp_path):
+    """(cube path, store path) of one cube whose B04 and dh/dt layers hold no value at all."""
     def empty(data):
         data["B04"][:] = np.nan
         data["dhdt"][:] = np.nan
@@ -217,6 +216,12 @@ def test_a_channel_without_any_value_is_filled_as_on_the_cube_path(tmp_path, reg
     path = str(write_cube(tmp_path / "cubes" / "A" / "2015.nc", scene_labels(), IDS, "A", seed=5, edit=empty))
     store = tmp_path / "store.h5"
     ts.write_store([path], DL4GAM_CHANNELS, store)
+    return path, store
+
+
+def test_a_channel_without_any_value_is_filled_as_on_the_cube_path(tmp_path, region):
+    """All-NaN reflectance and dh/dt layers: the training mean (0 normalised) and 0 m/yr, on both paths."""
+    path, store = _store_with_empty_channels(tmp_path)
     items = [(path, 40, 40), (path, 2, 70)]
     stats = region["stats"]
     cube_ds = patches.PatchDataset(items, DL4GAM_CHANNELS, stats, 32)
@@ -266,13 +271,7 @@ def test_float16_hand_over_decodes_to_the_same_inputs_bit_for_bit(region, tmp_pa
     assert yb.dtype == mb.dtype == torch.float32
     assert np.array_equal(yb.numpy(), ref[1]) and np.array_equal(mb.numpy(), ref[2])
 
-    def empty(data):
-        data["B04"][:] = np.nan
-        data["dhdt"][:] = np.nan
-
-    path = str(write_cube(tmp_path / "cubes" / "A" / "2015.nc", scene_labels(), IDS, "A", seed=5, edit=empty))
-    store = tmp_path / "store.h5"
-    ts.write_store([path], DL4GAM_CHANNELS, store)
+    path, store = _store_with_empty_channels(tmp_path)
     items = [(path, 40, 40), (path, 2, 70), (path, -12, 90)]
     ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, store, half=True)
     for i in range(len(items)):
