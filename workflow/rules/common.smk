@@ -218,6 +218,9 @@ def group_glaciers(group, role):
 @functools.lru_cache(maxsize=None)
 def list_members(kind, epochs, group, role):
     """(the paths a list names, the 12-hex digest of them that ends its file name)."""
+    if kind not in LIST_PATHS:
+        raise ValueError(f"file list of {kind!r}: no such kind ({', '.join(LIST_PATHS)}); a label set must be one a "
+                         "model learns (models.<name>.labels)")
     pattern = LIST_PATHS[kind]
     paths = tuple(pattern.format(g=g, e=e) for g in group_glaciers(group, role) for e in epochs.split("+"))
     return paths, hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
