@@ -196,7 +196,6 @@ wildcard_constraints:
 LIST_PATHS = {"cubes": f"{R}/cubes/{{g}}/{{e}}.nc", "scenes": f"{R}/scenes/{{g}}/{{e}}.nc",
               "selection": f"{R}/selection/{{g}}/{{e}}.csv",
               **{f"labels/{s}": f"{R}/labels/{s}/{{e}}/{{g}}.tif" for s in LABEL_SETS}}
-LIST_KINDS = list(LIST_PATHS)
 _EPOCH_RE = "(?:" + "|".join(re.escape(e) for e in EPOCHS) + ")"
 LIST_EPOCHS = rf"{_EPOCH_RE}(?:\+{_EPOCH_RE})*"
 

@@ -7,11 +7,13 @@ its input instead of one input per glacier: a fold's glaciers with one role (``n
 object per input of every job, so at region scale this is what keeps the DAG's memory and build time down
 (docs/scale.md, "Planning time").
 
-Two kinds of list keep today's rerun rules:
+A list is ``lists/<kind>/<epochs>/<group>_<role>.<track>.<digest>.txt`` (the rule and the naming: workflow/rules/
+data/file_list.smk and common.smk); its digest names the paths it lists, so a list of other glaciers is another file.
+Two tracks keep today's rerun rules:
 
-- ``<role>.content.txt``: its inputs are the files themselves, so a re-made file (a new scene) re-makes the list,
+- ``content``: its inputs are the files themselves, so a re-made file (a new scene) re-makes the list,
   and the jobs that read it re-run, as they did when they took the files directly (``infer``, ``calibrate``, ...).
-- ``<role>.membership.txt``: its inputs are ``ancient()``, so only a change of the glaciers it lists (or a missing
+- ``membership``: its inputs are ``ancient()``, so only a change of the glaciers it lists (or a missing
   list) re-makes it: the training jobs (``patches``, ``normalise``, ``train``, ``random_split``) do not re-run for a
   new scene, as before (README "Incremental runs"; ``--forcerun patches normalise train`` retrains).
 """

@@ -14,7 +14,7 @@ rule file_list:
     output:
         f"{R}/lists/{{kind}}/{{epochs}}/{{group}}_{{role}}.{{track}}.{{digest}}.txt",
     wildcard_constraints:
-        kind="|".join(re.escape(k) for k in LIST_KINDS),
+        kind="|".join(re.escape(k) for k in LIST_PATHS),
         epochs=LIST_EPOCHS,
         group=r"fold\d+|region",
         role=r"all|train|val|test|train\+val",
