@@ -517,6 +517,7 @@ def _set(cfg, dotted, value):
     ("figures.dpi", 60, {"figures", "all"}, None),
     # how jobs run changes no result: nothing re-runs
     ("execution.worker", False, set(), None),
+    ("execution.worker_jobs_per_child", 1, set(), None),
     # (the area-change summary embeds the debris summary, which takes the importance)
     ("importance.n_repeats", 3, {"importance", "debris_summary", "summary", "all"}, None),
     ("evaluation.debris_min_fraction", 0.5, {"compare", "summary", "all"}, None),

@@ -40,20 +40,68 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_jobs_run_in_forked_children_of_one_worker_with_their_own_logs(wdir, tmp_path):
+@pytest.mark.parametrize("per_child", [1, 20])
+def test_jobs_run_in_forked_children_of_one_worker_with_their_own_logs(wdir, tmp_path, per_child):
     for i in range(3):
         worker.call("glaciermap.worker", "selftest", str(tmp_path / f"out{i}"), text=f"job{i}",
-                    log=str(tmp_path / f"log{i}"), idle_s=30)
+                    log=str(tmp_path / f"log{i}"), idle_s=30, jobs_per_child=per_child)
+        time.sleep(1.0)  # as between two Snakemake jobs: the child that ran this one is ready for the next
     pids = [int((tmp_path / f"out{i}").read_text().split()[1]) for i in range(3)]
     assert [(tmp_path / f"out{i}").read_text().split()[0] for i in range(3)] == ["job0", "job1", "job2"]
-    assert len(set(pids)) == 3 and os.getpid() not in pids            # a child per job, none of them this process
+    assert os.getpid() not in pids                                    # none of them in this process
+    # one fresh child per job, or one child for all three (ready again before the next job came)
+    assert len(set(pids)) == (3 if per_child == 1 else 1), pids
     socks = list(wdir.glob("*.sock"))
-    assert len(socks) == 1 and socks[0].name == worker.socket_path().name  # one worker served all three
+    assert len(socks) == 1 and socks[0].name == worker.socket_path(jobs_per_child=per_child).name  # one worker, all three
     for i in range(3):
         log = (tmp_path / f"log{i}").read_text()
         assert f"selftest in process {pids[i]}" in log and "selftest on stdout" in log   # logging and stdout
         assert log.count("selftest in process") == 1                    # the log was the job's own, truncated
-        assert f"worker child {pids[i]}: peak RSS" in log.splitlines()[-1]  # the work's own resources, last
+        nth = 1 if per_child == 1 else i + 1
+        assert f"worker child {pids[i]} (job {nth} of this process): wall " in log.splitlines()[-1]
+    # what the worker writes between jobs goes to its own log, never into a job's
+    assert "selftest" not in Path(f"{worker.socket_path(jobs_per_child=per_child)}.log").read_text()
+
+
+def test_a_reused_child_forgets_what_a_job_left_behind(wdir, tmp_path):
+    """A child that runs several jobs starts each as a fresh fork would: a cached read of a file that changed
+    since is read again, numpy's global generator is where the worker left it, a warning shown in the last job
+    is shown again, and a warnings filter the last job added is gone; a child whose job was killed is replaced."""
+    src = tmp_path / "input.txt"
+    src.write_text("first")
+    outs = []
+    for i, content in enumerate(["first", "second", "third"]):
+        src.write_text(content)
+        out = tmp_path / f"out{i}"
+        worker.call("glaciermap.worker", "selftest", str(out), read=str(src), warn=True, log=str(tmp_path / f"l{i}"),
+                    idle_s=30, jobs_per_child=20)
+        outs.append(out.read_text().split())
+        time.sleep(1.0)
+    assert len({o[1] for o in outs}) == 1                            # one child ran all three
+    assert [o[2] for o in outs] == ["first", "second", "third"]       # the cache was emptied between jobs
+    assert len({o[3] for o in outs}) == 1                            # the same draw: the generator's state restored
+    assert len({o[4] for o in outs}) == 1                            # the job's own filter did not stay
+    for i in range(3):
+        assert "UserWarning: selftest warning" in (tmp_path / f"l{i}").read_text()  # shown in every job's log
+    child = int(outs[0][1])
+    code = ("from glaciermap import worker\n"
+            f"worker.call('glaciermap.worker', 'selftest', {str(tmp_path / 'late')!r}, sleep_s=30, "
+            f"log={str(tmp_path / 'late.log')!r}, jobs_per_child=20)\n")
+    job = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    t0 = time.monotonic()
+    while not ((tmp_path / "late.log").exists() and "selftest in process" in (tmp_path / "late.log").read_text()):
+        assert time.monotonic() - t0 < 30, "the job never started"
+        time.sleep(0.05)
+    assert f"selftest in process {child}" in (tmp_path / "late.log").read_text()   # the idle child took it
+    job.send_signal(signal.SIGKILL)
+    job.wait(10)
+    t0 = time.monotonic()
+    while _alive(child) and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert not _alive(child)
+    worker.call("glaciermap.worker", "selftest", str(tmp_path / "after"), log=str(tmp_path / "after.log"),
+                jobs_per_child=20)
+    assert int((tmp_path / "after").read_text().split()[1]) not in (child, os.getpid())  # a new child
 
 
 def test_a_failure_reaches_the_job_with_its_traceback_in_the_log_and_the_worker_carries_on(wdir, tmp_path):

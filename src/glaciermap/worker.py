@@ -8,11 +8,18 @@ own inputs, outputs, log and benchmark, but hands its call to a worker that impo
 
 - the first job of a run starts the worker (``python -m glaciermap.worker serve``: imports :data:`PRELOAD`,
   listens on a Unix socket, exits after ``execution.worker_idle_s`` without a request); later jobs connect;
-- for every request the worker runs the module's ``worker_warm`` hook, if any (it reads what every job reads
-  again, a static STAC catalog, into the worker's memory, re-read when a file of it changes), then **forks** a
-  child, which takes the job's working directory and environment, writes the job's log (stdout, stderr and the
-  ``logging`` records, as the script would), runs the one function, and exits: jobs stay isolated (memory is
-  returned, a crash kills only that child), and two jobs run in parallel as before;
+- for a request the worker hands the job to an idle **child** that ran an earlier job, else runs the module's
+  ``worker_warm`` hook, if any (it reads what every job reads again, a static STAC catalog, into the worker's
+  memory, re-read when a file of it changes), and **forks** a new child. A child takes the job's working
+  directory and environment, writes the job's log (stdout, stderr and the ``logging`` records, as the script
+  would), runs the one function, answers, and then waits for the next job, up to
+  ``execution.worker_jobs_per_child`` (20) jobs, before it exits. Between two jobs it forgets what a job could
+  leave behind (:func:`_forget`: every ``functools`` cache of the glaciermap modules except the catalog's, which
+  the hook checks against its files before every job; xarray's open files; the warnings already shown; the
+  warning filters; the random generators' states), so a job finds the process as a fresh fork would. A child
+  that serves many jobs saves the copy-on-write of the worker's memory that a fresh fork pays in each (~50,000
+  page faults, ~0.15 s of an ``acquire``; docs/scale.md). Jobs stay isolated from the worker (a crash or a kill
+  ends only that child; the worker forks another), and two jobs run in parallel as before;
 - the job (the client) waits for the child's answer and fails with its error, or with a message if the child
   died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, and a child whose
   job is gone without a word (SIGKILL) stops as soon as the connection closes, so no output is written after
@@ -22,13 +29,13 @@ Under Slurm a worker serves one allocation: a group job (the profile groups ``ac
 shares one, a lone job starts its own and gains nothing; it exits :data:`SLURM_IDLE_S` after its last job.
 
 The socket's name holds a key of the interpreter, the glaciermap sources (size and mtime of every module) and the
-Slurm allocation (``SLURM_JOB_ID``): code that changed, another environment, or another Slurm job never reaches
-an old worker (a job never runs inside another job's allocation). Where no worker can be started (no Unix
+Slurm allocation (``SLURM_JOB_ID``), and the jobs per child: code that changed, another environment, another
+Slurm job, or another ``worker_jobs_per_child`` never reaches an old worker (a job never runs inside another job's allocation). Where no worker can be started (no Unix
 sockets, a start that fails), the job runs in its own process as without the worker, and says so in its log.
 
 Not measured by the job's ``benchmark:`` file with the worker: the child's CPU time and memory (the file then
-holds the client's; the child writes its own peak RSS and CPU time as the last line of the job's log); the wall
-time is right. Resource fits (``docs/measurements``) come from runs without it.
+holds the client's; the child writes the function's wall time, its own CPU time and page faults and the
+process's peak RSS as the last line of the job's log); the wall time is right. Resource fits (``docs/measurements``) come from runs without it.
 This module imports only the standard library, so a job's client starts in ~0.1 s.
 """
 
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import hashlib
 import importlib
 import os
@@ -102,10 +110,11 @@ def code_key() -> str:
     return h.hexdigest()[:12]
 
 
-def socket_path(key: str | None = None) -> Path:
-    """The worker's socket: in ``GLACIERMAP_WORKER_DIR``, else the temporary directory (per-job under Slurm)."""
+def socket_path(key: str | None = None, jobs_per_child: int = 20) -> Path:
+    """The worker's socket: in ``GLACIERMAP_WORKER_DIR``, else the temporary directory (per-job under Slurm). Its
+    name holds ``jobs_per_child``, so that changing ``execution.worker_jobs_per_child`` reaches a new worker."""
     base = os.environ.get("GLACIERMAP_WORKER_DIR") or tempfile.gettempdir()
-    return Path(base) / f"glaciermap-worker-{os.getuid()}-{key or code_key()}.sock"
+    return Path(base) / f"glaciermap-worker-{os.getuid()}-{key or code_key()}-{int(jobs_per_child)}.sock"
 
 
 def _connect(path: Path) -> socket.socket:
@@ -118,9 +127,9 @@ def _connect(path: Path) -> socket.socket:
     return s
 
 
-def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
+def connect(idle_s: float = 120.0, path: Path | None = None, jobs_per_child: int = 20) -> socket.socket:
     """A connection to the worker for this code, starting one when none listens (one starter at a time)."""
-    path = Path(path or socket_path())
+    path = Path(path or socket_path(jobs_per_child=jobs_per_child))
     if os.environ.get("SLURM_JOB_ID"):
         idle_s = min(float(idle_s), SLURM_IDLE_S)
     try:
@@ -139,7 +148,7 @@ def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
             err = os.open(f"{path}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the worker's own messages
             try:
                 proc = subprocess.Popen([sys.executable, "-m", "glaciermap.worker", "serve", str(path), "--idle-s",
-                                         str(idle_s)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                         str(idle_s), "--jobs-per-child", str(int(jobs_per_child))], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                         start_new_session=True, close_fds=True)
             finally:
                 os.close(err)
@@ -164,7 +173,7 @@ def connect(idle_s: float = 120.0, path: Path | None = None) -> socket.socket:
 
 
 def call(module: str, func: str, *args, log: str | None = None, worker: bool = True, idle_s: float = 120.0,
-         **kwargs) -> None:
+         jobs_per_child: int = 20, **kwargs) -> None:
     """Run ``module.func(*args, **kwargs)`` for a job whose log is ``log``: in the worker (``worker``), else here.
 
     A failure raises ``SystemExit`` with the error (the traceback is in the log), so the job fails as before.
@@ -172,7 +181,7 @@ def call(module: str, func: str, *args, log: str | None = None, worker: bool = T
     conn = None
     if worker:
         try:
-            conn = connect(idle_s)
+            conn = connect(idle_s, jobs_per_child=jobs_per_child)
         except WorkerUnavailable as e:
             note = f"glaciermap worker not used, the job runs in its own process: {e}"
             print(note, file=sys.stderr)
@@ -231,20 +240,23 @@ def _warm(req: dict) -> None:
 
 
 def _run_child(conn: socket.socket, req: dict) -> int:
-    """In the forked child: take the job's directory, environment and log, run its function, answer."""
+    """In a child: take the job's directory, environment and log, run its function, answer; then give the
+    process's standard streams back (a child may take the next job, :func:`_child_loop`)."""
     _send(conn, {"pid": os.getpid()})
+    import threading
+
+    done = threading.Event()
 
     def watch():  # the job sends nothing more: an end of stream means it is gone (even by SIGKILL), so stop
         try:
             gone = not conn.recv(1)
         except OSError:
             gone = True
-        if gone:
+        if gone and not done.is_set():
             os._exit(1)
 
-    import threading
-
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
@@ -257,35 +269,139 @@ def _run_child(conn: socket.socket, req: dict) -> int:
         fd = os.open(os.devnull, os.O_WRONLY)
     sys.stdout.flush()
     sys.stderr.flush()
+    own = os.dup(1), os.dup(2)  # the worker's own streams, given back after the job
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     from glaciermap.io import setup_logging
 
     setup_logging(None)  # the jobs' format, to stderr, which is now the job's log
+    ru0, t0 = _usage(), time.perf_counter()
     try:
         getattr(importlib.import_module(req["module"]), req["func"])(*req["args"], **req["kwargs"])
         reply, code = {"ok": True}, 0
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the job
         traceback.print_exc()
         reply, code = {"ok": False, "error": f"{type(e).__name__}: {e}"}, 1
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_SELF)  # this child's own (the benchmark file holds the client's)
-    logging.getLogger("glaciermap.worker").info("worker child %d: peak RSS %.0f MB, CPU %.2f s, %d page faults",
-                                                os.getpid(), ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime,
-                                                ru.ru_minflt + ru.ru_majflt)
+    ru = _usage()  # this job's own CPU and page faults (the benchmark file holds the client's)
+    logging.getLogger("glaciermap.worker").info(
+        "worker child %d (job %d of this process): wall %.3f s, peak RSS %.0f MB, CPU %.2f s, %d page faults",
+        os.getpid(), req.get("nth", 1), time.perf_counter() - t0, ru[0] / 1024, ru[1] - ru0[1], ru[2] - ru0[2])
     sys.stdout.flush()
     sys.stderr.flush()
+    done.set()
     try:
         _send(conn, reply)
     except OSError:
         pass
+    try:
+        conn.shutdown(socket.SHUT_RDWR)  # wakes the watcher, which must not outlive the connection's descriptor
+    except OSError:
+        pass
+    watcher.join()
+    conn.close()
+    for i, fd in enumerate(own, start=1):
+        os.dup2(fd, i)
+        os.close(fd)
     return code
 
 
-def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> None:
-    """Import ``preload``, listen on ``path`` and fork a child per request; exit after ``idle_s`` without one."""
+def _usage() -> tuple[float, float, int]:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_maxrss, ru.ru_utime + ru.ru_stime, ru.ru_minflt + ru.ru_majflt
+
+
+#: ``functools.lru_cache`` functions a child keeps between jobs: caches whose freshness the modules' ``worker_warm``
+#: hooks check before every job (a function marked ``worker_keep = True``). Every other cache of the glaciermap
+#: modules is emptied after each job, so a file that changed between two jobs is read afresh, as by a new process.
+def _forget(state: dict) -> None:
+    """In a child, between two jobs: leave the process as a freshly forked one would find it, as far as a job can
+    see: glaciermap's caches (except the warm ones), xarray's open-file cache, the warnings already shown (so the
+    next job's log shows them again), the warning filters, and the random generators' states."""
+    import warnings
+
+    for name, mod in list(sys.modules.items()):
+        if name == "glaciermap" or name.startswith("glaciermap."):
+            for obj in list(vars(mod).values()):
+                if callable(getattr(obj, "cache_clear", None)) and not getattr(obj, "worker_keep", False):
+                    obj.cache_clear()
+    fm = sys.modules.get("xarray.backends.file_manager")
+    if fm is not None:
+        for key in list(fm.FILE_CACHE):
+            try:
+                fm.FILE_CACHE.pop(key).close()
+            except Exception:  # noqa: BLE001 - a file the job left open and that cannot close: dropped anyway
+                pass
+    warnings.resetwarnings()  # bumps the filters' version: every module's registry of warnings shown is void
+    warnings.filters[:] = state["warnings"]
+    import random
+
+    random.setstate(state["random"])
+    if state.get("numpy") is not None:
+        sys.modules["numpy"].random.set_state(state["numpy"])
+
+
+def _child_state() -> dict:
+    import random
+    import warnings
+
+    np = sys.modules.get("numpy")
+    return {"warnings": list(warnings.filters), "random": random.getstate(),
+            "numpy": np.random.get_state() if np is not None else None}
+
+
+def _child_loop(ctrl: socket.socket, conn: socket.socket, req: dict, jobs_per_child: int) -> int:
+    """A child's life: the job it was forked for, then (up to ``jobs_per_child`` in all) the jobs the worker hands
+    it over ``ctrl``: the connection of each, as a file descriptor, and its request. Reusing a child saves the
+    copy-on-write of the worker's memory that a fresh fork pays again in every job (~0.17 s of an ``acquire``)."""
+    state = _child_state()
+    code = 0
+    for nth in range(1, max(1, int(jobs_per_child)) + 1):
+        req["nth"] = nth
+        code = _run_child(conn, req)
+        if nth >= jobs_per_child:
+            break
+        _forget(state)
+        try:
+            ctrl.sendall(b"r")  # ready for another
+            got = _recv_job(ctrl)
+        except OSError:
+            break
+        if got is None:  # the worker is gone or stops
+            break
+        conn, req = got
+        _warm(req)  # the warm caches are this child's own: checked against the files before every job
+    return code
+
+
+def _send_job(ctrl: socket.socket, conn: socket.socket, req: dict) -> None:
+    data = pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL)
+    socket.send_fds(ctrl, [struct.pack("!Q", len(data))], [conn.fileno()])
+    ctrl.sendall(data)
+
+
+def _recv_job(ctrl: socket.socket):
+    """(connection, request) the worker handed over, or None when it closed the channel."""
+    msg, fds, _, _ = socket.recv_fds(ctrl, 8, 1)
+    if not msg:
+        for fd in fds:
+            os.close(fd)
+        return None
+    head = msg + (_recv_exact(ctrl, 8 - len(msg)) if len(msg) < 8 else b"")
+    (n,) = struct.unpack("!Q", head)
+    req = pickle.loads(_recv_exact(ctrl, n))
+    conn = socket.socket(fileno=fds[0])
+    conn.settimeout(None)
+    return conn, req
+
+
+def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD, jobs_per_child: int = 20) -> None:
+    """Import ``preload``, listen on ``path`` and run each request in a child: an idle one that ran an earlier job
+    (:func:`_child_loop`, up to ``jobs_per_child`` jobs each), else a new fork; exit after ``idle_s`` without one."""
+    import select
+
     for m in preload:
         importlib.import_module(m)
     path = Path(path)
@@ -295,25 +411,39 @@ def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> No
     srv.listen(128)
     os.replace(tmp, path)  # atomic: a client never connects to a half-made socket
     ino = os.stat(path).st_ino
-    srv.settimeout(0.5)
-    children: set[int] = set()
+    children: dict[int, socket.socket] = {}  # pid -> the channel that hands it jobs
+    idle: list[int] = []  # children waiting for a job, the most recent last
     last = time.monotonic()
+
+    def reap(pid):
+        children.pop(pid).close()
+        if pid in idle:
+            idle.remove(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
     try:
         while True:
-            for pid in list(children):
-                try:
-                    if os.waitpid(pid, os.WNOHANG)[0]:
-                        children.discard(pid)
-                except ChildProcessError:
-                    children.discard(pid)
-            try:
-                conn, _ = srv.accept()
-            except socket.timeout:
-                if not children and time.monotonic() - last > idle_s:
+            ready, _, _ = select.select([srv, *children.values()], [], [], 0.5)
+            for pid, ctrl in list(children.items()):
+                if ctrl in ready:
+                    try:
+                        word = ctrl.recv(1)
+                    except OSError:
+                        word = b""
+                    if word:
+                        idle.append(pid)
+                    else:  # it exited: its job limit, a crash, or its job was killed
+                        reap(pid)
+            if srv not in ready:
+                if len(children) == len(idle) and time.monotonic() - last > idle_s:
                     break
                 if not path.exists():  # removed (a new worker took the name, or a clean-up): stop taking jobs
                     break
                 continue
+            conn, _ = srv.accept()
             last = time.monotonic()
             try:
                 conn.settimeout(30.0)
@@ -321,22 +451,37 @@ def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> No
             except (OSError, EOFError, pickle.UnpicklingError):
                 conn.close()  # a job gone before its request: nothing to run
                 continue
-            _warm(req)
-            pid = os.fork()
-            if pid == 0:
-                srv.close()
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    signal.signal(s, signal.SIG_DFL)
-                code = 1
+            while idle:
+                pid = idle.pop()
                 try:
-                    conn.settimeout(None)
-                    code = _run_child(conn, req)
-                finally:
-                    os._exit(code)
+                    _send_job(children[pid], conn, req)
+                    break
+                except OSError:  # it died while idle: take another
+                    reap(pid)
+            else:
+                _warm(req)
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                pid = os.fork()
+                if pid == 0:
+                    srv.close()
+                    ours.close()
+                    for other in children.values():
+                        other.close()
+                    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                        signal.signal(s, signal.SIG_DFL)
+                    code = 1
+                    try:
+                        conn.settimeout(None)
+                        code = _child_loop(theirs, conn, req, jobs_per_child)
+                    finally:
+                        os._exit(code)
+                theirs.close()
+                children[pid] = ours
             conn.close()
-            children.add(pid)
     finally:
         srv.close()
+        for pid in list(children):  # idle ones exit on the closed channel; busy ones finish their job first
+            children.pop(pid).close()
         try:
             if os.stat(path).st_ino == ino:  # still ours (not a successor's)
                 path.unlink()
@@ -344,19 +489,34 @@ def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD) -> No
             pass
 
 
-def selftest(out: str, text: str = "ok", sleep_s: float = 0.0, fail: bool = False) -> None:
-    """A job function for the tests: logs, optionally waits or fails, then writes ``text`` with its pid."""
+def selftest(out: str, text: str = "ok", sleep_s: float = 0.0, fail: bool = False, read: str | None = None,
+             warn: bool = False) -> None:
+    """A job function for the tests: logs, optionally waits or fails, then writes ``text`` with its pid, and with
+    ``read`` the content of that file as a cached read gives it, a draw of numpy's global generator and the
+    Python warnings filters' count; ``warn`` issues a warning (shown once per process by the default filter)."""
     import logging
+    import warnings
+
+    import numpy as np
 
     logging.getLogger("glaciermap.worker").info("selftest in process %d", os.getpid())
     print("selftest on stdout", flush=True)
+    if warn:
+        warnings.warn("selftest warning", UserWarning, stacklevel=1)
+        warnings.simplefilter("ignore", DeprecationWarning)  # a filter a job adds must not reach the next
     if sleep_s:
         time.sleep(sleep_s)
     if fail:
         raise ValueError(f"selftest failure for {out}")
     from glaciermap.io import write_text_atomic
 
-    write_text_atomic(out, f"{text} {os.getpid()}")
+    extra = f" {_selftest_read(read)} {np.random.random():.17f} {len(warnings.filters)}" if read else ""
+    write_text_atomic(out, f"{text} {os.getpid()}{extra}")
+
+
+@functools.lru_cache(maxsize=None)
+def _selftest_read(path: str) -> str:
+    return Path(path).read_text()
 
 
 def main(argv=None) -> None:
@@ -365,10 +525,11 @@ def main(argv=None) -> None:
     s = sub.add_parser("serve", help="listen on a Unix socket and run job functions in forked children")
     s.add_argument("socket")
     s.add_argument("--idle-s", type=float, default=120.0, help="exit after this many seconds without a request")
+    s.add_argument("--jobs-per-child", type=int, default=20, help="jobs a forked child runs before it exits")
     sub.add_parser("key", help="print the socket this code's jobs use")
     a = ap.parse_args(argv)
     if a.cmd == "serve":
-        serve(a.socket, a.idle_s)
+        serve(a.socket, a.idle_s, jobs_per_child=a.jobs_per_child)
     else:
         print(socket_path())
 

@@ -91,12 +91,17 @@ def _static_index(source: str, where: str):
     return items, STRtree([footprint(it) for it in items])
 
 
+# A job worker's child keeps these between jobs (glaciermap.worker empties every other cache): warm_static checks
+# them against the catalog's files before each job.
+_static_items.worker_keep = _static_index.worker_keep = True
+
+
 def warm_static(source: str) -> bool:
     """Read a local static catalog into this process's cache, dropping what is cached when any file it was read
     from (the root, every child catalog, every item) changed, appeared or went since; False for a STAC API.
 
-    For the long-lived job worker (:mod:`glaciermap.worker`): it calls this before forking a job's child, which
-    then finds the catalog read (~0.4 s a job on the demo), while a new scene (a new item and the link to it in its
+    For the long-lived job worker (:mod:`glaciermap.worker`): it calls this before forking a job's child, and a
+    child that runs several jobs calls it before each of them; the child then finds the catalog read (~0.4 s a job on the demo), while a new scene (a new item and the link to it in its
     catalog) or an edited item is read afresh by the next job. A one-job process reads the catalog once anyway.
     A catalog that cannot be read raises as :func:`search_scenes` would, with nothing cached.
     """

@@ -5,4 +5,4 @@ ex = snakemake.config["execution"]
 w, p = snakemake.wildcards, snakemake.params
 cfg = {"imagery": p.imagery, "sources": {p.imagery: p.source}, "grid": p.grid, "epochs": {w.epoch: p.epoch}}
 call("glaciermap.data.acquire", "acquire", w.glacier, w.epoch, cfg, snakemake.input.inventory, snakemake.output[0],
-     log=snakemake.log[0], worker=ex["worker"], idle_s=ex["worker_idle_s"])
+     log=snakemake.log[0], worker=ex["worker"], idle_s=ex["worker_idle_s"], jobs_per_child=ex["worker_jobs_per_child"])
