@@ -110,8 +110,11 @@ def test_a_failure_reaches_the_job_with_its_traceback_in_the_log_and_the_worker_
     log = (tmp_path / "log").read_text()
     assert "Traceback" in log and "raise ValueError" in log
     assert not (tmp_path / "bad").exists()
+    time.sleep(1.0)
     worker.call("glaciermap.worker", "selftest", str(tmp_path / "good"), log=str(tmp_path / "log2"))
     assert (tmp_path / "good").read_text().startswith("ok ")
+    failed = int(log.split("selftest in process ")[1].split()[0])
+    assert int((tmp_path / "good").read_text().split()[1]) != failed  # the failed job's child is not reused
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

@@ -18,8 +18,8 @@ own inputs, outputs, log and benchmark, but hands its call to a worker that impo
   the hook checks against its files before every job; xarray's open files; the warnings already shown; the
   warning filters; the random generators' states), so a job finds the process as a fresh fork would. A child
   that serves many jobs saves the copy-on-write of the worker's memory that a fresh fork pays in each (~50,000
-  page faults, ~0.15 s of an ``acquire``; docs/scale.md). Jobs stay isolated from the worker (a crash or a kill
-  ends only that child; the worker forks another), and two jobs run in parallel as before;
+  page faults, ~0.15 s of an ``acquire``; docs/scale.md). A child whose job failed exits instead of taking another.
+  Jobs stay isolated from the worker (a crash or a kill ends only that child; the worker forks another), and two jobs run in parallel as before;
 - the job (the client) waits for the child's answer and fails with its error, or with a message if the child
   died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, and a child whose
   job is gone without a word (SIGKILL) stops as soon as the connection closes, so no output is written after
@@ -325,8 +325,12 @@ def _forget(state: dict) -> None:
     for name, mod in list(sys.modules.items()):
         if name == "glaciermap" or name.startswith("glaciermap."):
             for obj in list(vars(mod).values()):
-                if callable(getattr(obj, "cache_clear", None)) and not getattr(obj, "worker_keep", False):
-                    obj.cache_clear()
+                try:
+                    clear = getattr(obj, "cache_clear", None) if not getattr(obj, "worker_keep", False) else None
+                except Exception:  # noqa: BLE001 - an object whose attributes cannot be read holds no cache of ours
+                    clear = None
+                if callable(clear):
+                    clear()
     fm = sys.modules.get("xarray.backends.file_manager")
     if fm is not None:
         for key in list(fm.FILE_CACHE):
@@ -361,7 +365,7 @@ def _child_loop(ctrl: socket.socket, conn: socket.socket, req: dict, jobs_per_ch
     for nth in range(1, max(1, int(jobs_per_child)) + 1):
         req["nth"] = nth
         code = _run_child(conn, req)
-        if nth >= jobs_per_child:
+        if nth >= jobs_per_child or code:  # a job that failed may have left the process in any state: no reuse
             break
         _forget(state)
         try:
