@@ -313,9 +313,9 @@ def _usage() -> tuple[float, float, int]:
     return ru.ru_maxrss, ru.ru_utime + ru.ru_stime, ru.ru_minflt + ru.ru_majflt
 
 
-#: ``functools.lru_cache`` functions a child keeps between jobs: caches whose freshness the modules' ``worker_warm``
-#: hooks check before every job (a function marked ``worker_keep = True``). Every other cache of the glaciermap
-#: modules is emptied after each job, so a file that changed between two jobs is read afresh, as by a new process.
+# The ``functools.lru_cache`` functions a child keeps between jobs are those whose freshness the modules'
+# ``worker_warm`` hooks check before every job (marked ``worker_keep = True``). Every other cache of the glaciermap
+# modules is emptied after each job, so a file that changed between two jobs is read afresh, as by a new process.
 def _forget(state: dict) -> None:
     """In a child, between two jobs: leave the process as a freshly forked one would find it, as far as a job can
     see: glaciermap's caches (except the warm ones), xarray's open-file cache, the warnings already shown (so the
