@@ -18,8 +18,9 @@ own inputs, outputs, log and benchmark, but hands its call to a worker that impo
   the hook checks against its files before every job; xarray's open files; the warnings already shown; the
   warning filters; the random generators' states), so a job finds the process as a fresh fork would. A child
   that serves many jobs saves the copy-on-write of the worker's memory that a fresh fork pays in each (~50,000
-  page faults, ~0.15 s of an ``acquire``; docs/scale.md). A child whose job failed exits instead of taking another.
-  Jobs stay isolated from the worker (a crash or a kill ends only that child; the worker forks another), and two jobs run in parallel as before;
+  page faults, ~0.1 s of an ``acquire``; docs/scale.md). A child whose job failed exits instead of taking
+  another. Jobs stay isolated from the worker (a crash or a kill ends only that child; the worker forks another),
+  and two jobs run in parallel as before;
 - the job (the client) waits for the child's answer and fails with its error, or with a message if the child
   died; a job that is killed (Snakemake's Ctrl-C, a Slurm time limit) kills its child first, and a child whose
   job is gone without a word (SIGKILL) stops as soon as the connection closes, so no output is written after
@@ -30,12 +31,14 @@ shares one, a lone job starts its own and gains nothing; it exits :data:`SLURM_I
 
 The socket's name holds a key of the interpreter, the glaciermap sources (size and mtime of every module) and the
 Slurm allocation (``SLURM_JOB_ID``), and the jobs per child: code that changed, another environment, another
-Slurm job, or another ``worker_jobs_per_child`` never reaches an old worker (a job never runs inside another job's allocation). Where no worker can be started (no Unix
-sockets, a start that fails), the job runs in its own process as without the worker, and says so in its log.
+Slurm job, or another ``worker_jobs_per_child`` never reaches an old worker (a job never runs inside another job's
+allocation). Where no worker can be started (no Unix sockets, a start that fails), the job runs in its own process
+as without the worker, and says so in its log.
 
 Not measured by the job's ``benchmark:`` file with the worker: the child's CPU time and memory (the file then
 holds the client's; the child writes the function's wall time, its own CPU time and page faults and the
-process's peak RSS as the last line of the job's log); the wall time is right. Resource fits (``docs/measurements``) come from runs without it.
+process's peak RSS as the last line of the job's log); the wall time is right. Resource fits
+(``docs/measurements``) come from runs without it.
 This module imports only the standard library, so a job's client starts in ~0.1 s.
 """
 
@@ -148,8 +151,9 @@ def connect(idle_s: float = 120.0, path: Path | None = None, jobs_per_child: int
             err = os.open(f"{path}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the worker's own messages
             try:
                 proc = subprocess.Popen([sys.executable, "-m", "glaciermap.worker", "serve", str(path), "--idle-s",
-                                         str(idle_s), "--jobs-per-child", str(int(jobs_per_child))], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                        start_new_session=True, close_fds=True)
+                                         str(idle_s), "--jobs-per-child", str(int(jobs_per_child))],
+                                        stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                                        close_fds=True)
             finally:
                 os.close(err)
             t0 = time.monotonic()
@@ -170,6 +174,13 @@ def connect(idle_s: float = 120.0, path: Path | None = None, jobs_per_child: int
 
 
 # ---------------------------------------------------------------------------------------------------- client
+
+
+def options(execution: dict) -> dict:
+    """:func:`call`'s keyword arguments from the config's ``execution`` section (not job params: how a job runs
+    changes no result, so changing them re-runs nothing)."""
+    return {"worker": execution["worker"], "idle_s": execution["worker_idle_s"],
+            "jobs_per_child": execution["worker_jobs_per_child"]}
 
 
 def call(module: str, func: str, *args, log: str | None = None, worker: bool = True, idle_s: float = 120.0,
@@ -313,13 +324,12 @@ def _usage() -> tuple[float, float, int]:
     return ru.ru_maxrss, ru.ru_utime + ru.ru_stime, ru.ru_minflt + ru.ru_majflt
 
 
-# The ``functools.lru_cache`` functions a child keeps between jobs are those whose freshness the modules'
-# ``worker_warm`` hooks check before every job (marked ``worker_keep = True``). Every other cache of the glaciermap
-# modules is emptied after each job, so a file that changed between two jobs is read afresh, as by a new process.
 def _forget(state: dict) -> None:
     """In a child, between two jobs: leave the process as a freshly forked one would find it, as far as a job can
-    see: glaciermap's caches (except the warm ones), xarray's open-file cache, the warnings already shown (so the
-    next job's log shows them again), the warning filters, and the random generators' states."""
+    see: glaciermap's ``functools`` caches (a file that changed between two jobs is read afresh) except those marked
+    ``worker_keep``, whose freshness the modules' ``worker_warm`` hooks check before every job; xarray's open-file
+    cache; the warnings already shown (so the next job's log shows them again); the warning filters; and the random
+    generators' states."""
     import warnings
 
     for name, mod in list(sys.modules.items()):
@@ -359,7 +369,7 @@ def _child_state() -> dict:
 def _child_loop(ctrl: socket.socket, conn: socket.socket, req: dict, jobs_per_child: int) -> int:
     """A child's life: the job it was forked for, then (up to ``jobs_per_child`` in all) the jobs the worker hands
     it over ``ctrl``: the connection of each, as a file descriptor, and its request. Reusing a child saves the
-    copy-on-write of the worker's memory that a fresh fork pays again in every job (~0.17 s of an ``acquire``)."""
+    copy-on-write of the worker's memory that a fresh fork pays again in every job (~0.1 s of an ``acquire``)."""
     state = _child_state()
     code = 0
     for nth in range(1, max(1, int(jobs_per_child)) + 1):
@@ -381,24 +391,20 @@ def _child_loop(ctrl: socket.socket, conn: socket.socket, req: dict, jobs_per_ch
 
 
 def _send_job(ctrl: socket.socket, conn: socket.socket, req: dict) -> None:
-    data = pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL)
-    socket.send_fds(ctrl, [struct.pack("!Q", len(data))], [conn.fileno()])
-    ctrl.sendall(data)
+    socket.send_fds(ctrl, [b"j"], [conn.fileno()])  # the job's connection rides on one byte, then its request
+    _send(ctrl, req)
 
 
 def _recv_job(ctrl: socket.socket):
     """(connection, request) the worker handed over, or None when it closed the channel."""
-    msg, fds, _, _ = socket.recv_fds(ctrl, 8, 1)
+    msg, fds, _, _ = socket.recv_fds(ctrl, 1, 1)
     if not msg:
         for fd in fds:
             os.close(fd)
         return None
-    head = msg + (_recv_exact(ctrl, 8 - len(msg)) if len(msg) < 8 else b"")
-    (n,) = struct.unpack("!Q", head)
-    req = pickle.loads(_recv_exact(ctrl, n))
     conn = socket.socket(fileno=fds[0])
     conn.settimeout(None)
-    return conn, req
+    return conn, _recv(ctrl)
 
 
 def serve(path: str | os.PathLike, idle_s: float = 120.0, preload=PRELOAD, jobs_per_child: int = 20) -> None:

@@ -101,8 +101,9 @@ def warm_static(source: str) -> bool:
     from (the root, every child catalog, every item) changed, appeared or went since; False for a STAC API.
 
     For the long-lived job worker (:mod:`glaciermap.worker`): it calls this before forking a job's child, and a
-    child that runs several jobs calls it before each of them; the child then finds the catalog read (~0.4 s a job on the demo), while a new scene (a new item and the link to it in its
-    catalog) or an edited item is read afresh by the next job. A one-job process reads the catalog once anyway.
+    child that runs several jobs calls it before each of them; the child then finds the catalog read (~0.4 s a job
+    on the demo), while a new scene (a new item and the link to it in its catalog) or an edited item is read afresh
+    by the next job. A one-job process reads the catalog once anyway.
     A catalog that cannot be read raises as :func:`search_scenes` would, with nothing cached.
     """
     if is_api(source):
