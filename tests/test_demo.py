@@ -439,3 +439,48 @@ def test_presets_are_plain_dicts():
     assert json.loads(json.dumps(demo.PRESETS["demo"], default=str))
     assert demo.PRESETS["tiny"]["years"] == {2015: 3, 2023: 3}
     assert all(6 <= n <= 10 for n in demo.PRESETS["demo"]["years"].values())
+
+
+def test_scale_preset_keeps_the_demos_densities():
+    base = demo.PRESETS["demo"]
+    for n in (50, 200, 500):
+        spec = demo.scale_spec(n)
+        area = spec["size_m"][0] * spec["size_m"][1]
+        # the domain grows with the glaciers (to the 300 m rounding of each side), so ice per km2 stays the demo's
+        assert area / (base["size_m"][0] * base["size_m"][1]) == pytest.approx(n / 50, rel=0.03)
+        assert all(s % 300 == 0 for s in spec["size_m"])
+        assert spec["n_glaciers"] == (round(0.8 * n), round(1.2 * n))
+        assert spec["n_lakes"] == round(base["n_lakes"] * n / 50)
+        assert spec["sensors"] == {} and "facies" not in spec and "inventory_errors" not in spec
+        assert spec["years"] == base["years"] and spec["relief_m"] == base["relief_m"]
+    assert demo.scale_spec(50)["size_m"] == tuple(base["size_m"])
+
+
+def test_preset_spec_names_what_is_wrong():
+    assert demo.preset_spec("scale")["glaciers"] == 200
+    assert demo.preset_spec("scale", 80)["n_glaciers"] == (64, 96)
+    with pytest.raises(ValueError, match="fixed size.*scale"):
+        demo.preset_spec("demo", 80)
+    with pytest.raises(ValueError, match="unknown preset 'alps'.*scale"):
+        demo.preset_spec("alps")
+    with pytest.raises(ValueError, match="at least 5"):
+        demo.preset_spec("scale", 2)
+
+
+def test_stamp_for_another_size_regenerates(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    (out / "inputs" / "catalog").mkdir(parents=True)
+    (out / "inputs" / "catalog" / "catalog.json").write_text("{}")
+    (out / ".complete").write_text(json.dumps({"seed": 0, "preset": "scale", "version": demo.VERSION,
+                                               "glaciers": 100, "summary": {"n_glaciers": 97}}))
+    assert demo.generate(out, seed=0, preset="scale", glaciers=100)["skipped"] is True
+    calls = []
+
+    def stop(*a, **k):
+        calls.append(a)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(demo, "build_world", stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        demo.generate(out, seed=0, preset="scale", glaciers=200)
+    assert calls and calls[0][1]["n_glaciers"] == (160, 240), "a region of another size must be regenerated"

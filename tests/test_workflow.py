@@ -1,6 +1,7 @@
 """End to end: the real Snakefile on the tiny demo region, with broken inputs planted beside good ones."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,48 @@ def test_adding_a_glacier_plans_only_that_glacier(run, tmp_path):
         assert {r for r, w in jobs if not w} == {"inventory", "qc"}
     finally:
         shutil.copy(backup, inv_path)
+
+
+def test_area_change_reads_only_the_split_glaciers(run):
+    """FARAWAY (no scene covers its cube) is left out of the cross-validation split, so no fold predicts it: the rules
+    that pair each cube with its test prediction (areas, outlines, compare) read the list of the split's glaciers,
+    not the region's. With the region's, `areas` failed on FARAWAY's missing prediction and `compare` on its fold."""
+    work, _, _ = run
+    cfg_path = work / "config.yaml"
+    saved = cfg_path.read_text()
+    cfg = yaml.safe_load(saved)
+    cfg["evaluation"].update(truth_dir=None, debris_map=None)  # the demo region's truth: not needed here
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    try:
+        _check_split_lists(work)
+    finally:
+        cfg_path.write_text(saved)
+
+
+def _check_split_lists(work):
+    proc = _snakemake(work, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    uncovered = re.search(r"glaciermap: \d+ glacier\(s\) left out of the cross-validation split: .*\((.*)\)", out)
+    assert uncovered and "FARAWAY" in uncovered.group(1).split(", ")
+    lists, rules = set(), set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (areas|outlines|compare):", block.strip())
+        if m:
+            inputs = re.search(r"^\s+input: (.*)$", block, re.M).group(1).split(", ")
+            cubes = [p for p in inputs if "/lists/cubes/" in p]
+            assert len(cubes) == 1 and "/region_test.content." in cubes[0], (m.group(1), cubes)
+            lists.add(cubes[0])
+            rules.add(m.group(1))
+    assert rules == {"areas", "outlines", "compare"}
+    # areas and outlines take every epoch, compare t0 and t1: the same two epochs here, listed in two orders
+    assert 1 <= len(lists) <= 2
+    from glaciermap.data.file_list import read_file_lists
+
+    made = _snakemake(work, *sorted(lists))
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    cubes = {d.name for d in (work / "results" / "tiny" / "cubes").iterdir() if d.is_dir()}
+    assert "FARAWAY" in cubes
+    for path in lists:
+        listed = {Path(p).parent.name for p in read_file_lists([work / path])}
+        assert listed == cubes - set(uncovered.group(1).split(", ")), path

@@ -201,7 +201,11 @@ LIST_EPOCHS = rf"{_EPOCH_RE}(?:\+{_EPOCH_RE})*"
 
 
 def group_glaciers(group, role):
-    """The glaciers of a list's group with ``role`` (``+``-joined roles: any of them), in inventory order."""
+    """The glaciers of a list's group with ``role`` (``+``-joined roles: any of them), in inventory order.
+
+    Region lists: ``all`` is every mapped glacier (the data half's); ``test`` every glacier of the split (each is a
+    test glacier of one fold), which the rules that pair cubes with test predictions take: a glacier left out of the
+    split (no scene covers its cube, UNCOVERED) has no prediction, and the qc tables say why."""
     if group == "region":
         if role == "all":
             return list(GLACIER_IDS)
@@ -386,7 +390,7 @@ def compare_inputs(wildcards):
     """Inputs of the method comparison: every compared model's test predictions at t0 and t1 and its calibration,
     the cubes, the baseline and the debris map."""
     d = {
-        "cubes": file_lists("cubes", "all", epochs=CHANGE_EPOCHS, region=True)(wildcards),
+        "cubes": file_lists("cubes", "test", epochs=CHANGE_EPOCHS, region=True)(wildcards),
         "folds": f"{R}/split/folds.csv",
     }
     for m in COMPARE_MODELS:

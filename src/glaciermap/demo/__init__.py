@@ -1,7 +1,7 @@
 """Deterministic synthetic glacier region (no network): terrain, glaciers, Sentinel-2 scenes, truth.
 
 ``generate(out_dir, seed=0, preset="demo")`` (or ``python -m glaciermap.demo --out resources/demo --seed 0
-[--preset demo|tiny] [--force]``) writes the region in the layout fixed by docs/design.md::
+[--preset demo|tiny|scale [--glaciers N]] [--force]``) writes the region in the layout fixed by docs/design.md::
 
     <out>/inputs/inventory.gpkg            layer "glaciers" (EPSG:32632): glac_id, area_km2, src_date, cenlon, cenlat
     <out>/inputs/dem/dem_glo30.tif         float32 30 m DEM, nodata -9999 (COG)
@@ -48,7 +48,8 @@ dicts in ``PRESETS`` ("demo": 40-60 glaciers on 25.2 x 19.8 km, 6 dates in each 
 and 2023, ~45-60 s on 2 cores and ~530-580 MB for Sentinel-2 and the rest, plus the other sensors
 (28 Landsat, 8 Sentinel-1 scenes, 4 coherence and 4 velocity years; no L1C by default) ~+40-50 s and
 ~+250 MB; "tiny": 4-6 glaciers on 6 x 5.1 km, 3 dates in 2015 and 2023, every sensor with 5 Landsat and
-4 Sentinel-1 scenes, ~6 s and ~29 MB). All randomness comes from ``numpy.random.Generator`` seeded from
+4 Sentinel-1 scenes, ~6 s and ~29 MB; "scale", made by ``scale_spec`` for ``glaciers=N``: the demo's densities on a
+domain sized for ~N glaciers, Sentinel-2 L2A only, for the cost curves). All randomness comes from ``numpy.random.Generator`` seeded from
 (seed, stage): the same seed gives identical arrays and identical COG bytes; another seed gives another region.
 
 What is planted
@@ -223,7 +224,8 @@ __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", 
            "TERRAIN_RESIDUAL", "_ENDMEMBERS", "_cloud_fields", "_spectra_for", "_swath_valid60", "prepare_render",
            "render_scene", "surface_weights", "COG_MEDIA", "CRS", "_asset_proj", "_footprint", "_lonlat",
            "_polygons", "_transform", "_write_gpkg", "write_cog", "_EXTENSIONS", "build_catalog",
-           "_write_world_files", "generate_sensors", "generate_facies", "generate", "main", "PRESETS", "VERSION"]
+           "_write_world_files", "generate_sensors", "generate_facies", "generate", "main", "PRESETS", "VERSION",
+           "SCALED_PRESETS", "SCALE_BASE_GLACIERS", "scale_spec", "preset_spec"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,6 +297,46 @@ PRESETS = {
     },
 }
 
+#: glaciers of the demo preset at its size (the middle of its 40-60): the "scale" preset's density
+SCALE_BASE_GLACIERS = 50
+
+
+def scale_spec(glaciers: int) -> dict:
+    """The "scale" preset for about ``glaciers`` glaciers: the demo's densities on a larger (or smaller) domain.
+
+    The demo's domain is scaled by sqrt(glaciers / 50) on each side (rounded to 300 m, so the 10/20/30/60/100 m
+    grids still nest), and its counts (glaciers, small glaciers, debris-dominated glaciers, lakes) by
+    glaciers / 50; the relief, largest-glacier range, dates and inventory years are the demo's. Sentinel-2 L2A
+    only: no other sensors, no facies data and no planted inventory errors (the cost curves of
+    benchmarks/cost_curve.py time the data half and the DL4GAM modelling half, which read nothing else).
+    """
+    glaciers = int(glaciers)
+    if glaciers < 5:
+        raise ValueError(f"preset 'scale': glaciers must be at least 5, not {glaciers}")
+    base = PRESETS["demo"]
+    k = glaciers / SCALE_BASE_GLACIERS
+    side = k ** 0.5
+
+    def count(pair):
+        return tuple(max(1, int(round(v * k))) for v in pair)
+
+    return {
+        **{key: base[key] for key in ("origin", "relief_m", "pad_m", "largest_km2", "years", "inventory_years",
+                                      "second_good", "mgrs_tile", "workers")},
+        "size_m": tuple(max(3000, int(round(v * side / 300.0)) * 300) for v in base["size_m"]),
+        "n_glaciers": (int(round(0.8 * glaciers)), int(round(1.2 * glaciers))),
+        "n_small": count(base["n_small"]),
+        "n_debris_dominated": count(base["n_debris_dominated"]),
+        "n_lakes": max(1, int(round(base["n_lakes"] * k))),
+        "n_proglacial_lakes": max(1, int(round(base["n_proglacial_lakes"] * k))),
+        "sensors": {},
+        "glaciers": glaciers,
+    }
+
+
+#: presets made from an argument (``generate(..., glaciers=N)``), beside the fixed ones in PRESETS
+SCALED_PRESETS = {"scale": scale_spec}
+
 _WORLD = None  # the world shared with forked scene workers
 
 
@@ -312,15 +354,29 @@ def _render_and_write(args):
     return meta
 
 
-def _stamp(seed: int, preset: str) -> dict:
-    return {"seed": int(seed), "preset": preset, "version": VERSION}
+def _stamp(seed: int, preset: str, glaciers: int | None = None) -> dict:
+    return {"seed": int(seed), "preset": preset, "version": VERSION,
+            **({"glaciers": int(glaciers)} if glaciers is not None else {})}
 
 
-def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, workers: int | None = None) -> dict:
+def preset_spec(preset: str, glaciers: int | None = None) -> dict:
+    """The spec of a preset: a fixed one of PRESETS, or "scale" made for ``glaciers`` (default 200)."""
+    if preset in SCALED_PRESETS:
+        return dict(SCALED_PRESETS[preset](200 if glaciers is None else glaciers), name=preset)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join([*PRESETS, *SCALED_PRESETS])})")
+    if glaciers is not None:
+        raise ValueError(f"preset '{preset}' has a fixed size; glaciers={glaciers} needs the preset 'scale'")
+    return dict(PRESETS[preset], name=preset)
+
+
+def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, workers: int | None = None,
+             glaciers: int | None = None) -> dict:
     """Generate the synthetic region into ``out_dir`` (idempotent; see the module docstring).
 
-    Returns a summary: n_glaciers, n_scenes, areas, dates and per-stage timings in seconds
-    (``skipped`` is True when a complete region with this seed and preset was already there).
+    ``glaciers``: the size of the "scale" preset (about that many glaciers; default 200); other presets have a
+    fixed size. Returns a summary: n_glaciers, n_scenes, areas, dates and per-stage timings in seconds
+    (``skipped`` is True when a complete region with this seed, preset and size was already there).
     """
     import json
     import os
@@ -329,8 +385,8 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
     from concurrent.futures import ProcessPoolExecutor
 
     global _WORLD
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    spec = preset_spec(preset, glaciers)
+    glaciers = spec.get("glaciers")
     out = Path(out_dir)
     stamp = out / ".complete"
     if not force and stamp.exists() and (out / "inputs" / "catalog" / "catalog.json").exists():
@@ -338,9 +394,9 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
             have = json.loads(stamp.read_text())
         except ValueError:
             have = {}
-        if all(have.get(k) == v for k, v in _stamp(seed, preset).items()):
+        want = _stamp(seed, preset, glaciers)
+        if all(have.get(k) == v for k, v in want.items()):
             return {**have.get("summary", {}), "skipped": True, "timings": {}}
-    spec = dict(PRESETS[preset], name=preset)
     if 2023 not in spec["years"]:
         raise ValueError(f"preset '{preset}' needs the year 2023 (the truth epoch)")
     t_start = time.perf_counter()
@@ -409,7 +465,8 @@ def generate(out_dir, seed: int = 0, preset: str = "demo", force: bool = False, 
         }
         if facies_summary:
             summary["facies"] = facies_summary
-        (tmp / ".complete").write_text(json.dumps({**_stamp(seed, preset), "summary": summary}, indent=2) + "\n")
+        (tmp / ".complete").write_text(json.dumps({**_stamp(seed, preset, glaciers), "summary": summary},
+                                                     indent=2) + "\n")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -431,11 +488,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m glaciermap.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="resources/demo", help="output folder (default resources/demo)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="demo", choices=sorted([*PRESETS, *SCALED_PRESETS]))
+    ap.add_argument("--glaciers", type=int, default=None,
+                    help="about this many glaciers (preset scale only: the demo's densities on a domain sized to "
+                         "match; default 200)")
     ap.add_argument("--force", action="store_true", help="regenerate even if a complete region is there")
     ap.add_argument("--workers", type=int, default=None, help="scene-rendering processes (default: preset)")
     a = ap.parse_args(argv)
-    summary = generate(a.out, seed=a.seed, preset=a.preset, force=a.force, workers=a.workers)
+    summary = generate(a.out, seed=a.seed, preset=a.preset, force=a.force, workers=a.workers, glaciers=a.glaciers)
     if summary.get("skipped"):
         print(f"{a.out}: complete region (seed {a.seed}, preset {a.preset}) already there; nothing to do")
     print(json.dumps(summary, indent=2))

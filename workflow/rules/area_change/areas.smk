@@ -2,7 +2,7 @@ rule areas:
     """Calibrated area and bounds of every test glacier and epoch by one model; metrics at t0 (Tables 4 and 5)."""
     input:
         preds=lambda w: prediction_dirs(w.model, EPOCHS),
-        cubes=file_lists("cubes", "all", epochs=EPOCHS, region=True),
+        cubes=file_lists("cubes", "test", epochs=EPOCHS, region=True),
         calibration=lambda w: calibrations(w.model),
         manifest=f"{R}/inventory/manifest.csv",
         folds=f"{R}/split/folds.csv",

@@ -2,7 +2,7 @@ rule outlines:
     """Predicted outlines: calibrated ensemble mean >= 0.5 within glacier + 20 m, specks removed, polygonised (GeoPackage)."""
     input:
         preds=lambda w: prediction_dirs(w.model, EPOCHS),
-        cubes=file_lists("cubes", "all", epochs=EPOCHS, region=True),
+        cubes=file_lists("cubes", "test", epochs=EPOCHS, region=True),
         calibration=lambda w: calibrations(w.model),
         areas=f"{R}/area_change/{{model}}/areas/glacier_areas.csv",
     output:
