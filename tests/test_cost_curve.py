@@ -3,22 +3,17 @@ model; the fits recover a known line; the job table reads rule names from benchm
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from glaciermap.config import validate_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def cc():
-    spec = importlib.util.spec_from_file_location("cost_curve", REPO / "benchmarks" / "cost_curve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("cost_curve")
 
 
 def test_region_config_is_valid_and_reads_the_regions_files(cc, tmp_path):

@@ -3,7 +3,6 @@ of its own folder (a valid config, no demo or truth path); --methods default onl
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,17 +11,14 @@ import pystac
 import pytest
 import yaml
 
+from conftest import load_benchmark
 from glaciermap.config import validate_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def dag_scale():
-    spec = importlib.util.spec_from_file_location("dag_scale", REPO / "benchmarks" / "dag_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("dag_scale")
 
 
 def _paths(node, parent=""):

@@ -388,11 +388,8 @@ def test_failed_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypa
     assert not list(tmp_path.glob(".tiny.tmp-*"))
 
 
-def test_stamp_for_another_seed_regenerates(tmp_path, monkeypatch):
-    out = tmp_path / "r"
-    (out / "inputs" / "catalog").mkdir(parents=True)
-    (out / "inputs" / "catalog" / "catalog.json").write_text("{}")
-    (out / ".complete").write_text(json.dumps({"seed": 5, "preset": "tiny", "version": demo.VERSION}))
+def _stop_at_build_world(monkeypatch) -> list:
+    """Make generation stop at its first step; the list receives the arguments of each attempt."""
     calls = []
 
     def stop(*a, **k):
@@ -400,6 +397,15 @@ def test_stamp_for_another_seed_regenerates(tmp_path, monkeypatch):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(demo, "build_world", stop)
+    return calls
+
+
+def test_stamp_for_another_seed_regenerates(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    (out / "inputs" / "catalog").mkdir(parents=True)
+    (out / "inputs" / "catalog" / "catalog.json").write_text("{}")
+    (out / ".complete").write_text(json.dumps({"seed": 5, "preset": "tiny", "version": demo.VERSION}))
+    calls = _stop_at_build_world(monkeypatch)
     with pytest.raises(RuntimeError, match="stop"):
         demo.generate(out, seed=0, preset="tiny")
     assert calls, "a stamp for another seed must not count as complete"
@@ -474,13 +480,7 @@ def test_stamp_for_another_size_regenerates(tmp_path, monkeypatch):
     (out / ".complete").write_text(json.dumps({"seed": 0, "preset": "scale", "version": demo.VERSION,
                                                "glaciers": 100, "summary": {"n_glaciers": 97}}))
     assert demo.generate(out, seed=0, preset="scale", glaciers=100)["skipped"] is True
-    calls = []
-
-    def stop(*a, **k):
-        calls.append(a)
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr(demo, "build_world", stop)
+    calls = _stop_at_build_world(monkeypatch)
     with pytest.raises(RuntimeError, match="stop"):
         demo.generate(out, seed=0, preset="scale", glaciers=200)
     assert calls and calls[0][1]["n_glaciers"] == (160, 240), "a region of another size must be regenerated"
