@@ -3,7 +3,6 @@ model; the fits recover a known line; the job table reads rule names from benchm
 
 from __future__ import annotations
 
-
 import pytest
 
 from conftest import load_benchmark
