@@ -100,9 +100,11 @@ def lists_naming(work, files) -> set:
 
 def lists_gaining(work, fold=None) -> set:
     """The lists a new glacier joins (either track: their input sets change): every region list of all glaciers
-    and, given its test fold, that fold's test lists."""
+    and, given its test fold (it is in the split), that fold's test lists and the region's lists of the split's
+    glaciers (role test: what areas, outlines and compare read)."""
     return {("file_list", w) for w in _lists(work)
-            if "group=region, role=all," in w or (fold is not None and f"group=fold{fold}, role=test," in w)}
+            if "group=region, role=all," in w
+            or (fold is not None and (f"group=fold{fold}, role=test," in w or "group=region, role=test," in w))}
 
 
 def calibrate_jobs(folds, models=MODELS) -> set:
@@ -238,7 +240,7 @@ def test_new_scene_for_one_glacier_reruns_that_glacier_and_its_inference_only(ba
     # validation glaciers are mapped at t0 only (calibration): a 2023 cube feeds its test fold's inference alone
     lists = lists_naming(work, glacier_files([gid], ["2023"]))
     assert {w for _, w in lists} >= {f"kind=cubes, epochs=2023, group=fold{test_fold}, role=test, track=content",
-                                    "kind=cubes, epochs=inventory+2023, group=region, role=all, track=content"}
+                                    "kind=cubes, epochs=inventory+2023, group=region, role=test, track=content"}
     expected = (data_jobs([gid], ["2023"]) | lists | infer_jobs([test_fold], ["2023"])
                 | REGION_JOBS | DEBRIS_JOBS)
     assert jobs == expected, diff(jobs, expected)
@@ -336,12 +338,13 @@ def test_new_epoch_runs_data_and_inference_without_retraining(base, tmp_path):
     # new lists: the folds' test cubes at 2024 (inference) and the region's of every epoch (qc, areas, baseline, ...)
     lists = ({("file_list", f"kind=cubes, epochs=2024, group=fold{k}, role=test, track=content") for k in folds}
              | {("file_list", f"kind={kd}, epochs={all_epochs}, group=region, role=all, track=content")
-                for kd in ("cubes", "scenes", "selection")})
+                for kd in ("cubes", "scenes", "selection")}
+             | {("file_list", f"kind=cubes, epochs={all_epochs}, group=region, role=test, track=content")})
     expected = (data_jobs(glaciers, ["2024"]) | lists | infer_jobs(folds, ["2024"], AREA_MODELS) | REGION_JOBS)
     assert jobs == expected, diff(jobs, expected)
     # same jobs, plus the compared-only and the debris model's inference at the new change epoch, and the debris cover
     # (and the lists of the new change epochs: the comparison's, the debris cover's)
-    lists_to = ({("file_list", "kind=cubes, epochs=inventory+2024, group=region, role=all, track=content")}
+    lists_to = ({("file_list", "kind=cubes, epochs=inventory+2024, group=region, role=test, track=content")}
                 | {("file_list", f"kind=cubes, epochs=inventory+2024, group=fold{k}, role=test, track=content")
                    for k in folds})
     expected_to = jobs | lists_to | infer_jobs(folds, ["2024"], ["dl4gam_no_dhdt", "ice_debris"]) | DEBRIS_JOBS
