@@ -71,7 +71,8 @@ def test_existing_outputs_are_byte_identical(region, tmp_path_factory, monkeypat
     sensors must not change a byte of them: every file a generation without the other sensors (and without the
     facies data, which needs Landsat) writes is byte-identical here. The reference is generated in the same
     environment: the bytes themselves depend on the CPU (numpy's SIMD paths) and the GDAL build, so digests stored
-    from one machine failed on another (2026-12-02, an AVX2-only VM against the earlier AVX-512 one)."""
+    from one machine failed on another (2026-12-02: 75 of 99 files differed on an AVX2-only VM, with the code that
+    had matched them the day before; the earlier machine's CPU features are not known)."""
     root, _ = region
     spec = {k: v for k, v in demo.PRESETS["tiny"].items() if k != "facies"}
     monkeypatch.setitem(demo.PRESETS, "tiny", {**spec, "sensors": {}})  # same name: the catalog names the preset
