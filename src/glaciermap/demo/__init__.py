@@ -49,8 +49,8 @@ and 2023, ~45-60 s on 2 cores and ~530-580 MB for Sentinel-2 and the rest, plus 
 (28 Landsat, 8 Sentinel-1 scenes, 4 coherence and 4 velocity years; no L1C by default) ~+40-50 s and
 ~+250 MB; "tiny": 4-6 glaciers on 6 x 5.1 km, 3 dates in 2015 and 2023, every sensor with 5 Landsat and
 4 Sentinel-1 scenes, ~6 s and ~29 MB; "scale", made by ``scale_spec`` for ``glaciers=N``: the demo's densities on a
-domain sized for ~N glaciers, Sentinel-2 L2A only, for the cost curves). All randomness comes from ``numpy.random.Generator`` seeded from
-(seed, stage): the same seed gives identical arrays and identical COG bytes; another seed gives another region.
+domain sized for ~N glaciers, Sentinel-2 L2A only, for the cost curves). All randomness comes from
+``numpy.random.Generator`` seeded from (seed, stage): the same seed gives identical arrays and identical COG bytes; another seed gives another region.
 
 What is planted
 ---------------
