@@ -81,12 +81,10 @@ def _snakemake(run_dir: Path, cores: int, target: str | None, log: Path) -> tupl
 
 
 def job_table(results: Path) -> pd.DataFrame:
-    """One row per job that ran: rule, wall seconds (its benchmark file)."""
-    rows = []
-    for tsv in (results / "benchmarks").rglob("*.tsv"):
-        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")  # region-level: <rule>.tsv
-        rows.append({"rule": rule, "s": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), "path": str(tsv)})
-    return pd.DataFrame(rows, columns=["rule", "s", "path"])
+    """One row per job that ran: rule, wall seconds, benchmark file (glaciermap.job_benchmarks)."""
+    from glaciermap.job_benchmarks import read_benchmarks
+
+    return read_benchmarks(results / "benchmarks")[["rule", "s", "path"]]
 
 
 def worker_peak_mb(results: Path) -> float:

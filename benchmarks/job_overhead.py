@@ -28,10 +28,10 @@ import pandas as pd
 
 def job_walls(results: Path, rule: str) -> dict:
     """(glacier, epoch) -> wall seconds of the run's jobs of ``rule`` (benchmarks/<rule>/<glacier>/<epoch>.tsv)."""
-    out = {}
-    for tsv in sorted((results / "benchmarks" / rule).glob("*/*.tsv")):
-        out[(tsv.parent.name, tsv.stem)] = float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
-    return out
+    from glaciermap.job_benchmarks import read_benchmarks
+
+    jobs = read_benchmarks(results / "benchmarks", rule)
+    return {tuple(k.split("/")): s for k, s in zip(jobs["key"], jobs["s"]) if k.count("/") == 1}
 
 
 def child_walls(results: Path, rule: str) -> dict:

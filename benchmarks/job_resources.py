@@ -14,42 +14,37 @@ memory and CPU, not the work's (their logs end with the worker child's own peak 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
 
-def rule_of(bench_dir: Path, tsv: Path) -> str:
-    """The rule of a benchmark file: <rule>.tsv or <rule>/<wildcards...>.tsv (train.pack_members: members.tsv)."""
-    parts = tsv.relative_to(bench_dir).as_posix().split("/")
-    if parts[0] == "train" and parts[-1] == "members.tsv":  # train.pack_members: one job per model and fold
-        return "train_fold"
-    return parts[0][: -len(".tsv")] if len(parts) == 1 else parts[0]
-
-
-def read_benchmarks(bench_dir: Path) -> pd.DataFrame:
-    rows = []
-    for tsv in sorted(bench_dir.rglob("*.tsv")):
-        df = pd.read_csv(tsv, sep="\t", na_values=["-", "NA"])
-        if df.empty:
-            continue
-        r = df.iloc[-1]
-        rows.append({"rule": rule_of(bench_dir, tsv), "s": float(r["s"]), "max_rss": float(r["max_rss"]),
-                     "cpu_time": float(r["cpu_time"])})
-    return pd.DataFrame(rows)
+from glaciermap.job_benchmarks import read_benchmarks
 
 
 def profile_requests(profile: Path) -> dict:
-    """rule -> (mem_mb, runtime minutes) at attempt 1, parsed from the workflow profile's set-resources."""
-    text = profile.read_text()
+    """rule -> (mem_mb, runtime minutes) at attempt 1 that the workflow profile's set-resources asks (NaN where
+    it sets none: e.g. train_fold's runtime is set in its rule), read through yte as Snakemake reads it."""
+    import yte
+
+    with open(profile) as fh:
+        spec = yte.process_yaml(fh)
     out = {}
-    for m in re.finditer(r"^  (\w+):\s*\n\s+mem_mb: \"(\d+) \* attempt\"\s*\n\s+runtime: \"(\d+) \* attempt\"", text, re.M):
-        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    gpu = re.compile(r"^\s*\??f?\"?([a-z_]+?)(?:\{k\})?\"?:\s*\?gpu\(mem_mb=\"(\d+) \* attempt\", "
-                     r"runtime=\"(\d+) \* attempt\"\)", re.M)
-    for m in gpu.finditer(text):
-        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    for rule, res in (spec.get("set-resources") or {}).items():
+        out[rule] = tuple(_at_attempt(res.get(k), profile, rule, k) for k in ("mem_mb", "runtime"))
     return out
+
+
+def _at_attempt(value, profile: Path, rule: str, key: str, attempt: int = 1) -> float:
+    """A resource of the profile at one attempt: a number, or an expression in ``attempt`` as Snakemake takes it."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(eval(str(value), {"__builtins__": {}}, {"attempt": attempt}))
+    except Exception as e:  # noqa: BLE001 - named in the message
+        raise ValueError(f"{profile}: set-resources {rule}.{key} = {value!r} is not a number or an expression "
+                         f"in attempt ({e})") from e
 
 
 def table(bench: pd.DataFrame, requests: dict) -> pd.DataFrame:

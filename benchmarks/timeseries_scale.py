@@ -29,8 +29,10 @@ FILES_PER_READ = 8                # 6 reflectance bands, surface temperature, QA
 TILE_PX = 512                     # COG block side assumed for a Landsat C2 file (a read touches one block)
 
 
-def _tsv(path) -> pd.Series:
-    return pd.read_csv(path, sep="\t").iloc[-1]
+def _tsv(path) -> dict:
+    from glaciermap.job_benchmarks import read_benchmark
+
+    return read_benchmark(path)
 
 
 def measure(results: Path, model: str) -> dict:

@@ -39,7 +39,10 @@ def test_fit_recovers_a_line(cc, capsys):
 def test_job_table_names_rules(cc, tmp_path):
     b = tmp_path / "benchmarks"
     (b / "acquire" / "G1").mkdir(parents=True)
-    (b / "acquire" / "G1" / "2023.tsv").write_text("s\th:m:s\n1.5\t0:00:01\n")
-    (b / "qc.tsv").write_text("s\th:m:s\n2.0\t0:00:02\n")
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (b / "acquire" / "G1" / "2023.tsv").write_text(head + "1.5\t0:00:01\t-\t-\t-\t-\t-\t-\t-\t-\n")
+    (b / "qc.tsv").write_text(head + "2.0\t0:00:02\t80\t90\t70\t75\t0\t0\t50\t1.0\n")
+    (b / "train" / "dl4gam" / "fold0").mkdir(parents=True)  # train.pack_members: the fold's one job
+    (b / "train" / "dl4gam" / "fold0" / "members.tsv").write_text(head + "60\t0:01:00\t9\t9\t9\t9\t0\t0\t90\t55\n")
     t = cc.job_table(tmp_path)
-    assert sorted(zip(t["rule"], t["s"])) == [("acquire", 1.5), ("qc", 2.0)]
+    assert sorted(zip(t["rule"], t["s"])) == [("acquire", 1.5), ("qc", 2.0), ("train_fold", 60.0)]

@@ -1,0 +1,74 @@
+"""The `benchmark:` files of a finished run, read into one table: one row per job.
+
+Every rule writes ``results/<region>/benchmarks/<rule>/<wildcards...>.tsv`` (a region-level job:
+``benchmarks/<rule>.tsv``; ``train_fold``, the packed training of a fold's members, writes
+``benchmarks/train/<model>/fold<k>/members.tsv`` beside its log). Snakemake's columns: ``s`` (wall seconds),
+``h:m:s``, ``max_rss``, ``max_vms``, ``max_uss``, ``max_pss`` (MB), ``io_in``, ``io_out``, ``mean_load``,
+``cpu_time`` (seconds of the job's process tree); ``-`` or ``NA`` where it could not measure (a process too short
+to sample). Read by the benchmark scripts (``benchmarks/job_resources.py``, ``cost_curve.py``,
+``job_overhead.py``, ``timeseries_scale.py``), not by the workflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+#: the measures kept per job (a file with several rows, Snakemake's ``repeat()``, gives the median of each)
+MEASURES = ("s", "max_rss", "cpu_time")
+COLUMNS = ("rule", "key", *MEASURES, "path")
+
+
+def rule_of(bench_dir: Path, tsv: Path) -> str:
+    """The rule of a benchmark file below ``bench_dir``: <rule>.tsv or <rule>/<wildcards...>.tsv."""
+    parts = Path(tsv).relative_to(bench_dir).parts
+    if parts[0] == "train" and parts[-1] == "members.tsv":  # train.pack_members: one job per model and fold
+        return "train_fold"
+    return parts[0].removesuffix(".tsv") if len(parts) == 1 else parts[0]
+
+
+def key_of(bench_dir: Path, tsv: Path) -> str:
+    """The job's wildcard values as its file names them ("<glacier>/<epoch>"; "" for a region-level job)."""
+    parts = Path(tsv).relative_to(bench_dir).parts
+    if len(parts) == 1:
+        return ""
+    rest = list(parts[1:])
+    if parts[0] == "train" and rest[-1] == "members.tsv":
+        rest = rest[:-1]
+    else:
+        rest[-1] = rest[-1].removesuffix(".tsv")
+    return "/".join(rest)
+
+
+def read_benchmark(tsv: Path) -> dict | None:
+    """One job's measures (:data:`MEASURES`; NaN where Snakemake wrote ``-`` or ``NA``), or None for a file that
+    holds only the header (a job still running). A file without Snakemake's columns is an error naming it."""
+    try:
+        df = pd.read_csv(tsv, sep="\t", na_values=["-", "NA"])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{tsv}: not a Snakemake benchmark file ({e})") from e
+    missing = [m for m in MEASURES if m not in df.columns]
+    if missing:
+        raise ValueError(f"{tsv}: not a Snakemake benchmark file (no column {', '.join(missing)})")
+    if df.empty:
+        return None
+    out = {}
+    for m in MEASURES:
+        v = pd.to_numeric(df[m], errors="coerce").dropna()
+        out[m] = float(v.median()) if len(v) else float("nan")
+    return out
+
+
+def read_benchmarks(bench_dir: Path, rule: str | None = None) -> pd.DataFrame:
+    """Every job's measures under ``bench_dir`` (or only ``rule``'s): columns :data:`COLUMNS`, sorted by path."""
+    bench_dir = Path(bench_dir)
+    rows = []
+    for tsv in sorted(bench_dir.rglob("*.tsv")):
+        r = rule_of(bench_dir, tsv)
+        if rule is not None and r != rule:
+            continue
+        m = read_benchmark(tsv)
+        if m is not None:
+            rows.append({"rule": r, "key": key_of(bench_dir, tsv), **m, "path": str(tsv)})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
