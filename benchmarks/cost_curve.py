@@ -89,11 +89,10 @@ def job_table(results: Path) -> pd.DataFrame:
 
 def worker_peak_mb(results: Path) -> float:
     """The largest peak RSS a per-glacier worker child reported at the end of a job's log (0 without one)."""
-    peak = 0.0
-    for log in (results / "logs").rglob("*.log"):
-        for m in re.finditer(r"peak RSS (\d+) MB", log.read_text(errors="replace")):
-            peak = max(peak, float(m.group(1)))
-    return peak
+    from glaciermap.job_benchmarks import read_benchmarks
+
+    peak = read_benchmarks(results / "benchmarks", logs_dir=results / "logs")["worker_rss"].max()
+    return float(peak) if peak == peak else 0.0
 
 
 def disk(path: Path) -> tuple[int, int]:

@@ -26,24 +26,24 @@ from pathlib import Path
 import pandas as pd
 
 
-def job_walls(results: Path, rule: str) -> dict:
-    """(glacier, epoch) -> wall seconds of the run's jobs of ``rule`` (benchmarks/<rule>/<glacier>/<epoch>.tsv)."""
+def _jobs(results: Path, rule: str) -> dict:
+    """(glacier, epoch) -> the run's job of ``rule`` (benchmarks/<rule>/<glacier>/<epoch>.tsv and its log)."""
     from glaciermap.job_benchmarks import read_benchmarks
 
-    jobs = read_benchmarks(results / "benchmarks", rule)
-    return {tuple(k.split("/")): s for k, s in zip(jobs["key"], jobs["s"]) if k.count("/") == 1}
+    jobs = read_benchmarks(results / "benchmarks", rule, logs_dir=results / "logs")
+    return {tuple(r.key.split("/")): r for r in jobs.itertuples() if r.key.count("/") == 1}
+
+
+def job_walls(results: Path, rule: str) -> dict:
+    """(glacier, epoch) -> wall seconds of the run's jobs of ``rule``."""
+    return {k: r.s for k, r in _jobs(results, rule).items()}
 
 
 def child_walls(results: Path, rule: str) -> dict:
     """(glacier, epoch) -> wall seconds of the job's function in the worker's child (the last line of its log;
     runs through the worker only): the rest of the job's wall is the client's (Snakemake's script start, the
     connection, a new fork's warm-up)."""
-    out = {}
-    for log in sorted((results / "logs" / rule).glob("*/*.log")):
-        m = re.search(r"of this process\): wall ([0-9.]+) s", log.read_text())
-        if m:
-            out[(log.parent.name, log.stem)] = float(m.group(1))
-    return out
+    return {k: r.worker_s for k, r in _jobs(results, rule).items() if r.worker_s == r.worker_s}
 
 
 def acquire_cfg(cfg: dict, epoch: str) -> dict:

@@ -117,3 +117,31 @@ def test_job_overhead_keys_jobs_by_glacier_and_epoch(tmp_path):
     _write(tmp_path / "benchmarks" / "acquire" / "RGI-1" / "2023.tsv", _row(0.75, 10, 1))
     _write(tmp_path / "benchmarks" / "cube" / "RGI-1" / "2023.tsv", _row(9.0, 10, 1))
     assert jo.job_walls(tmp_path, "acquire") == {("RGI-1", "2015"): 1.25, ("RGI-1", "2023"): 0.75}
+
+
+def test_the_worker_childs_own_measures_come_from_the_jobs_log(tmp_path):
+    from glaciermap.job_benchmarks import worker_measures
+    from glaciermap.worker import CHILD_LINE
+
+    b, logs = tmp_path / "benchmarks", tmp_path / "logs"
+    _write(b / "cube" / "G1" / "2023.tsv", _row(1.5, 60, 0.1))  # the client's memory and CPU
+    _write(b / "cube" / "G2" / "2023.tsv", _row(3.0, 400, 2.9))  # ran in its own process: no child line
+    log = logs / "cube" / "G1" / "2023.log"
+    log.parent.mkdir(parents=True)
+    stamp = "2026-12-02 15:46:57,619 INFO glaciermap.worker: "
+    log.write_text(stamp + CHILD_LINE % (12329, 1, 0.5, 100, 0.4, 1) + "\n"  # an earlier attempt of the job
+                   + "2026-12-02 15:47:00,000 INFO glaciermap.data.cube: cube written\n"
+                   + stamp + CHILD_LINE % (12329, 11, 1.234, 340, 1.1, 7) + "\n")
+    assert worker_measures(log) == {"worker_s": 1.234, "worker_rss": 340.0, "worker_cpu": 1.1}
+    assert worker_measures(logs / "nope.log") is None
+    t = read_benchmarks(b, logs_dir=logs).set_index("key")
+    assert t.loc["G1/2023", "worker_rss"] == 340.0 and math.isnan(t.loc["G2/2023", "worker_rss"])
+    # job_resources takes the child's peak where it is larger and adds the two CPU times
+    jr = load_benchmark("job_resources")
+    tab = jr.table(t.reset_index(), {})
+    assert tab.loc["cube", "rss_mb_max"] == 400.0 and tab.loc["cube", "rss_mb_median"] == pytest.approx(370.0)
+    assert tab.loc["cube", "cpu_s_max"] == pytest.approx(2.9)
+    assert sorted(jr.table(t.reset_index().iloc[[0]], {})[["rss_mb_max", "cpu_s_max"]].iloc[0]) == \
+        pytest.approx(sorted([340.0, 1.2]))
+    jo = load_benchmark("job_overhead")
+    assert jo.child_walls(tmp_path, "cube") == {("G1", "2023"): 1.234}

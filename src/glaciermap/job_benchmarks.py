@@ -7,10 +7,16 @@ Every rule writes ``results/<region>/benchmarks/<rule>/<wildcards...>.tsv`` (a r
 ``cpu_time`` (seconds of the job's process tree); ``-`` or ``NA`` where it could not measure (a process too short
 to sample). Read by the benchmark scripts (``benchmarks/job_resources.py``, ``cost_curve.py``,
 ``job_overhead.py``, ``timeseries_scale.py``), not by the workflow.
+
+A job run through the per-glacier worker (``glaciermap.worker``) has the client's memory and CPU in its benchmark
+file; the worker's child writes its own as the last line of the job's log (``logs/`` mirrors ``benchmarks/``, with
+``.log`` for ``.tsv``): :func:`worker_measures` reads that line, and :func:`read_benchmarks` adds it when given the
+logs folder.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +24,11 @@ import pandas as pd
 #: the measures kept per job (a file with several rows, Snakemake's ``repeat()``, gives the median of each)
 MEASURES = ("s", "max_rss", "cpu_time")
 COLUMNS = ("rule", "key", *MEASURES, "path")
+#: the worker child's own measures of a job (its log's last such line): wall and CPU seconds, peak RSS (MB) of the
+#: child process (a child that served earlier jobs reports its peak over all of them: an upper bound)
+WORKER_MEASURES = ("worker_s", "worker_rss", "worker_cpu")
+_WORKER_LINE = re.compile(r"worker child \d+ \(job \d+ of this process\): wall ([0-9.]+) s, "
+                          r"peak RSS ([0-9.]+) MB, CPU ([0-9.]+) s")
 
 
 def rule_of(bench_dir: Path, tsv: Path) -> str:
@@ -60,8 +71,22 @@ def read_benchmark(tsv: Path) -> dict | None:
     return out
 
 
-def read_benchmarks(bench_dir: Path, rule: str | None = None) -> pd.DataFrame:
-    """Every job's measures under ``bench_dir`` (or only ``rule``'s): columns :data:`COLUMNS`, sorted by path."""
+def worker_measures(log: Path) -> dict | None:
+    """The worker child's own measures of a job (:data:`WORKER_MEASURES`) from the last such line of its log, or
+    None (no log, or a job that ran in its own process)."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    found = _WORKER_LINE.findall(text)
+    if not found:
+        return None
+    return dict(zip(WORKER_MEASURES, (float(v) for v in found[-1])))
+
+
+def read_benchmarks(bench_dir: Path, rule: str | None = None, logs_dir: Path | None = None) -> pd.DataFrame:
+    """Every job's measures under ``bench_dir`` (or only ``rule``'s): columns :data:`COLUMNS`, sorted by path;
+    with ``logs_dir`` (the run's ``logs/``) also :data:`WORKER_MEASURES` (NaN for a job without the worker)."""
     bench_dir = Path(bench_dir)
     rows = []
     for tsv in sorted(bench_dir.rglob("*.tsv")):
@@ -69,6 +94,11 @@ def read_benchmarks(bench_dir: Path, rule: str | None = None) -> pd.DataFrame:
         if rule is not None and r != rule:
             continue
         m = read_benchmark(tsv)
-        if m is not None:
-            rows.append({"rule": r, "key": key_of(bench_dir, tsv), **m, "path": str(tsv)})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+        if m is None:
+            continue
+        row = {"rule": r, "key": key_of(bench_dir, tsv), **m, "path": str(tsv)}
+        if logs_dir is not None:
+            w = worker_measures(Path(logs_dir) / tsv.relative_to(bench_dir).with_suffix(".log"))
+            row.update(w or dict.fromkeys(WORKER_MEASURES, float("nan")))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS) + (list(WORKER_MEASURES) if logs_dir is not None else []))

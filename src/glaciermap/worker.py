@@ -71,6 +71,10 @@ PRELOAD = ("glaciermap.data.acquire", "glaciermap.data.cube", "glaciermap.segmen
 SLURM_IDLE_S = 10.0
 START_TIMEOUT_S = 120.0
 
+#: the last line a worker child writes to a job's log: what the job's benchmark file misses (read by
+#: glaciermap.job_benchmarks.worker_measures)
+CHILD_LINE = "worker child %d (job %d of this process): wall %.3f s, peak RSS %.0f MB, CPU %.2f s, %d page faults"
+
 
 class WorkerUnavailable(RuntimeError):
     """No worker could be reached or started (the job then runs in its own process)."""
@@ -296,8 +300,7 @@ def _run_child(conn: socket.socket, req: dict) -> int:
         reply, code = {"ok": False, "error": f"{type(e).__name__}: {e}"}, 1
     ru = _usage()  # this job's own CPU and page faults (the benchmark file holds the client's)
     logging.getLogger("glaciermap.worker").info(
-        "worker child %d (job %d of this process): wall %.3f s, peak RSS %.0f MB, CPU %.2f s, %d page faults",
-        os.getpid(), req.get("nth", 1), time.perf_counter() - t0, ru[0] / 1024, ru[1] - ru0[1], ru[2] - ru0[2])
+        CHILD_LINE, os.getpid(), req.get("nth", 1), time.perf_counter() - t0, ru[0] / 1024, ru[1] - ru0[1], ru[2] - ru0[2])
     sys.stdout.flush()
     sys.stderr.flush()
     done.set()
