@@ -1,4 +1,5 @@
-"""Method comparison (Table 7) metrics on hand-built masks, and the debris map placed on a cube grid."""
+"""Method comparison (Table 7) metrics on hand-built masks, and the debris map and truth outlines placed on a cube
+grid."""
 
 import math
 
@@ -10,7 +11,8 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from glaciermap.area_change.compare import aggregate, debris_on_cube, glacier_counts
+from glaciermap.area_change.compare import (aggregate, cube_grid, debris_on_cube, glacier_counts, lost_ice_counts,
+                                            outline_on_cube, read_truth_outlines, truth_outline_files)
 from glaciermap.io import GlacierInputError
 
 
@@ -108,3 +110,55 @@ def test_debris_map_reprojected_onto_cube_grid(tmp_path):
     assert not debris_on_cube(dm, far, "G1").any()
     with pytest.raises(GlacierInputError, match="G2.*missing.tif"):
         debris_on_cube(tmp_path / "missing.tif", cube, "G2")
+
+
+def test_lost_ice_is_the_true_t0_outline_minus_the_t1_one():
+    a0 = np.zeros((10, 10), bool)
+    a0[2:8, 2:8] = True                      # 36 px at t0
+    a1 = a0.copy()
+    a1[6:8, 2:8] = False                     # the tongue (12 px) is gone at t1
+    pred = a0.copy()
+    pred[7, 2:8] = False                     # the method keeps half of the lost tongue (6 px) and all the rest
+    pred[0, 0] = True                        # a false positive elsewhere is not lost ice
+    assert lost_ice_counts(pred, a0, a1) == {"n_lost": 12, "n_lost_mapped": 6}
+    assert lost_ice_counts(a1, a0, a1) == {"n_lost": 12, "n_lost_mapped": 0}  # a perfect t1 map hides nothing
+    with pytest.raises(ValueError, match="differ in shape"):
+        lost_ice_counts(pred[:5], a0, a1)
+    rows = pd.DataFrame([{"glac_id": "G1", "a_px": 100.0, "a_px_t1": 100.0, "years": 8.0, "n_area": 36,
+                          "n_area_t1": 30, "n_ref": 36, "n_tp": 36, "n_debris": 0, "n_debris_tp": 0, "n_ring": 10,
+                          "n_ring_fp": 1, **lost_ice_counts(pred, a0, a1)},
+                         {"glac_id": "G2", "a_px": 100.0, "a_px_t1": 100.0, "years": 8.0, "n_area": 20,
+                          "n_area_t1": 20, "n_ref": 20, "n_tp": 20, "n_debris": 0, "n_debris_tp": 0, "n_ring": 10,
+                          "n_ring_fp": 0, "n_lost": 4, "n_lost_mapped": 4}])
+    a = aggregate(rows, has_debris=False)
+    assert a["lost_ice_mapped"] == pytest.approx(10 / 16)  # pooled pixels, not a mean of glacier shares
+    assert a["lost_ice_km2"] == pytest.approx(16 * 100 / 1e6)
+    no_truth = aggregate(rows.drop(columns=["n_lost", "n_lost_mapped", "a_px_t1"]), has_debris=False)
+    assert no_truth["lost_ice_mapped"] is None and no_truth["lost_ice_km2"] is None
+
+
+def test_truth_outlines_rasterized_onto_a_cube_grid(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    cube = _cube(tmp_path / "cube.nc", 1000.0, 5000.0)  # 20 x 20 px of 10 m, x 1000-1200, y 4800-5000 (UTM 32N)
+    transform, shape, crs = cube_grid(cube, "G1")
+    assert shape == (20, 20) and transform.a == 10.0 and transform.c == 1000.0 and transform.f == 5000.0
+    # the truth in another CRS: a 60 x 40 m box whose pixel centres are rows 2..5, cols 3..8
+    g = gpd.GeoSeries([box(1030.0, 4940.0, 1090.0, 4980.0)], crs="EPSG:32632").to_crs(4326)
+    t0 = gpd.GeoDataFrame({"glac_id": ["G1", "G2"]}, geometry=[g.iloc[0], None], crs=4326)
+    t0.to_file(tmp_path / "outlines_t0.gpkg")
+    assert truth_outline_files(tmp_path, "2023") == []  # the t1 file is missing: no lost-ice column
+    t0.iloc[:1].to_file(tmp_path / "outlines_2023.gpkg")
+    files = truth_outline_files(tmp_path, "2023")
+    assert files == [str(tmp_path / "outlines_t0.gpkg"), str(tmp_path / "outlines_2023.gpkg")]
+    truth = read_truth_outlines(files[0])
+    m = outline_on_cube(truth["G1"], transform, shape, crs)
+    expected = np.zeros(shape, bool)
+    expected[2:6, 3:9] = True
+    assert np.array_equal(m, expected)
+    assert not outline_on_cube(truth.get("G2"), transform, shape, crs).any()   # no geometry: no ice
+    assert not outline_on_cube(truth.get("G3"), transform, shape, crs).any()   # not in the truth: no ice
+    gpd.GeoDataFrame({"name": ["G1"]}, geometry=[g.iloc[0]], crs=4326).to_file(tmp_path / "bad.gpkg")
+    with pytest.raises(ValueError, match="bad.gpkg.*glac_id"):
+        read_truth_outlines(tmp_path / "bad.gpkg")

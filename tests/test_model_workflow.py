@@ -61,6 +61,8 @@ def test_summary_values_are_sane(run):
         assert _finite(s[key]) and 0 <= s[key] <= 1, (key, s[key])
     comp = json.loads((work / "results/tiny/area_change/method_comparison.json").read_text())
     assert s["debris_recall_dl"] == comp["methods"]["dl4gam"]["debris_recall"]
+    assert s["lost_ice_mapped_by_method"] == {m: v["lost_ice_mapped"] for m, v in comp["methods"].items()}
+    assert all(0 <= v <= 1 for v in s["lost_ice_mapped_by_method"].values())
     assert s["debris_recall_by_method"] == {m: v["debris_recall"] for m, v in comp["methods"].items()}
     assert s["debris_recall_band_ratio"] == comp["methods"]["band_ratio_regional"]["debris_recall"]
 
@@ -79,6 +81,9 @@ def test_method_comparison_table(run):
             assert 0 <= row[col] <= 1, (m, col, row[col])
         assert row["area_t0_km2"] > 0 and row["area_t1_km2"] > 0 and row["n_debris_glaciers"] >= 1
         assert math.isclose(row["rate_pct_per_year"], 100 * row["rate_km2_per_year"] / row["area_t0_km2"])
+        assert 0 <= row["lost_ice_mapped"] <= 1, (m, row["lost_ice_mapped"])  # the tiny truth has t0 and t1 outlines
+    # the ice lost between the truth outlines is the same for every method, and the tiny glaciers lose some
+    assert t["lost_ice_km2"].nunique() == 1 and t["lost_ice_km2"].iloc[0] > 0
     # the DL4GAM total area is the areas rule's (same definition: mu >= 0.5 within outline + 20 m)
     for m in ("dl4gam", "rgb_dem"):  # the models of area_change.models
         areas = pd.read_csv(r / f"area_change/{m}/areas/glacier_areas.csv", dtype={"epoch": str})

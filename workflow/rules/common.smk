@@ -386,6 +386,11 @@ DEBRIS_MAP = config["evaluation"]["debris_map"]
 CHANGE_EPOCHS = [T0] if ONE_EPOCH else [T0, T1]
 
 
+from glaciermap.area_change.compare import truth_outline_files
+
+TRUTH_OUTLINES = truth_outline_files(TRUTH_DIR, str(T1))
+
+
 def compare_inputs(wildcards):
     """Inputs of the method comparison: every compared model's test predictions at t0 and t1 and its calibration,
     the cubes, the baseline and the debris map."""
@@ -401,6 +406,8 @@ def compare_inputs(wildcards):
         d["baseline_areas"] = f"{R}/area_change/baseline/band_ratio_areas.csv"
     if DEBRIS_MAP:
         d["debris"] = DEBRIS_MAP
+    if TRUTH_OUTLINES:  # planted truth outlines at t0 and t1 (synthetic regions): the lost-ice column
+        d["truth_outlines"] = TRUTH_OUTLINES
     return d
 
 

@@ -13,8 +13,9 @@ n_rates_kept (SNR and recall filters), band_ratio_regional_rate_pct_per_year, ba
 (regional band ratio), debris_recall_dl (this model) / debris_recall_band_ratio / debris_recall_by_method
 (every compared model and the band ratios: recall on the debris-covered parts of the t0 outlines, pooled
 over test glaciers with > evaluation.debris_min_fraction debris, from area_change/method_comparison.json
-(glaciermap.area_change.compare); null without a debris map, and ``notes`` says why), and with a truth directory the
-keys of glaciermap.area_change.evaluate.compare_rates.
+(glaciermap.area_change.compare); null without a debris map, and ``notes`` says why), lost_ice_mapped_by_method
+(the share of the ice lost between the planted t0 and t1 outlines that each method still maps at t1; null without
+them), and with a truth directory the keys of glaciermap.area_change.evaluate.compare_rates.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def build_summary(qc_json, calib_jsons, areas_csv, totals_json, baseline_json, e
         for key, m in (("debris_recall_dl", model), ("debris_recall_band_ratio", "band_ratio_regional")):
             s[key] = meth.get(m, {}).get("debris_recall")
         s["debris_recall_by_method"] = {m: v.get("debris_recall") for m, v in meth.items()}
+        # share of the truly lost ice each method still maps at t1 (planted truth outlines only; else null)
+        s["lost_ice_mapped_by_method"] = {m: v.get("lost_ice_mapped") for m, v in meth.items()}
         notes.extend(f"method comparison: {n}" for n in c.get("notes", []))
         if model not in meth:
             notes.append(f"debris_recall_dl: model {model} is not in the method comparison (area_change.compare)")

@@ -1,5 +1,6 @@
 rule compare:
-    """Table 7: the models of area_change.compare and the band ratio on the test glaciers (reads the debris map: evaluation)."""
+    """Table 7: the models of area_change.compare and the band ratio on the test glaciers (reads the debris map and, on
+    synthetic regions, the truth outlines: evaluation)."""
     input:
         unpack(compare_inputs),
     output:

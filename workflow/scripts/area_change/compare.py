@@ -15,4 +15,5 @@ run_compare(glaciers, fold_of, p.t0, p.t1, cubes, {m: prediction_files(i[f"preds
             {m: list(i[f"calibration_{m}"]) for m in p.models},
             baseline_json=i.get("baseline"), baseline_areas_csv=i.get("baseline_areas"),
             debris_map=i.get("debris"), debris_min_fraction=p.debris_min_fraction,
+            truth_outlines=list(i.truth_outlines) if "truth_outlines" in i.keys() else None,
             outputs=dict(snakemake.output.items()))
