@@ -300,7 +300,8 @@ def _run_child(conn: socket.socket, req: dict) -> int:
         reply, code = {"ok": False, "error": f"{type(e).__name__}: {e}"}, 1
     ru = _usage()  # this job's own CPU and page faults (the benchmark file holds the client's)
     logging.getLogger("glaciermap.worker").info(
-        CHILD_LINE, os.getpid(), req.get("nth", 1), time.perf_counter() - t0, ru[0] / 1024, ru[1] - ru0[1], ru[2] - ru0[2])
+        CHILD_LINE, os.getpid(), req.get("nth", 1), time.perf_counter() - t0, ru[0] / 1024, ru[1] - ru0[1],
+        ru[2] - ru0[2])
     sys.stdout.flush()
     sys.stderr.flush()
     done.set()

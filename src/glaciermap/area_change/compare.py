@@ -195,7 +195,8 @@ def debris_on_cube(debris_path, cube_path, glacier_id: str) -> np.ndarray:
             band = src.read(1, masked=True)
             data = np.where(np.ma.getmaskarray(band), 0, np.asarray(band.filled(0)) > 0).astype(np.uint8)
             reproject(data, dst, src_transform=src.transform, src_crs=src.crs,
-                      dst_transform=transform, dst_crs=crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=None)
+                      dst_transform=transform, dst_crs=crs, resampling=Resampling.nearest, src_nodata=None,
+                      dst_nodata=None)
     except rasterio.errors.RasterioIOError as e:
         raise GlacierInputError(glacier_id, debris_path, f"cannot read the debris map: {e}") from e
     return dst.astype(bool)
