@@ -205,12 +205,18 @@ def debris_on_cube(debris_path, cube_path, glacier_id: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- file level
 
 
+def truth_outline_file(truth_dir, epoch: str) -> Path:
+    """The planted truth outlines of one epoch in ``truth_dir``: ``outlines_<epoch>.gpkg`` (the demo generator's
+    names; the inventory epoch is ``t0``). Also read by ``glaciermap.debris.cover``."""
+    return Path(truth_dir) / f"outlines_{epoch}.gpkg"
+
+
 def truth_outline_files(truth_dir, t1: str) -> list[str]:
-    """[t0, t1] planted truth outlines of ``truth_dir`` (``outlines_t0.gpkg``, ``outlines_<t1>.gpkg``: the demo
-    generator's names) when both exist, else [] (a real region: no lost-ice column)."""
+    """[t0, t1] planted truth outlines of ``truth_dir`` (:func:`truth_outline_file`) when both exist, else [] (a
+    real region: no lost-ice column)."""
     if not truth_dir:
         return []
-    files = [Path(truth_dir) / "outlines_t0.gpkg", Path(truth_dir) / f"outlines_{t1}.gpkg"]
+    files = [truth_outline_file(truth_dir, "t0"), truth_outline_file(truth_dir, t1)]
     return [str(f) for f in files] if all(f.exists() for f in files) else []
 
 

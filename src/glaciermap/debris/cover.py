@@ -170,7 +170,9 @@ def truth_files(truth_dir, t0: str, t1: str) -> dict:
     if not truth_dir:
         return {}
     d = Path(truth_dir)
-    return {t0: str(d / "debris_t0.tif"), t1: str(d / f"debris_{t1}.tif"), "outlines": str(d / f"outlines_{t1}.gpkg")}
+    from glaciermap.area_change.compare import truth_outline_file
+
+    return {t0: str(d / "debris_t0.tif"), t1: str(d / f"debris_{t1}.tif"), "outlines": str(truth_outline_file(d, t1))}
 
 
 def _read_prediction(pred_path, glacier: str, classes):
