@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,26 +56,18 @@ def region_config(region_dir: Path, n: int) -> dict:
     return cfg
 
 
-_TIMED = """
-import resource, subprocess, sys, time
-t0 = time.perf_counter()
-rc = subprocess.run(sys.argv[1:]).returncode
-print(f"@@ {rc} {time.perf_counter() - t0} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
-"""
-
-
 def _snakemake(run_dir: Path, cores: int, target: str | None, log: Path) -> tuple[float, float]:
     """Run Snakemake in ``run_dir``; (wall seconds, peak RSS MB of Snakemake and the jobs it waited for)."""
+    from glaciermap.job_benchmarks import timed_run
+
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(run_dir),
            "--configfile", str(run_dir / "config.yaml"), "--workflow-profile", str(REPO / "workflow/profiles/default"),
            "--cores", str(cores), *([target] if target else [])]
     with open(log, "a") as fh:
-        out = subprocess.run([sys.executable, "-c", _TIMED, *cmd], stdout=subprocess.PIPE, stderr=fh, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"}).stdout
-    rc, wall, peak_kb = re.search(r"^@@ (-?\d+) (\S+) (\d+)$", out, re.M).groups()
-    if int(rc) != 0:
+        rc, wall, peak_mb, _ = timed_run(cmd, stderr=fh, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if rc != 0:
         raise RuntimeError(f"snakemake {target or 'all'} in {run_dir} failed (exit {rc}); see {log}")
-    return float(wall), int(peak_kb) / 1024
+    return wall, peak_mb
 
 
 def job_table(results: Path) -> pd.DataFrame:

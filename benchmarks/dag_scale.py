@@ -30,10 +30,8 @@ Each measurement runs in its own process, so the peak memory is that of one `sna
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +40,8 @@ import pystac
 import yaml
 from pyproj import Transformer
 from shapely.geometry import box, mapping
+
+from glaciermap.job_benchmarks import timed_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,31 +193,20 @@ def make_region(root: Path, n: int, methods: str = "all") -> Path:
     return root
 
 
-_TIMED = """
-import resource, subprocess, sys, time
-t0 = time.perf_counter()
-p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-wall = time.perf_counter() - t0
-sys.stdout.write(p.stdout + p.stderr)
-print(f"@@ {p.returncode} {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
-"""
-
-
 def measure(n: int, target: str | None = None, methods: str = "all") -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = make_region(Path(d), n, methods)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(root),
                "--configfile", str(root / "config.yaml"), "-n", "--quiet", "rules", "--cores", "1",
                *([target] if target else [])]
-        out = subprocess.run([sys.executable, "-c", _TIMED, *cmd], capture_output=True, text=True).stdout
-        rc, wall, peak_kb = re.search(r"^@@ (-?\d+) (\S+) (\d+)$", out, re.M).groups()
-        if int(rc) != 0:
+        rc, wall, peak_mb, out = timed_run(cmd)
+        if rc != 0:
             raise RuntimeError(out[-2000:])
         m = re.search(r"^total\s+(\d+)", out, re.M)
         stats = out[out.find("Job stats:"):]
         per_rule = {r: int(c) for r, c in re.findall(r"^(\w+)\s+(\d+)$", stats[: stats.find("total")], re.M)}
-        return {"glaciers": n, "jobs": int(m.group(1)) if m else -1, "wall_s": float(wall),
-                "peak_mb": int(peak_kb) / 1024, "per_rule": per_rule}
+        return {"glaciers": n, "jobs": int(m.group(1)) if m else -1, "wall_s": wall, "peak_mb": peak_mb,
+                "per_rule": per_rule}
 
 
 def main(argv):

@@ -145,3 +145,15 @@ def test_the_worker_childs_own_measures_come_from_the_jobs_log(tmp_path):
         pytest.approx(sorted([340.0, 1.2]))
     jo = load_benchmark("job_overhead")
     assert jo.child_walls(tmp_path, "cube") == {("G1", "2023"): 1.234}
+
+
+def test_timed_run_reports_exit_wall_peak_and_output(tmp_path):
+    from glaciermap.job_benchmarks import timed_run
+
+    # a command that holds ~60 MB and prints on both streams
+    code = "import sys, time; b = bytearray(60 * 2**20); time.sleep(0.2); print('out'); print('err', file=sys.stderr)"
+    rc, wall, peak, out = timed_run([sys.executable, "-c", code])
+    assert rc == 0 and wall >= 0.2 and peak >= 60 and out.splitlines() == ["out", "err"]
+    with open(tmp_path / "err.log", "w") as fh:  # standard error into a file: the output keeps stdout only
+        rc, _, _, out = timed_run([sys.executable, "-c", code + "; sys.exit(3)"], stderr=fh)
+    assert rc == 3 and out == "out\n" and (tmp_path / "err.log").read_text() == "err\n"

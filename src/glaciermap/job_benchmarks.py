@@ -6,7 +6,8 @@ Every rule writes ``results/<region>/benchmarks/<rule>/<wildcards...>.tsv`` (a r
 ``h:m:s``, ``max_rss``, ``max_vms``, ``max_uss``, ``max_pss`` (MB), ``io_in``, ``io_out``, ``mean_load``,
 ``cpu_time`` (seconds of the job's process tree); ``-`` or ``NA`` where it could not measure (a process too short
 to sample). Read by the benchmark scripts (``benchmarks/job_resources.py``, ``cost_curve.py``,
-``job_overhead.py``, ``timeseries_scale.py``), not by the workflow.
+``job_overhead.py``, ``timeseries_scale.py``), not by the workflow; :func:`timed_run` times a whole command for
+``dag_scale.py`` and ``cost_curve.py``.
 
 A job run through the per-glacier worker (``glaciermap.worker``) has the client's memory and CPU in its benchmark
 file; the worker's child writes its own as the last line of the job's log (``logs/`` mirrors ``benchmarks/``, with
@@ -17,6 +18,8 @@ logs folder.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -102,3 +105,25 @@ def read_benchmarks(bench_dir: Path, rule: str | None = None, logs_dir: Path | N
             row.update(w or dict.fromkeys(WORKER_MEASURES, float("nan")))
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS) + (list(WORKER_MEASURES) if logs_dir is not None else []))
+
+
+#: run by a fresh interpreter: the command, then its wall time and the peak RSS of its process tree (this child's
+#: RUSAGE_CHILDREN: only the command's processes, not the caller's other children)
+_TIMER = """
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+rc = subprocess.run(sys.argv[1:]).returncode
+wall = time.perf_counter() - t0
+print(f"@@ {rc} {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
+"""
+
+
+def timed_run(cmd: list[str], stderr=subprocess.STDOUT, env: dict | None = None) -> tuple[int, float, float, str]:
+    """Run ``cmd``; (exit code, wall seconds, peak RSS MB of its largest process, its standard output).
+    ``stderr``: where its standard error goes (default: into the returned output; or an open file)."""
+    out = subprocess.run([sys.executable, "-c", _TIMER, *cmd], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                         env=env).stdout
+    m = re.search(r"^@@ (-?\d+) (\S+) (\d+)\n?\Z", out, re.M)
+    if m is None:
+        raise RuntimeError(f"timed_run: no timing line from {cmd[:3]} ...; output ends: {out[-500:]}")
+    return int(m.group(1)), float(m.group(2)), int(m.group(3)) / 1024, out[:m.start()]
