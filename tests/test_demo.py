@@ -340,6 +340,48 @@ def test_dem_and_dhdt(region):
     assert means["2015-2019"] < means["2010-2014"]
 
 
+def test_dhdt_periods_follow_their_own_glacier_extents():
+    """Each dh/dt period is drawn on the glacier extents of its years: 2010-2014 thins beyond the inventory (t0)
+    outlines where the glaciers were larger, ice lost during 2015-2019 thins for part of that period only, ice
+    kept to 2023 for all of it; nothing thins where there was never ice."""
+    from glaciermap.demo import inventory_errors
+    from glaciermap.demo.glaciers import dhdt_signal10, ice_share, make_dhdt
+    from glaciermap.demo.history import labels_at, prepare_history
+
+    spec = demo.preset_spec("tiny", None)
+    W = demo.build_world(0, spec)
+    demo.plant(W, demo.make_schedule(0, spec, W.ela0))
+    inventory_errors.apply(W)
+    prepare_history(W)
+    t0, kept = W.lab10 > 0, W.kept1
+    early, _ = labels_at(W, "2010-07-01")
+    ring = (early > 0) & ~t0  # ice in 2010, gone by the inventory dates
+    assert ring.sum() > 0.03 * t0.sum()
+    share, owner = ice_share(W, "2010-2014")
+    assert (share[ring] > 0).all() and (owner[ring] == early[ring]).all()
+    assert (share[t0] == 1).all()
+    share, _ = ice_share(W, "2015-2019")
+    lost = t0 & ~kept
+    assert (share[kept] == 1).all() and 0.3 < share[lost].mean() < 0.95 and (share[lost] < 1).any()
+    never = share == 0
+    assert not (never & (W.lab10 > 0)).any()
+    # the noise-free signal: thinning (at least the 0.4 m/yr floor x the ice share) wherever there was ice, none elsewhere
+    ones = np.ones(W.n + 1)
+    for period in demo.DHDT_PERIODS:
+        sig, share = dhdt_signal10(W, period, ones)
+        k = demo.DHDT_PERIODS[period][2]
+        ice = share > 0
+        assert (sig[ice] <= -0.4 * k * share[ice] + 1e-6).all() and (sig[~ice] == 0).all()
+    sig, _ = dhdt_signal10(W, "2010-2014", ones)
+    assert sig[ring].mean() < -0.25  # (the ring is ice for part of 2010-2014; the inventory extent alone gives 0)
+    # and the written map (100 m, with its noise) thins on the ring's cells, unlike the cells never near ice
+    dh = make_dhdt(W, "2010-2014")
+    valid = dh != -9999
+    ring_cells = (demo.block_mean(ring.astype(np.float32), 10) > 0.3) & valid
+    far = (demo.block_mean((ice_share(W, "2010-2014")[0] > 0).astype(np.float32), 10) == 0) & valid
+    assert ring_cells.sum() >= 3 and dh[ring_cells].mean() < dh[far].mean() - 0.15
+
+
 # ---------------------------------------------------------------------------------------------- determinism
 
 

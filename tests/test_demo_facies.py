@@ -66,7 +66,7 @@ def _pixel(W, x, y):
 def test_files_schema_and_summary(region, points, landsat_ids):
     root, summary = region
     gdf, truth = points
-    assert json.loads((root / ".complete").read_text())["version"] == demo.VERSION == 5
+    assert json.loads((root / ".complete").read_text())["version"] == demo.VERSION == 6
     for sid in landsat_ids:
         assert (root / "truth" / "facies" / f"{sid}.tif").is_file()
     assert list(gdf.columns) == ["point_id", "class", "scene_id", "glacier_id", "geometry"]

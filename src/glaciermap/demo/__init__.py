@@ -95,7 +95,9 @@ What is planted
   tree line ~800 m under the ELA, bare forefields (Little Ice Age moraines and down-valley trails),
   fresh till where ice was lost.
 * **dh/dt** (``make_dhdt``): thinning strongest at the tongues (also on debris), 2015-2019 1.3x
-  2010-2014, ~0 off glacier, white + correlated + slope-dependent noise, a few voids.
+  2010-2014, ~0 off glacier, white + correlated + slope-dependent noise, a few voids. Each period is
+  drawn on its own glacier extents (``ice_share``, from the history below): 2010-2014 thins beyond
+  the inventory outlines, ice lost during 2015-2019 thins for part of the period.
 
 Scenes
 ------
@@ -232,9 +234,10 @@ __all__ = ["_irfft2", "_lin_axis", "block_mean", "fractal_noise", "smoothstep", 
 # presets and the entry points
 # --------------------------------------------------------------------------------------------------
 
-VERSION = 5  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input;
+VERSION = 6  # 2: the other sensors (Landsat, Sentinel-1, coherence, velocity, L1C) were added; 3: the debris map input;
 # 4: the glacier facies data (points, SMB, truth facies of the Landsat scenes; every earlier file keeps its bytes);
-# 5: planted inventory errors (the inventory, the facies points on it, truth/inventory_errors.csv)
+# 5: planted inventory errors (the inventory, the facies points on it, truth/inventory_errors.csv);
+# 6: each dh/dt period drawn on its own glacier extents (only inputs/dhdt/ changes)
 
 PRESETS = {
     "demo": {

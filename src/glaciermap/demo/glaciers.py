@@ -660,6 +660,43 @@ def glacier_state(W, when_ord: int):
 # --------------------------------------------------------------------------------------------------
 
 DHDT_PERIODS = {"2010-2014": ("2010-01-01", "2014-12-31", 1.0), "2015-2019": ("2015-01-01", "2019-12-31", 1.3)}
+DHDT_SAMPLES = 5  # glacier extents per period (1 July of each year) whose ice share weights the thinning
+
+
+def ice_share(W, period: str, samples: int = DHDT_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """(share of a period each 10 m pixel was ice, the glacier it belonged to): the glacier extents
+    (``history.labels_at``) on 1 July of each year of the period, averaged.
+
+    Before the inventory date the glaciers are larger (grown back at their planted rate), between it
+    and 2023 they retreat, so the 2010-2014 extent reaches beyond the inventory outlines and ice lost
+    during 2015-2019 is ice for only part of that period.
+    """
+    from .history import labels_at, prepare_history
+
+    prepare_history(W)
+    start, end, _ = DHDT_PERIODS[period]
+    y0, y1 = int(start[:4]), int(end[:4])
+    years = np.linspace(y0, y1, samples).round().astype(int)
+    share = np.zeros((W.h10, W.w10), np.float32)
+    owner = np.zeros((W.h10, W.w10), np.uint16)
+    for y in years:
+        lab_t, _ = labels_at(W, f"{y}-07-01")
+        share += lab_t > 0
+        owner = np.where(lab_t > 0, lab_t, owner)  # the latest owner (a pixel never changes glacier)
+    return share / len(years), owner
+
+
+def dhdt_signal10(W, period: str, debris_factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(noise-free 10 m dh/dt of a period, m/yr; the share of the period each pixel was ice): see ``make_dhdt``."""
+    k = DHDT_PERIODS[period][2]
+    area = W.table["area_t0_km2"].to_numpy()
+    amp = np.r_[0.0, 1.0 + 2.5 * np.minimum(1.0, (area / 5.0) ** 0.35)]
+    zmin = np.r_[0.0, W.table["zmin"].to_numpy()]
+    share, lab = ice_share(W, period)
+    e = np.clip((W.ela10 - W.z10) / np.maximum(W.ela10 - zmin[lab], 30.0), 0.0, 1.0)
+    thin = -(0.4 + amp[lab] * e ** 1.3) * k
+    thin = np.where(W.debris1 | W.debris0 | W.grow_debris, thin * debris_factor[lab], thin)
+    return np.where(lab > 0, thin * share, 0.0).astype(np.float32), share
 
 
 def make_dhdt(W, period: str) -> np.ndarray:
@@ -669,30 +706,24 @@ def make_dhdt(W, period: str) -> np.ndarray:
     the ablation zone (0 at the local ELA, 1 at the terminus) and A_g = 1.0 + 2.5 min(1, (area/5)^0.35)
     (big glaciers thin most at their tongues, up to ~4-5 m/yr), x1 for 2010-2014 and x1.3 for
     2015-2019; debris-covered pixels thin at 85-115 % of that (thinning on debris tongues stays
-    strong). The glacier extent is the inventory (t0) one for both periods (ice lost during 2015-2019
-    thinned until it was gone); the 10 m field is averaged to 100 m (margins get partial values).
+    strong). Each period is drawn on its own glacier extents (``ice_share``): a pixel's thinning is
+    weighted by the share of the period it was ice, so the 2010-2014 map thins beyond the inventory
+    outlines (ice lost before the inventory date) and ice lost during 2015-2019 thins for part of that
+    period; ice lost after 2019 still thins over the whole of 2015-2019 (the caveat of DL4GAM's
+    section 4.4.2: the dh/dt is older than the 2023 image). The 10 m field is averaged to 100 m
+    (margins get partial values).
     Noise: white 0.15 m/yr + spatially correlated 0.15 m/yr + slope-dependent up to
     ~0.4 m/yr on 45 degree slopes; ~5 % of the steep (> 40 degree) off-glacier cells are voids.
     """
-    k = DHDT_PERIODS[period][2]
     rng = _rng(W.seed, 20 + list(DHDT_PERIODS).index(period))
-    lab = W.lab10
-    n = W.n
-    area = W.table["area_t0_km2"].to_numpy()
-    amp = np.r_[0.0, 1.0 + 2.5 * np.minimum(1.0, (area / 5.0) ** 0.35)]
-    dfac = np.r_[1.0, rng.uniform(0.85, 1.15, n)]
-    zmin = np.r_[0.0, W.table["zmin"].to_numpy()]
-    ice = lab > 0  # the inventory extent: ice lost during 2015-2019 thinned (fast) until it was gone
-    e = np.clip((W.ela10 - W.z10) / np.maximum(W.ela10 - zmin[lab], 30.0), 0.0, 1.0)
-    thin = -(0.4 + amp[lab] * e ** 1.3) * k
-    thin = np.where(W.debris1 | W.debris0, thin * dfac[lab], thin)
-    dh10 = np.where(ice, thin, 0.0).astype(np.float32)
+    dfac = np.r_[1.0, rng.uniform(0.85, 1.15, W.n)]
+    dh10, share = dhdt_signal10(W, period, dfac)
     dh = block_mean(dh10, 10)
     slope = block_mean(W.slope10, 10)
     shape = dh.shape
     dh = dh + 0.15 * rng.standard_normal(shape) + 0.15 * fractal_noise(rng, shape, 3.5)
     dh = dh + 0.4 * (slope / 45.0) ** 2 * rng.standard_normal(shape)
-    glac = block_mean((lab > 0).astype(np.float32), 10) > 0
+    glac = block_mean((share > 0).astype(np.float32), 10) > 0
     void = (slope > 40.0) & ~glac & (rng.random(shape) < 0.05)
     dh = np.where(void, -9999.0, dh)
     return dh.astype(np.float32)

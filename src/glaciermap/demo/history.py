@@ -35,7 +35,9 @@ _STAGE_HISTORY = 100
 
 
 def prepare_history(W) -> None:
-    """Growth ranks before t0 and removal ranks after t1 (10 m), and the static 30 m fields."""
+    """Growth ranks before t0 and removal ranks after t1 (10 m), and the static 30 m fields (once per world)."""
+    if getattr(W, "grow_rank", None) is not None:
+        return
     lab = W.lab10
     n = W.n
     gl = lab > 0
