@@ -134,18 +134,3 @@ def test_gpu_switch_reaches_training_and_inference_only(workdir):
         assert "gpu" not in re.search(r"resources: (.*)", blocks[rule]).group(1), rule
     plain = _dry(workdir, "--until", "train")
     assert "gpu=" not in plain
-
-
-def test_packed_training_leaves_finished_members_alone_and_checks_its_outputs(tmp_path):
-    from glaciermap.segmentation.train import run_train_fold
-
-    done = [tmp_path / f"fold0/member{m}/done.json" for m in range(2)]
-    for d in done:
-        d.parent.mkdir(parents=True)
-        d.write_text("{}")
-    # every member finished: nothing is trained (the inputs below do not even exist)
-    assert run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done) == {0: "done", 1: "done"}
-    with pytest.raises(ValueError, match="member1/done.json does not belong to member 0"):
-        run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done[::-1])
-    with pytest.raises(ValueError, match="2 members but 1 done.json"):
-        run_train_fold("none.csv", "none.csv", "none.csv", "none.json", 0, [0, 1], {}, done[:1])

@@ -12,6 +12,7 @@ import torch
 
 from glaciermap.segmentation import patches, train
 from test_patches import IDS, scene_labels, split_table, write_cube
+from test_resume_kill import SETTINGS as JOB_SETTINGS, job_inputs  # noqa: F401  (module fixture: a training job's inputs)
 
 TINY = {"arch": "Unet", "encoder": "resnet18", "patch_size": 32, "batch_size": 4, "epochs": 2, "seed": 7,
         "model_kwargs": {"decoder_channels": (32, 16, 16, 8, 8)}, "progress": False}
@@ -250,3 +251,30 @@ def test_weight_decay_reaches_adam_and_the_fingerprint_only_when_set(tmp_path, f
     wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
     ww = ck["model"]
     assert any(not torch.equal(wa[k], ww[k]) for k in wa if wa[k].is_floating_point())
+
+
+def test_packed_training_leaves_finished_members_alone_and_checks_its_outputs(tmp_path, job_inputs):
+    """A packed fold job re-run with the same settings trains nothing; re-run after a changed setting (here more
+    epochs: Snakemake re-runs the job on its params, but the members' done.json are not its outputs and stay) it
+    trains every member again instead of keeping the old models."""
+    from glaciermap.segmentation.train import run_train_fold
+
+    d = job_inputs
+    done = [tmp_path / f"fold0/member{m}/done.json" for m in range(2)]
+    args = (str(d / "train.csv"), str(d / "val.csv"), str(d / "split.csv"), str(d / "norm.json"), 0, [0, 1])
+    one = {**JOB_SETTINGS, "epochs": 1, "keep_last_checkpoint": False}
+    first = run_train_fold(*args, one, done)
+    assert [first[m]["epochs_done"] for m in (0, 1)] == [1, 1]
+    stamps = [(p.parent / "best.pt").stat().st_mtime_ns for p in done]
+    texts = [p.read_text() for p in done]
+    again = run_train_fold(*args, one, done)   # same settings: nothing trained, the same records
+    assert [(p.parent / "best.pt").stat().st_mtime_ns for p in done] == stamps
+    assert [p.read_text() for p in done] == texts and again == first
+    more = run_train_fold(*args, {**one, "epochs": 2}, done)   # a changed setting: trained again
+    assert [more[m]["epochs_done"] for m in (0, 1)] == [2, 2]
+    assert [json.loads(p.read_text())["epochs_done"] for p in done] == [2, 2]
+    assert all(len(pd.read_csv(p.parent / "metrics.csv")) == 2 for p in done)
+    with pytest.raises(ValueError, match="member1/done.json does not belong to member 0"):
+        run_train_fold(*args, one, done[::-1])
+    with pytest.raises(ValueError, match="2 members but 1 done.json"):
+        run_train_fold(*args, one, done[:1])

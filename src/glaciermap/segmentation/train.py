@@ -635,8 +635,12 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
                    done_jsons, threads: int = 1, labels=None, store=None) -> dict:
     """Every member of one fold in one process (train.pack_members), one after the other.
 
-    Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result;
-    a member whose done.json is already there is left alone, the others resume from their own last.pt.
+    Each member is exactly :func:`run_train` (same seed, files and done.json), so packing changes no result. A
+    member whose done.json is already there goes through :func:`run_train` too: with the same inputs and settings
+    its record says it is complete and nothing is trained (a second or two to check); with another setting (more
+    epochs, another learning rate, other patches...) it is trained again. The members' done.json are not the
+    job's declared outputs, so Snakemake does not remove them when a changed setting re-runs the job: skipping a
+    member on its done.json alone kept the old models under the new settings.
     """
     from glaciermap.segmentation.patches import CubeCache, load_training_cube
 
@@ -649,11 +653,8 @@ def run_train_fold(centres_train_csv, centres_val_csv, split_csv, norm_json, fol
     for member, done in zip(members, done_jsons):
         if done.parent.name != f"member{member}":
             raise ValueError(f"fold {fold}: output {done} does not belong to member {member}")
-        if done.exists():
-            log.info("fold %d member %d: already trained (%s)", fold, member, done)
-            out[member] = "done"
-            continue
-        log.info("fold %d member %d: training (%d of %d in this job)", fold, member, len(out) + 1, len(members))
+        log.info("fold %d member %d: %s (%d of %d in this job)", fold, member,
+                 "done.json there: checking its settings" if done.exists() else "training", len(out) + 1, len(members))
         out[member] = run_train(centres_train_csv, centres_val_csv, split_csv, norm_json, fold, member, cfg, done,
                                 threads, cube_cache=cache, labels=labels, store=store)
     log.info("fold %d: cube cache %d hits, %d misses", fold, cache.hits, cache.misses)
