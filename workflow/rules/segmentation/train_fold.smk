@@ -1,7 +1,8 @@
 # Optional packing of an ensemble (train.pack_members: true): one job per model and fold trains every member one
 # after the other and writes the same per-member files as `train` (models/<model>/fold<k>/member<m>/done.json,
 # last.pt, best.pt, metrics.csv) plus the fold's ensemble.json, so everything downstream is unchanged. Each member
-# resumes from its own last.pt, so a re-run (Slurm requeue, time limit) only finishes what is missing. The
+# resumes from its own last.pt, so a re-run (Slurm requeue, time limit) only finishes what is missing, and a
+# re-run after a changed setting trains it again (its record's fingerprint no longer matches). The
 # ruleorder picks train_fold or (train + ensemble) per the switch.
 rule train_fold:
     """Train every ensemble member of one model and fold in one job (train.pack_members), sequentially, each resumable."""
