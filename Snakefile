@@ -74,7 +74,7 @@ rule all:
 
 
 # Each input, param and resource function's signature, computed once instead of on every call while the DAG is
-# built (~10 % of the planning time at region scale; glaciermap.planning).
+# built (an Alps-size dry run 85 -> 80 s on the 2-core VM, docs/scale.md; glaciermap.planning).
 from glaciermap.planning import cache_signatures
 
 cache_signatures(workflow.rules)

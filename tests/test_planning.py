@@ -48,7 +48,7 @@ SNAKEFILE = textwrap.dedent('''
 ''')
 
 
-def _run(tmp_path, cache: bool) -> dict:
+def _run(tmp_path, cache: bool) -> tuple[dict, dict | None]:
     d = tmp_path / ("cached" if cache else "plain")
     d.mkdir()
     (d / "Snakefile").write_text(SNAKEFILE)
