@@ -73,8 +73,10 @@ rule all:
     default_target: True
 
 
-# Each input, param and resource function's signature, computed once instead of on every call while the DAG is
-# built (an Alps-size dry run 85 -> 80 s on the 2-core VM, docs/scale.md; glaciermap.planning).
-from glaciermap.planning import cache_signatures
+# Work Snakemake repeats for every job while the DAG is built, done once: each input, param and resource function's
+# signature (an Alps-size dry run 85 -> 80 s on the 2-core VM), and the check that a rule's script exists
+# (docs/scale.md, "Planning time"; glaciermap.planning).
+from glaciermap.planning import cache_signatures, check_each_script_once
 
 cache_signatures(workflow.rules)
+check_each_script_once()

@@ -64,3 +64,37 @@ def test_default_methods_only_defaults(dag_scale, tmp_path):
     assert set(cfg) == {"region", "inventory", "stac", "dem", "dhdt", "epochs"}
     assert not (tmp_path / "inputs").exists()
     validate_config(cfg)
+
+
+def test_first_job_stops_the_run_at_the_first_announced_job(dag_scale, tmp_path):
+    import sys
+    import time
+
+    # a stand-in for Snakemake: a job announcement after some planning output, then a long "job" with a child
+    marker = tmp_path / "still_running"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(5)\nopen({str(marker)!r}, 'w').close()\n")
+    fake = tmp_path / "fake_snakemake.py"
+    fake.write_text(
+        "import subprocess, sys, time\n"
+        "print('Building DAG of jobs...'); print('rule_stats 3'); sys.stdout.flush()\n"
+        "time.sleep(0.3)\n"
+        "print('localrule points:', flush=True)\n"
+        f"subprocess.Popen([sys.executable, {str(child)!r}])\n"
+        "time.sleep(30)\n"
+    )
+    t = time.perf_counter()
+    first_s, peak_mb, rule = dag_scale._first_job([sys.executable, str(fake)])
+    assert rule == "points"
+    assert 0.3 <= first_s < 10
+    assert peak_mb > 1
+    assert time.perf_counter() - t < 10  # it did not wait for the 30 s "job"
+    time.sleep(6)
+    assert not marker.exists()  # the job's own child was stopped with it
+
+
+def test_first_job_names_what_the_run_said_when_no_job_starts(dag_scale):
+    import sys
+
+    with pytest.raises(RuntimeError, match="MissingInputException in rule acquire"):
+        dag_scale._first_job([sys.executable, "-c", "print('MissingInputException in rule acquire'); raise SystemExit(1)"])

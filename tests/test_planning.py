@@ -107,3 +107,90 @@ def test_cache_signatures_stores_each_functions_own_parameters_and_skips_what_it
     assert list(get_function_params(bound)) == ["wildcards"]
     # a second pass finds nothing new to do
     assert cache_signatures([rule]) == 0
+
+
+def test_resource_evaluate_gets_its_own_bound_signature():
+    from snakemake.common import get_function_params
+    from snakemake.resources import Resource
+
+    cache_signatures([])
+    res = Resource("mem_mb", lambda wildcards, attempt: 100 * attempt)
+    assert dict(get_function_params(res.evaluate)) == dict(inspect.signature(res.evaluate).parameters)
+    assert [p.kind for p in get_function_params(res.evaluate).values()] == [
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
+    # and Snakemake's evaluation through it still hands the function only what it takes
+    assert res.evaluate({"x": 1}, attempt=3, input=[], threads=1).value == 300
+
+
+SCRIPT_SNAKEFILE = textwrap.dedent('''
+    import atexit, json, os
+    import snakemake.script
+    from glaciermap.planning import check_each_script_once
+
+    if os.environ.get("ONCE") == "1":
+        check_each_script_once()
+    calls = []
+    _get_source = snakemake.script.get_source
+
+    def counted(path, *args, **kwargs):
+        calls.append(str(path))
+        return _get_source(path, *args, **kwargs)
+
+    snakemake.script.get_source = counted
+    atexit.register(lambda: open("checks.json", "w").write(json.dumps(calls)))
+
+    rule fixed:
+        output: "out/{name}.txt"
+        params: tag=lambda wildcards: wildcards.name.upper()
+        script: "scripts/write.py"
+
+    rule per_name:
+        output: "per/{name}.txt"
+        script: "scripts/{wildcards.name}.py"
+''')
+WRITE = 'open(snakemake.output[0], "w").write(snakemake.params.tag + "\\n")\n'
+PER_NAME = 'open(snakemake.output[0], "w").write(snakemake.wildcards.name + "\\n")\n'
+
+
+def _script_run(d, once: bool, targets: list[str], dry: bool) -> tuple[subprocess.CompletedProcess, list[str]]:
+    (d / "Snakefile").write_text(SCRIPT_SNAKEFILE)
+    env = {**os.environ, "ONCE": "1" if once else "0"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", "Snakefile", "--cores", "1", *(["-n"] if dry else []), *targets]
+    proc = subprocess.run(cmd, cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checks = json.loads((d / "checks.json").read_text()) if (d / "checks.json").exists() else []
+    return proc, checks
+
+
+@pytest.mark.slow
+def test_script_checked_once_per_rule_with_the_same_outputs_and_errors(tmp_path):
+    names = ["a", "b", "c", "d"]
+    results = {}
+    for once in (False, True):
+        d = tmp_path / f"once{int(once)}"
+        (d / "scripts").mkdir(parents=True)
+        (d / "scripts" / "write.py").write_text(WRITE)
+        (d / "scripts" / "a.py").write_text(PER_NAME)
+        # a dry run: Snakemake's pre-run check reads the fixed script once per job without the helper, once with it
+        proc, checks = _script_run(d, once, [f"out/{n}.txt" for n in names], dry=True)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        fixed = [c for c in checks if c.endswith("write.py")]
+        assert len(fixed) == (1 if once else len(names))
+        # the real run writes the same files either way
+        proc, _ = _script_run(d, once, [f"out/{n}.txt" for n in names] + ["per/a.txt"], dry=False)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        results[once] = {n: (d / "out" / f"{n}.txt").read_text() for n in names}
+        results[once]["per"] = (d / "per" / "a.txt").read_text()
+        # a script path with a wildcard is still checked job by job: the missing scripts/b.py stops the run
+        proc, checks = _script_run(d, once, ["per/a.txt", "per/b.txt"], dry=True)
+        assert proc.returncode != 0
+        assert "scripts/b.py" in proc.stdout and "scripts/a.py" not in proc.stdout
+        # a missing fixed script still stops the run before any job, with Snakemake's own error
+        (d / "scripts" / "write.py").unlink()
+        for f in (d / "out").iterdir():
+            f.unlink()
+        proc, _ = _script_run(d, once, ["out/a.txt", "out/b.txt"], dry=False)
+        assert proc.returncode != 0
+        assert "scripts/write.py" in proc.stdout, proc.stdout[-3000:]
+        assert not (d / "out" / "a.txt").exists()
+    assert results[True] == results[False]
+    assert results[True]["a"] == "A\n" and results[True]["per"] == "a\n"
