@@ -97,4 +97,5 @@ def test_first_job_names_what_the_run_said_when_no_job_starts(dag_scale):
     import sys
 
     with pytest.raises(RuntimeError, match="MissingInputException in rule acquire"):
-        dag_scale._first_job([sys.executable, "-c", "print('MissingInputException in rule acquire'); raise SystemExit(1)"])
+        dag_scale._first_job([sys.executable, "-c",
+                              "print('MissingInputException in rule acquire'); raise SystemExit(1)"])
