@@ -208,9 +208,31 @@ def make_region(root: Path, n: int, methods: str = "all") -> Path:
     return root
 
 
-def _first_job(cmd: list[str], timeout_s: float = 1800.0) -> tuple[float, float, str]:
+def _stop(pid: int, grace_s: float = 30.0):
+    """Stop the process group of ``pid`` (SIGTERM, then SIGKILL after ``grace_s``) and reap ``pid``; its rusage."""
+    deadline, sig = time.monotonic() + grace_s, signal.SIGTERM
+    while True:
+        try:
+            os.killpg(pid, sig)  # the run, the job it just started and whatever that spawned
+        except ProcessLookupError:  # pragma: no cover - the group is gone already
+            pass
+        while time.monotonic() < deadline:
+            try:
+                done, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:  # pragma: no cover - reaped elsewhere
+                return None
+            if done:
+                return usage
+            time.sleep(0.05)
+        if sig == signal.SIGKILL:  # pragma: no cover - a process that ignores SIGKILL
+            return None
+        deadline, sig = time.monotonic() + grace_s, signal.SIGKILL
+
+
+def _first_job(cmd: list[str], timeout_s: float = 1800.0, grace_s: float = 30.0) -> tuple[float, float, str]:
     """Start a real run and stop it once its first job starts: (seconds until Snakemake announced the first job,
-    peak RSS MB of the snakemake process until then, that job's rule)."""
+    peak RSS MB of the snakemake process until then, that job's rule). ``grace_s``: how long the run has to stop
+    after SIGTERM before it is killed."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     first, rule, tail = None, "", []
@@ -224,11 +246,7 @@ def _first_job(cmd: list[str], timeout_s: float = 1800.0) -> tuple[float, float,
             if time.perf_counter() - t > timeout_s:
                 break
     finally:
-        os.killpg(p.pid, signal.SIGTERM)  # the job just started, and whatever it spawned, stop with it
-        try:
-            _, _, usage = os.wait4(p.pid, 0)
-        except ChildProcessError:  # pragma: no cover - already reaped
-            usage = None
+        usage = _stop(p.pid, grace_s)
         p.returncode = -1
     if first is None:
         raise RuntimeError("no job started; the run's output ends:\n" + "".join(tail))

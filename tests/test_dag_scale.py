@@ -99,3 +99,16 @@ def test_first_job_names_what_the_run_said_when_no_job_starts(dag_scale):
     with pytest.raises(RuntimeError, match="MissingInputException in rule acquire"):
         dag_scale._first_job([sys.executable, "-c",
                               "print('MissingInputException in rule acquire'); raise SystemExit(1)"])
+
+
+def test_first_job_kills_a_run_that_ignores_sigterm(dag_scale, tmp_path):
+    import sys
+    import time
+
+    fake = tmp_path / "stubborn.py"
+    fake.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                    "print('rule acquire:', flush=True)\ntime.sleep(60)\n")
+    t = time.perf_counter()
+    first_s, _, rule = dag_scale._first_job([sys.executable, str(fake)], grace_s=1.0)
+    assert rule == "acquire" and first_s < 10
+    assert time.perf_counter() - t < 15
