@@ -73,7 +73,7 @@ def test_first_job_stops_the_run_at_the_first_announced_job(dag_scale, tmp_path)
     # a stand-in for Snakemake: a job announcement after some planning output, then a long "job" with a child
     marker = tmp_path / "still_running"
     child = tmp_path / "child.py"
-    child.write_text(f"import time\ntime.sleep(5)\nopen({str(marker)!r}, 'w').close()\n")
+    child.write_text(f"import time\ntime.sleep(1.5)\nopen({str(marker)!r}, 'w').close()\n")
     fake = tmp_path / "fake_snakemake.py"
     fake.write_text(
         "import subprocess, sys, time\n"
@@ -89,7 +89,7 @@ def test_first_job_stops_the_run_at_the_first_announced_job(dag_scale, tmp_path)
     assert 0.3 <= first_s < 10
     assert peak_mb > 1
     assert time.perf_counter() - t < 10  # it did not wait for the 30 s "job"
-    time.sleep(6)
+    time.sleep(2.5)
     assert not marker.exists()  # the job's own child was stopped with it
 
 
