@@ -72,21 +72,20 @@ def cache_signatures(rules: Iterable[Any]) -> int:
     return done
 
 
-def _cache_resource_evaluate(attr: str, overwrite: Callable) -> int:
+def _cache_resource_evaluate(attr: str, overwrite: Callable) -> None:
     """Store the parameters of Snakemake's bound `Resource.evaluate` on the class's function (a bound method looks
-    attributes up on its function): 1 when stored now, else 0."""
+    attributes up on its function), once."""
     try:
         from snakemake.resources import Resource
     except ImportError:  # pragma: no cover - another Snakemake
-        return 0
+        return
     fn = getattr(Resource, "evaluate", None)
     if fn is None or hasattr(fn, attr):
-        return 0
+        return
     try:
         overwrite(fn, inspect.signature(Resource("_", 1).evaluate).parameters)
     except (AttributeError, TypeError, ValueError):  # pragma: no cover - another Snakemake
-        return 0
-    return 1
+        pass
 
 
 def check_each_script_once() -> bool:
