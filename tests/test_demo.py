@@ -519,10 +519,49 @@ def test_stamp_for_another_size_regenerates(tmp_path, monkeypatch):
     out = tmp_path / "r"
     (out / "inputs" / "catalog").mkdir(parents=True)
     (out / "inputs" / "catalog" / "catalog.json").write_text("{}")
-    (out / ".complete").write_text(json.dumps({"seed": 0, "preset": "scale", "version": demo.VERSION,
-                                               "glaciers": 100, "summary": {"n_glaciers": 97}}))
+    stamp = {"seed": 0, "preset": "scale", "version": demo.VERSION, "glaciers": 100,
+             "scale_version": demo.SCALE_VERSION, "summary": {"n_glaciers": 97}}
+    (out / ".complete").write_text(json.dumps(stamp))
     assert demo.generate(out, seed=0, preset="scale", glaciers=100)["skipped"] is True
     calls = _stop_at_build_world(monkeypatch)
     with pytest.raises(RuntimeError, match="stop"):
         demo.generate(out, seed=0, preset="scale", glaciers=200)
     assert calls and calls[0][1]["n_glaciers"] == (160, 240), "a region of another size must be regenerated"
+    # a region of the same size made by the scale preset's earlier recipe (no tiles) is regenerated too
+    (out / ".complete").write_text(json.dumps({k: v for k, v in stamp.items() if k != "scale_version"}))
+    with pytest.raises(RuntimeError, match="stop"):
+        demo.generate(out, seed=0, preset="scale", glaciers=100)
+    assert len(calls) == 2 and calls[1][1]["tile_m"] == tuple(demo.PRESETS["demo"]["size_m"])
+
+
+def test_fractal_noise_largest_scale_caps_the_large_scales():
+    rng = np.random.default_rng(3)
+    big = 512
+    plain = demo.fractal_noise(np.random.default_rng(3), (big, big), 4.0)
+    capped = demo.fractal_noise(rng, (big, big), 4.0, largest=64)
+    # variance left in 64 px block means (scales beyond one 64 px field): almost all of a plain k^-4 field's, a
+    # fifth of the capped one's, whose 64 px windows vary almost as much as the whole field (unit variance)
+    blocks = lambda f: f.reshape(8, 64, 8, 64).mean(axis=(1, 3)).var()  # noqa: E731
+    inner = lambda f: np.mean([f[i:i + 64, j:j + 64].std()  # noqa: E731
+                               for i in range(0, big, 64) for j in range(0, big, 64)])
+    assert blocks(plain) > 0.8 and inner(plain) < 0.4
+    assert blocks(capped) < 0.3 and inner(capped) > 0.8
+    assert capped.std() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_tiled_terrain_has_a_chain_per_tile_and_valleys_between():
+    relief = (1500.0, 3950.0)
+    th, tw = 60, 80
+    z, tree, _ = demo.make_terrain(np.random.default_rng(1), 2 * th, 2 * tw, relief, 900.0, 30.0, tile=(th, tw))
+    assert z.shape == (2 * th, 2 * tw) and tree.recv.size == z.size
+    tops = [z[i * th:(i + 1) * th, j * tw:(j + 1) * tw].max() for i in (0, 1) for j in (0, 1)]
+    # each of the four landscapes has its own high chain...
+    assert min(tops) > relief[0] + 0.6 * (relief[1] - relief[0]), tops
+    # ...and the borders between them are main valleys at base level
+    lines = np.r_[z[th, :], z[:, tw]]
+    assert np.median(lines) < np.percentile(z, 15)
+    # the drainage of the crop ends at its border or on a main valley
+    ends = np.flatnonzero(tree.recv < 0)
+    ey, ex = np.divmod(ends, 2 * tw)
+    on_edge = (ey == 0) | (ey == 2 * th - 1) | (ex == 0) | (ex == 2 * tw - 1)
+    assert np.all(on_edge | (np.abs(ey - th) <= 1) | (np.abs(ex - tw) <= 1))

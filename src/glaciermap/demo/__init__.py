@@ -309,12 +309,13 @@ def scale_spec(glaciers: int) -> dict:
 
     The demo's domain is scaled by sqrt(glaciers / 50) on each side (rounded to 300 m, so the 10/20/30/60/100 m
     grids still nest), and its counts (glaciers, small glaciers, debris-dominated glaciers, lakes) by
-    glaciers / 50; the relief, largest-glacier range, dates and inventory years are the demo's. Sentinel-2 L2A
-    only: no other sensors, no facies data and no planted inventory errors (the cost curves of
-    benchmarks/cost_curve.py time the data half and the DL4GAM modelling half, which read nothing else).
-    Known limit: the terrain's large scales follow the domain, so a larger domain gets larger glaciers rather than
-    more; up to ~200 the count lands within +-20 % of ``glaciers``, at 500 it is 212 (seed 0; docs/scale.md, "The
-    region asked for 500 glaciers").
+    glaciers / 50; the relief, largest-glacier range, dates and inventory years are the demo's. The terrain is
+    made of demo-sized landscapes side by side (``tile_m``: about glaciers / 50 of them, each with its own main
+    chain, main valleys between them, noise without larger scales; ``make_terrain``), so a larger region gets more
+    glaciers of the demo's sizes rather than larger ones (seed 0: 184 glaciers for 200, 440 for 500; without the
+    tiles 500 gave 212 of twice the demo's mean size; docs/scale.md). Sentinel-2 L2A only: no other sensors, no
+    facies data and no planted inventory errors (the cost curves of benchmarks/cost_curve.py time the data half
+    and the DL4GAM modelling half, which read nothing else).
     """
     glaciers = int(glaciers)
     if glaciers < 5:
@@ -330,6 +331,7 @@ def scale_spec(glaciers: int) -> dict:
         **{key: base[key] for key in ("origin", "relief_m", "pad_m", "largest_km2", "years", "inventory_years",
                                       "second_good", "mgrs_tile", "workers")},
         "size_m": tuple(max(3000, int(round(v * side / 300.0)) * 300) for v in base["size_m"]),
+        "tile_m": tuple(base["size_m"]),
         "n_glaciers": (int(round(0.8 * glaciers)), int(round(1.2 * glaciers))),
         "n_small": count(base["n_small"]),
         "n_debris_dominated": count(base["n_debris_dominated"]),
@@ -360,9 +362,13 @@ def _render_and_write(args):
     return meta
 
 
+#: version of the "scale" preset's own recipe, in its stamp (2: terrain in demo-sized tiles)
+SCALE_VERSION = 2
+
+
 def _stamp(seed: int, preset: str, glaciers: int | None = None) -> dict:
     return {"seed": int(seed), "preset": preset, "version": VERSION,
-            **({"glaciers": int(glaciers)} if glaciers is not None else {})}
+            **({"glaciers": int(glaciers), "scale_version": SCALE_VERSION} if glaciers is not None else {})}
 
 
 def preset_spec(preset: str, glaciers: int | None = None) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from .noise import block_mean, fractal_noise, smoothstep, upsample, upsample_nearest
-from .terrain import FlowTree, cos_incidence, horizon_height, make_terrain, slope_aspect, surface_normals
+from .terrain import FlowTree, _tiling, cos_incidence, horizon_height, make_terrain, slope_aspect, surface_normals
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,7 +276,13 @@ def build_world(seed: int, spec: dict) -> "SimpleNamespace":
                         x0=float(spec["origin"][0]), y0=float(spec["origin"][1]))
 
     # --- terrain and glaciers (30 m)
-    z, tree, _ = make_terrain(_rng(seed, 1), h30, w30, (zlo, zhi), spec["pad_m"], RES_DEM)
+    # "tile_m" (the scale preset): the region is made of demo-sized landscapes side by side (make_terrain); a
+    # region of one tile is made as the demo is (so the scale preset at 50 glaciers is the demo's terrain)
+    tile = None if spec.get("tile_m") is None else (spec["tile_m"][1] / RES_DEM, spec["tile_m"][0] / RES_DEM)
+    if tile is not None and _tiling(h30, tile[0])[0] * _tiling(w30, tile[1])[0] == 1:
+        tile = None
+    largest = None if tile is None else max(tile) + 2 * spec["pad_m"] / RES_DEM  # noise scales: one tile's
+    z, tree, _ = make_terrain(_rng(seed, 1), h30, w30, (zlo, zhi), spec["pad_m"], RES_DEM, tile=tile)
     slope, _, _, _ = slope_aspect(z, RES_DEM)
     z = carve_troughs(z, slope, tree, zlo + 0.45 * (zhi - zlo), RES_DEM)
     slope, aspect, gx, gn = slope_aspect(z, RES_DEM)
@@ -287,7 +293,8 @@ def build_world(seed: int, spec: dict) -> "SimpleNamespace":
     yy, xx = np.mgrid[0:h30, 0:w30]
     dedge = np.minimum(np.minimum(yy, h30 - 1 - yy), np.minimum(xx, w30 - 1 - xx)) * RES_DEM
     ela_off = (350.0 * (ins - np.sin(np.radians(55.0))) + 0.5 * (mass - mass.mean())
-               + 1200.0 * (1.0 - smoothstep(dedge / 2500.0)) + 60.0 * fractal_noise(rc, (h30, w30), 3.5))
+               + 1200.0 * (1.0 - smoothstep(dedge / 2500.0))
+               + 60.0 * fractal_noise(rc, (h30, w30), 3.5, largest=largest))
     ela0, ice30, lab30 = tune_glaciers(z, slope, tree, ela_off, spec, RES_DEM)
     ela30 = (ela0 + ela_off).astype(np.float32)
     W.ela0 = ela0
@@ -324,7 +331,7 @@ def build_world(seed: int, spec: dict) -> "SimpleNamespace":
     rs = _rng(seed, 4)
     z10 = upsample(z, F)
     fice = upsample(ndimage.gaussian_filter(ice30.astype(np.float32), 0.8), F)
-    fice += 0.10 * fractal_noise(rs, (h10, w10), 3.0)
+    fice += 0.10 * fractal_noise(rs, (h10, w10), 3.0, largest=None if largest is None else largest * F)
     ice10 = fice > 0.5
     _, (iy, ix) = ndimage.distance_transform_edt(lab30 == 0, return_indices=True)
     near = upsample_nearest(lab30[iy, ix], F)

@@ -9,11 +9,16 @@ import numpy as np
 # --------------------------------------------------------------------------------------------------
 
 
-def fractal_noise(rng: np.random.Generator, shape, beta: float, stretch=(1.0, 1.0), pad: float = 1.25) -> np.ndarray:
+def fractal_noise(rng: np.random.Generator, shape, beta: float, stretch=(1.0, 1.0), pad: float = 1.25,
+                  largest: float | None = None) -> np.ndarray:
     """Gaussian random field with power spectrum ~ k^-beta (spectral synthesis), zero mean, unit std.
 
     ``stretch`` = (sy, sx) scales the frequencies per axis: sx < 1 elongates features along x.
     The field is synthesised on a padded periodic grid and cropped, so opposite edges are not correlated.
+    ``largest`` (cells): the spectrum is flat below the frequency 1 / (pad x largest), so a field on a grid larger
+    than ``largest`` has the scales of one ``largest``-sized field repeated, not larger ones (for beta > 2 the
+    variance of a power law sits in the lowest frequencies, and normalising it over a large grid would flatten
+    every smaller scale). None (default): the grid's own size, the plain power law.
     """
     from scipy.fft import next_fast_len
 
@@ -22,6 +27,8 @@ def fractal_noise(rng: np.random.Generator, shape, beta: float, stretch=(1.0, 1.
     ky = (np.fft.fftfreq(hh) * stretch[0]).astype(np.float32)[:, None]
     kx = (np.fft.rfftfreq(ww) * stretch[1]).astype(np.float32)[None, :]
     k2 = kx * kx + ky * ky
+    if largest is not None:
+        np.maximum(k2, np.float32(1.0 / (pad * float(largest))) ** 2, out=k2)
     k2[0, 0] = 1.0
     amp = np.power(k2, np.float32(-beta / 4.0))
     amp[0, 0] = 0.0

@@ -23,7 +23,8 @@ class _Grid8:
     network (each cell drains to the neighbour it was reached from).
     """
 
-    def __init__(self, h: int, w: int, res: float):
+    def __init__(self, h: int, w: int, res: float, outlets: np.ndarray | None = None):
+        """``outlets``: further cells (flat indices) linked to the outlet node, after the boundary cells."""
         self.h, self.w, self.n = h, w, h * w
         idx = np.arange(self.n).reshape(h, w)
         rows, cols, dist = [], [], []
@@ -37,6 +38,10 @@ class _Grid8:
                 cols.append(b.ravel())
                 dist.append(np.full(a.size, np.hypot(dy, dx) * res))
         self.boundary = np.r_[idx[0], idx[-1], idx[1:-1, 0], idx[1:-1, -1]]
+        self.n_border = self.boundary.size
+        if outlets is not None:
+            extra = np.setdiff1d(np.asarray(outlets, np.int64), self.boundary)
+            self.boundary = np.r_[self.boundary, extra]
         rows.append(np.full(self.boundary.size, self.n))
         cols.append(self.boundary)
         dist.append(np.zeros(self.boundary.size))
@@ -120,7 +125,8 @@ class FlowTree:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float, res: float = 30.0, iters: int = 5):
+def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float, res: float = 30.0, iters: int = 5,
+                 tile=None):
     """Procedural Alpine DEM on an ``h`` x ``w`` grid of ``res`` metres, plus its drainage network.
 
     1. A steady-state stream-power landscape is solved on a padded domain whose border is the base
@@ -133,29 +139,64 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
     3. The centre is cropped (valleys leave the region as in a real DEM tile), linearly scaled to
        ``relief`` (m), and given ridged noise on crests and fractal roughness.
 
+    ``tile`` = (th, tw) cells: a grid larger than one tile is made of about (h / th) x (w / tw) landscapes of that
+    size side by side, each like the one a tile-sized grid gets (its own main chain, spurs and edge taper), with
+    the base level also along the borders between them (main valleys), and noise without scales beyond a tile.
+    So a larger region has more glaciers of the same sizes, not larger ones. None (default): one landscape over
+    the whole grid (the demo and tiny presets; their numbers are unchanged).
+
     Returns ``z`` (float32, m), a :class:`FlowTree` over the cropped grid and the drainage area (cells).
     """
     zlo, zhi = relief
     p = int(round(pad_m / res))
     hh, ww = h + 2 * p, w + 2 * p
-    grid = _Grid8(hh, ww, res)
-    yy = ((np.arange(hh) - p + 0.5) / h)[:, None]
-    xx = ((np.arange(ww) - p + 0.5) / w)[None, :]
-    wav = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(ww)), ww / 10.0, mode="nearest")
-    wav = (wav - wav.mean()) / (wav.std() + 1e-9)
-    tilt = rng.uniform(-0.12, 0.12)
-    axis = 0.5 + 0.08 * wav[None, :] + tilt * (xx - 0.5)
+    if tile is None:
+        largest = None
+        grid = _Grid8(hh, ww, res)
+        yy = ((np.arange(hh) - p + 0.5) / h)[:, None]
+        xx = ((np.arange(ww) - p + 0.5) / w)[None, :]
+        wav = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(ww)), ww / 10.0, mode="nearest")
+        wav = (wav - wav.mean()) / (wav.std() + 1e-9)
+        tilt = rng.uniform(-0.12, 0.12)
+        axis = 0.5 + 0.08 * wav[None, :] + tilt * (xx - 0.5)
+        xedge = np.minimum(xx, 1.0 - xx) * w * res  # metres from the west / east edge of the crop
+    else:
+        (ny, ty), (nx, tx) = (_tiling(h, tile[0]), _tiling(w, tile[1]))
+        largest = (tile[0] + 2 * p, tile[1] + 2 * p)
+        largest = max(largest)
+        # the borders between tiles are base level too (main valleys), across the padded grid
+        lines_y = [p + int(round(j * ty)) for j in range(1, ny)]
+        lines_x = [p + int(round(i * tx)) for i in range(1, nx)]
+        idx = np.arange(hh * ww).reshape(hh, ww)
+        grid = _Grid8(hh, ww, res, outlets=np.r_[idx[lines_y].ravel(), idx[:, lines_x].ravel()].astype(np.int64))
+        # tile coordinates: 0..1 across each tile of the crop (the pad continues the outer tiles)
+        ry, rx = np.arange(hh) - p + 0.5, np.arange(ww) - p + 0.5
+        jy, ix = np.clip(np.floor(ry / ty), 0, ny - 1).astype(int), np.clip(np.floor(rx / tx), 0, nx - 1).astype(int)
+        yy, xx = ((ry - jy * ty) / ty)[:, None], ((rx - ix * tx) / tx)[None, :]
+        span = int(round(tx)) + 2 * p  # one random chain line per row of tiles, with the scales of one tile
+        wav = np.empty((ny, ww))
+        for j in range(ny):
+            walk = np.cumsum(rng.standard_normal(ww))
+            walk = ndimage.gaussian_filter1d(walk, span / 10.0, mode="nearest") - ndimage.gaussian_filter1d(
+                walk, float(span), mode="nearest")
+            wav[j] = (walk - walk.mean()) / (walk.std() + 1e-9)
+        tilt = rng.uniform(-0.12, 0.12, size=(ny, nx))
+        axis = 0.5 + 0.08 * wav[jy] + tilt[jy][:, ix] * (xx - 0.5)
+        xedge = np.minimum(xx, 1.0 - xx) * tx * res  # metres from the west / east edge of the tile
     band = np.exp(-0.5 * ((yy - axis) / 0.28) ** 2)
-    uplift = 0.5 + 0.9 * band + 0.22 * fractal_noise(rng, (hh, ww), 4.0, stretch=(1.0, 0.45))
-    xedge = np.minimum(xx, 1.0 - xx) * w * res  # metres from the west / east edge of the crop
+    uplift = 0.5 + 0.9 * band + 0.22 * fractal_noise(rng, (hh, ww), 4.0, stretch=(1.0, 0.45), largest=largest)
     uplift = uplift * (0.55 + 0.45 * smoothstep(xedge / 4000.0))
     uplift = np.clip(uplift, 0.25, 2.5).ravel()
-    hill = np.clip(33.0 + 4.0 * fractal_noise(rng, (hh, ww), 2.5), 26.0, 42.0).ravel()
-    rough = np.exp(0.22 * fractal_noise(rng, (hh, ww), 2.0)).ravel()
-    per = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(grid.boundary.size)), 25.0, mode="wrap")
-    per = (per - per.min()) / (np.ptp(per) + 1e-9)
+    hill = np.clip(33.0 + 4.0 * fractal_noise(rng, (hh, ww), 2.5, largest=largest), 26.0, 42.0).ravel()
+    rough = np.exp(0.22 * fractal_noise(rng, (hh, ww), 2.0, largest=largest)).ravel()
     base = np.zeros(grid.n)
-    base[grid.boundary] = 1.0 + 400.0 * per
+    for part in ((slice(0, grid.n_border),) if tile is None else
+                 (slice(0, grid.n_border), slice(grid.n_border, grid.boundary.size))):
+        cells = grid.boundary[part]
+        if cells.size:
+            per = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(cells.size)), 25.0, mode="wrap")
+            per = (per - per.min()) / (np.ptp(per) + 1e-9)
+            base[cells] = 1.0 + 400.0 * per
     area = np.ones(grid.n)
     cell_km2 = res * res / 1e6
     ks = 0.42
@@ -178,10 +219,10 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
     lo, hi = np.percentile(z2, 0.5), z2.max()
     zs = zlo + (z2 - lo) * (zhi - zlo) / (hi - lo)
     zn = np.clip((zs - zlo) / (zhi - zlo), 0, 1)
-    ridged = 1.0 - np.abs(fractal_noise(rng, (h, w), 2.6))
+    ridged = 1.0 - np.abs(fractal_noise(rng, (h, w), 2.6, largest=largest))
     area2 = area.reshape(hh, ww)[crop]
     crest = smoothstep(zn / 0.8) * (area2 < 6)
-    zs = zs + 45.0 * crest * (ridged - 0.6) + 10.0 * fractal_noise(rng, (h, w), 2.2)
+    zs = zs + 45.0 * crest * (ridged - 0.6) + 10.0 * fractal_noise(rng, (h, w), 2.2, largest=largest)
     zs = ndimage.gaussian_filter(zs, 0.6)
     # receivers of the cropped grid (paths that leave the crop end at its border)
     rr = recv.reshape(hh, ww)[crop].ravel()
@@ -192,6 +233,12 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
     recv_c = np.where(inside, ry * w + rx, -1)
     tree_c = FlowTree(recv_c)
     return zs.astype(np.float32), tree_c, area2.astype(np.float32)
+
+
+def _tiling(n: int, size: float):
+    """Tiles of about ``size`` cells along an axis of ``n`` cells: (count, exact tile length in cells)."""
+    k = max(1, int(round(n / float(size))))
+    return k, n / k
 
 
 def slope_aspect(z: np.ndarray, res: float):
