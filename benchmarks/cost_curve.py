@@ -4,16 +4,17 @@ Usage: python benchmarks/cost_curve.py [--half data|model|both] [--cores C] [--w
        (default: both halves, 2 cores, N = 50 200 500)
 
 For each N the demo generator's "scale" preset (``python -m glaciermap.demo --preset scale --glaciers N``: the
-demo's densities of glaciers, debris and lakes on a domain sized for ~N glaciers, Sentinel-2 L2A only) writes a
+demo's densities of glaciers, debris and lakes on a domain sized for ~N glaciers, made of demo-sized landscapes
+side by side, Sentinel-2 L2A only) writes a
 region under ``<work>/regions/<N>`` (kept between calls: the generator skips a complete region). The workflow then
 runs from empty results in ``<work>/run-<N>`` with the repository's Snakefile and workflow profile, first the data
 half (target ``qc``: acquire and cube per glacier and epoch), then the rest of the default target with one model
 variant, ``dl4gam`` with the schema defaults (the CPU demo preset: 3 members x 5 folds, 4 epochs, ResNet18 U-Net on
 64 px patches); the config is the demo's (config.yaml) without the other methods. Printed per N and half:
 
-  glaciers   inventory glaciers (the generator aims at N; within +-20 % up to ~200,
-             but 212 at N = 500: docs/scale.md, "The region asked for 500 glaciers"); split = those in the
-             cross-validation split (>= 0.1 km2 and covered by a scene), once the modelling half ran
+  glaciers   inventory glaciers (the generator aims at N, +-20 %; seed 0: 184 at N = 200, 440 at N = 500);
+             split = those in the cross-validation split (>= 0.1 km2 and covered by a scene), once the modelling
+             half ran
   jobs       jobs run (their benchmark files), and per glacier
   wall s     the half's wall time (snakemake start to exit)
   job s      the sum of the jobs' own wall times (benchmark files); busy % = job s / (wall s x cores)

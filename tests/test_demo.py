@@ -501,6 +501,7 @@ def test_scale_preset_keeps_the_demos_densities():
         assert spec["n_lakes"] == round(base["n_lakes"] * n / 50)
         assert spec["sensors"] == {} and "facies" not in spec and "inventory_errors" not in spec
         assert spec["years"] == base["years"] and spec["relief_m"] == base["relief_m"]
+        assert spec["tile_m"] == tuple(base["size_m"])  # terrain: demo-sized landscapes side by side
     assert demo.scale_spec(50)["size_m"] == tuple(base["size_m"])
 
 

@@ -49,7 +49,8 @@ and 2023, ~45-60 s on 2 cores and ~530-580 MB for Sentinel-2 and the rest, plus 
 (28 Landsat, 8 Sentinel-1 scenes, 4 coherence and 4 velocity years; no L1C by default) ~+40-50 s and
 ~+250 MB; "tiny": 4-6 glaciers on 6 x 5.1 km, 3 dates in 2015 and 2023, every sensor with 5 Landsat and
 4 Sentinel-1 scenes, ~6 s and ~29 MB; "scale", made by ``scale_spec`` for ``glaciers=N``: the demo's densities on a
-domain sized for ~N glaciers, Sentinel-2 L2A only, for the cost curves). All randomness comes from
+domain sized for ~N glaciers, its terrain made of demo-sized landscapes side by side, Sentinel-2 L2A only, for the
+cost curves). All randomness comes from
 ``numpy.random.Generator`` seeded from (seed, stage): the same seed gives identical arrays and identical COG bytes; another seed gives another region.
 
 What is planted
@@ -58,7 +59,9 @@ What is planted
   8-neighbour graph with channel slope ~ A^-0.45, threshold hillslopes steepening into rock walls
   high up, an uplift band forming a wavy WSW-ENE main chain), glacial troughs and cirque floors
   carved along the flux lines of a former, larger glaciation, ridged noise on the crests, scaled to
-  ~1500-3950 m. The D8 drainage tree comes with it.
+  ~1500-3950 m. The D8 drainage tree comes with it. A region of several demo sizes (the "scale" preset) is
+  made of demo-sized landscapes side by side: each has its own chain, main valleys at base level run between
+  them, and the noise has no scales beyond one landscape.
 * **Glaciers** (``ice_from_flux``, ``tune_glaciers``): mass balance b = 0.0075 (z - ELA_local)
   (capped at +2 m w.e./yr), ELA_local = regional ELA + insolation (north faces lower) + mass-elevation
   effect + a rise near the region edge + noise. b is routed down the drainage tree, tributaries pass on
