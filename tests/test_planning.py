@@ -52,6 +52,9 @@ def _run(tmp_path, cache: bool) -> tuple[dict, dict | None]:
     d = tmp_path / ("cached" if cache else "plain")
     d.mkdir()
     (d / "Snakefile").write_text(SNAKEFILE)
+    (d / "in").mkdir()
+    for name in ("abc", "de"):  # written here, not by make_input: each job costs Snakemake a few seconds
+        (d / "in" / f"{name}.txt").write_text(name)
     env = {**os.environ, "CACHE_SIGNATURES": "1" if cache else "0"}
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", "Snakefile", "--cores", "1", "out/abc.json",
                            "out/de.json"], cwd=d, env=env, capture_output=True, text=True)
