@@ -162,8 +162,7 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
         xedge = np.minimum(xx, 1.0 - xx) * w * res  # metres from the west / east edge of the crop
     else:
         (ny, ty), (nx, tx) = (_tiling(h, tile[0]), _tiling(w, tile[1]))
-        largest = (tile[0] + 2 * p, tile[1] + 2 * p)
-        largest = max(largest)
+        largest = max(tile) + 2 * p  # the noise's largest scale: one padded tile
         # the borders between tiles are base level too (main valleys), across the padded grid
         lines_y = [p + int(round(j * ty)) for j in range(1, ny)]
         lines_x = [p + int(round(i * tx)) for i in range(1, nx)]
