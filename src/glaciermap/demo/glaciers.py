@@ -7,7 +7,8 @@ import numpy as np
 from scipy import ndimage
 
 from .noise import block_mean, fractal_noise, smoothstep, upsample, upsample_nearest
-from .terrain import FlowTree, _tiling, cos_incidence, horizon_height, make_terrain, slope_aspect, surface_normals
+from .terrain import (FlowTree, cos_incidence, horizon_height, make_terrain, slope_aspect, surface_normals,
+                      tile_noise_scale)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,9 +280,7 @@ def build_world(seed: int, spec: dict) -> "SimpleNamespace":
     # "tile_m" (the scale preset): the region is made of demo-sized landscapes side by side (make_terrain); a
     # region of one tile is made as the demo is (so the scale preset at 50 glaciers is the demo's terrain)
     tile = None if spec.get("tile_m") is None else (spec["tile_m"][1] / RES_DEM, spec["tile_m"][0] / RES_DEM)
-    if tile is not None and _tiling(h30, tile[0])[0] * _tiling(w30, tile[1])[0] == 1:
-        tile = None
-    largest = None if tile is None else max(tile) + 2 * spec["pad_m"] / RES_DEM  # noise scales: one tile's
+    largest = tile_noise_scale(h30, w30, tile, spec["pad_m"] / RES_DEM)  # the noise's scales: one tile's
     z, tree, _ = make_terrain(_rng(seed, 1), h30, w30, (zlo, zhi), spec["pad_m"], RES_DEM, tile=tile)
     slope, _, _, _ = slope_aspect(z, RES_DEM)
     z = carve_troughs(z, slope, tree, zlo + 0.45 * (zhi - zlo), RES_DEM)

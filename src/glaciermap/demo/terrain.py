@@ -150,8 +150,8 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
     zlo, zhi = relief
     p = int(round(pad_m / res))
     hh, ww = h + 2 * p, w + 2 * p
-    if tile is None:
-        largest = None
+    largest = tile_noise_scale(h, w, tile, p)
+    if largest is None:  # one landscape over the whole grid (also a tiling of a single tile)
         grid = _Grid8(hh, ww, res)
         yy = ((np.arange(hh) - p + 0.5) / h)[:, None]
         xx = ((np.arange(ww) - p + 0.5) / w)[None, :]
@@ -162,7 +162,6 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
         xedge = np.minimum(xx, 1.0 - xx) * w * res  # metres from the west / east edge of the crop
     else:
         (ny, ty), (nx, tx) = (_tiling(h, tile[0]), _tiling(w, tile[1]))
-        largest = max(tile) + 2 * p  # the noise's largest scale: one padded tile
         # the borders between tiles are base level too (main valleys), across the padded grid
         lines_y = [p + int(round(j * ty)) for j in range(1, ny)]
         lines_x = [p + int(round(i * tx)) for i in range(1, nx)]
@@ -189,9 +188,7 @@ def make_terrain(rng: np.random.Generator, h: int, w: int, relief, pad_m: float,
     hill = np.clip(33.0 + 4.0 * fractal_noise(rng, (hh, ww), 2.5, largest=largest), 26.0, 42.0).ravel()
     rough = np.exp(0.22 * fractal_noise(rng, (hh, ww), 2.0, largest=largest)).ravel()
     base = np.zeros(grid.n)
-    for part in ((slice(0, grid.n_border),) if tile is None else
-                 (slice(0, grid.n_border), slice(grid.n_border, grid.boundary.size))):
-        cells = grid.boundary[part]
+    for cells in (grid.boundary[:grid.n_border], grid.boundary[grid.n_border:]):  # the border, then inner valleys
         if cells.size:
             per = ndimage.gaussian_filter1d(np.cumsum(rng.standard_normal(cells.size)), 25.0, mode="wrap")
             per = (per - per.min()) / (np.ptp(per) + 1e-9)
@@ -238,6 +235,14 @@ def _tiling(n: int, size: float):
     """Tiles of about ``size`` cells along an axis of ``n`` cells: (count, exact tile length in cells)."""
     k = max(1, int(round(n / float(size))))
     return k, n / k
+
+
+def tile_noise_scale(h: int, w: int, tile, pad_cells: float) -> float | None:
+    """The largest noise scale (cells) of an ``h`` x ``w`` grid made of ``tile``-sized landscapes: one padded tile;
+    None (the grid's own, the plain power law) without tiles or when the grid holds a single tile."""
+    if tile is None or _tiling(h, tile[0])[0] * _tiling(w, tile[1])[0] == 1:
+        return None
+    return max(tile) + 2 * pad_cells
 
 
 def slope_aspect(z: np.ndarray, res: float):
