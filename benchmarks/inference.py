@@ -17,7 +17,9 @@ paper-unit strides 32, 64, 128 are P/8, P/4, P/2 at any patch size. Variants:
                 grid plus its 4 extreme and centroid windows (METHODS.md, "Inference")
   mean-8 ...    cross-glacier batches (batch 32), mean or hann blending, stride P/8, P/4, P/2 (hann-2 = P/2, the
                 configured demo scheme at 64 px patches is hann, stride 32 = P/2)
-  *-bf16        the same in bfloat16 autocast; *-flip2 / *-flip4 with flip averaging (infer.flips)
+  *-bf16        the same in bfloat16 autocast (infer.precision); *-flip2 / *-flip4 with flip averaging (infer.flips)
+  mean-wN-...   an inference window of N training patches (stride as a fraction of the window)
+  mean-...-bNN  NN % of the window border dropped by the mean blending (the reference: 5 %)
 
 Prints one table: windows, model patches/s (windows x members x flips per second of the whole pass), glaciers/s,
 speed-up over the reference, pooled test IoU and its difference to the reference in percentage points with a
@@ -36,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 VARIANTS = {
-    # name: (stride as patch fraction denominator, blend, per-glacier calls + reference windows, flips, precision)
+    # name: (stride as window fraction denominator, blend, per-glacier calls + reference windows, flips, precision[,
+    #        window as a multiple of the training patch (default 1), dropped border as a window fraction
+    #        (mean blending; default 0.05, the reference's)])
     "reference": (8, "mean", True, 1, "float32"),
     "mean-8": (8, "mean", False, 1, "float32"),
     "hann-8": (8, "hann", False, 1, "float32"),
@@ -54,9 +58,30 @@ VARIANTS = {
     "hann-2-bf16": (2, "hann", False, 1, "bfloat16"),
     "hann-2-flip2": (2, "hann", False, 2, "float32"),
     "hann-2-flip2-bf16": (2, "hann", False, 2, "bfloat16"),
+    # larger inference windows than the training patches (the U-Net is fully convolutional): more context per
+    # pixel and a smaller share of window border at the same number of views per pixel ((window / stride)^2)
+    "mean-w2-2": (2, "mean", False, 1, "float32", 2),
+    "mean-w2-2.67": (8 / 3, "mean", False, 1, "float32", 2),
+    "mean-w2-4": (4, "mean", False, 1, "float32", 2),
+    "mean-w4-2": (2, "mean", False, 1, "float32", 4),
+    "mean-w4-4": (4, "mean", False, 1, "float32", 4),
+    "mean-w2-2-bf16": (2, "mean", False, 1, "bfloat16", 2),
+    "mean-w2-2.67-bf16": (8 / 3, "mean", False, 1, "bfloat16", 2),
+    "mean-w4-2-bf16": (2, "mean", False, 1, "bfloat16", 4),
+    # a wider dropped border: each pixel counted only from windows where it has more context
+    "mean-2.67-b10-bf16": (8 / 3, "mean", False, 1, "bfloat16", 1, 0.10),
+    "mean-2.67-b15-bf16": (8 / 3, "mean", False, 1, "bfloat16", 1, 0.15),
+    "mean-2-b10-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.10),
+    "mean-2-b15-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.15),
+    "mean-2-b20-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.20),
+    "mean-2-flip2-bf16": (2, "mean", False, 2, "bfloat16"),
+    "mean-2-flip2": (2, "mean", False, 2, "float32"),
+    "mean-2-flip4-bf16": (2, "mean", False, 4, "bfloat16"),
+    "mean-2.67-flip2-bf16": (8 / 3, "mean", False, 2, "bfloat16"),
 }
 DEFAULT = ["reference", "mean-8", "hann-8", "mean-4", "hann-4", "mean-2", "hann-2", "mean-2.67", "hann-2.67",
-           "mean-4-bf16", "mean-2.67-bf16", "hann-2.67-bf16", "mean-2-bf16", "hann-2-bf16", "hann-2-flip2-bf16"]
+           "mean-4-bf16", "mean-2.67-bf16", "hann-2.67-bf16", "mean-2-bf16", "hann-2-bf16", "hann-2-flip2-bf16",
+           "mean-2-flip2", "mean-2-flip2-bf16"]
 
 
 def fold_jobs(results: Path, model: str, epoch: str, folds, n_members):
@@ -82,17 +107,20 @@ def run_variant(name: str, jobs, patch: int, batch: int) -> dict:
     """Predict every fold's test cubes with one variant: per-glacier counts and the timings."""
     from glaciermap.segmentation.infer import iter_predictions
 
-    denom, blend, reference, flips, precision = VARIANTS[name]
-    stride = max(int(round(patch / denom)), 1)
+    denom, blend, reference, flips, precision, *more = VARIANTS[name]
+    window = patch * (more[0] if more else 1)
+    border = more[1] if len(more) > 1 else 0.05
+    stride = max(int(round(window / denom)), 1)
     per = {}
     t = {"seconds": 0.0, "windows": 0, "model_patches": 0}
     for _k, models, stats, cubes in jobs:
         timings: dict = {}
         t0 = time.perf_counter()
-        for path, probs, cube in iter_predictions(models, cubes, stats, patch_size=patch, stride=stride, blend=blend,
+        for path, probs, cube in iter_predictions(models, cubes, stats, patch_size=window, stride=stride, blend=blend,
                                                   batch_size=batch, device="cpu",
                                                   batch_across_glaciers=not reference, reference_extras=reference,
-                                                  flips=flips, precision=precision, timings=timings):
+                                                  flips=flips, precision=precision, border_frac=border,
+                                                  timings=timings):
             if probs is None:
                 continue
             mu = probs.mean(0)
@@ -104,7 +132,8 @@ def run_variant(name: str, jobs, patch: int, batch: int) -> dict:
         t["seconds"] += time.perf_counter() - t0
         t["windows"] += int(timings.get("n_patches", 0))
         t["model_patches"] += int(timings.get("n_patches", 0)) * len(models) * flips
-    return {"name": name, "stride": stride, "blend": blend, "per": per, **t}
+    return {"name": name, "window": window, "stride": stride, "blend": blend, "border": border if blend == "mean" else None,
+            "per": per, **t}
 
 
 def pooled_iou(per: dict, ids) -> float:
@@ -126,7 +155,8 @@ def table(runs: list[dict], boot: int, seed: int = 0) -> list[dict]:
         d = [100 * (pooled_iou(r["per"], [ids[i] for i in s]) - pooled_iou(ref["per"], [ids[i] for i in s]))
              for s in draws]
         area = sum(r["per"][g]["area_km2"] for g in ids)
-        rows.append({"variant": r["name"], "stride_px": r["stride"], "blend": r["blend"], "windows": r["windows"],
+        rows.append({"variant": r["name"], "window_px": r["window"], "stride_px": r["stride"], "blend": r["blend"],
+                     "border_px": None if r["border"] is None else int(round(r["window"] * r["border"])), "windows": r["windows"],
                      "model_patches_per_s": r["model_patches"] / r["seconds"], "glaciers_per_s": len(ids) / r["seconds"],
                      "seconds": r["seconds"], "speedup": ref["seconds"] / r["seconds"], "test_iou": iou,
                      "d_iou_pp": 100 * (iou - pooled_iou(ref["per"], ids)),

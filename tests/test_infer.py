@@ -350,3 +350,26 @@ def test_bfloat16_autocast_stays_close_to_float32(cubes):
     assert d.max() < 0.05 and d.max() > 0      # rounded convolutions: close, not the same numbers
     with pytest.raises(ValueError, match="precision must be"):
         infer.predict_glaciers([m], [a], stats, precision="float16", **kw)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_infer_settings_flips_and_precision_reach_the_predictions(tmp_path, cubes, precision):
+    """`infer.flips` and `infer.precision` of the config are what the infer rule's predict_files runs with."""
+    paths, _, stats, _ = cubes
+    a = str(paths["A"])
+    cfg = {"stride": 12, "blend": "mean", "batch_size": 5, "flips": 2, "precision": precision}
+    out = tmp_path / f"A_{precision}.nc"
+    infer.predict_files([Shifted()], [a], [out], stats, [0], cfg, 32, "cpu")
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        got = ds["prob"].values[0]
+    kw = dict(patch_size=32, stride=12, blend="mean", batch_size=5, device="cpu")
+    want = infer.predict_glaciers([Shifted()], [a], stats, flips=2, precision=precision, **kw)[a][0]
+    one = infer.predict_glaciers([Shifted()], [a], stats, flips=1, precision=precision, **kw)[a][0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], atol=1e-6)
+    assert np.nanmax(np.abs(got - one)) > 0.05            # not the single-pass prediction
+    defaults = {k: v for k, v in cfg.items() if k not in ("flips", "precision")}
+    infer.predict_files([Shifted()], [a], [tmp_path / "d.nc"], stats, [0], defaults, 32, "cpu")
+    with xr.open_dataset(tmp_path / "d.nc", engine="h5netcdf") as ds:
+        np.testing.assert_allclose(ds["prob"].values[0], infer.predict_glaciers(
+            [Shifted()], [a], stats, **kw)[a][0], atol=1e-6, equal_nan=True)   # without the keys: 1 flip, float32

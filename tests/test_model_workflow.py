@@ -339,3 +339,27 @@ def test_summary_states_skipped_glaciers_and_why(run, tmp_path):
     s = build_summary(tmp_path / "qc.json", *args)
     assert s["n_glaciers_skipped"] == 2 and s["skipped_by_step"] == {"select": 1, "acquire": 1}
     assert any("2 glacier(s) skipped by QC" in n and "qc/skipped.csv" in n for n in s["notes"])
+
+
+@pytest.mark.slow
+def test_inference_benchmark_on_the_run(run):
+    """benchmarks/inference.py on the run's models: the reference row is the reference, the variants run the windows,
+    strides, borders and flips their names say, and every bootstrap range brackets its point estimate."""
+    import importlib.util
+
+    work, _ = run
+    spec = importlib.util.spec_from_file_location("bench_inference", REPO / "benchmarks" / "inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    df = bench.main(["--results", str(work / "results/tiny"), "--variants", "mean-2", "mean-2-flip2-bf16", "mean-w2-2",
+                     "mean-2-b10-bf16", "--boot", "50"]).set_index("variant")
+    assert list(df.index) == ["reference", "mean-2", "mean-2-flip2-bf16", "mean-w2-2", "mean-2-b10-bf16"]
+    ref = df.loc["reference"]
+    assert ref["speedup"] == 1 and ref["d_iou_pp"] == 0 and ref["d_area_pct"] == 0 and 0 < ref["test_iou"] <= 1
+    assert (df["window_px"] == [32, 32, 32, 64, 32]).all() and (df["stride_px"] == [4, 16, 16, 32, 16]).all()
+    assert (df["border_px"] == [2, 2, 2, 3, 3]).all()
+    assert df.loc["mean-2-flip2-bf16", "windows"] == df.loc["mean-2", "windows"]    # flips: the same windows
+    assert df.loc["mean-w2-2", "windows"] < df.loc["mean-2", "windows"]             # 2x windows at 2x stride
+    assert df.loc["mean-2-b10-bf16", "windows"] >= df.loc["mean-2", "windows"]      # less counted per window
+    assert df.loc["reference", "windows"] > 4 * df.loc["mean-2", "windows"]
+    assert (df["d_iou_lo"] <= df["d_iou_pp"] + 1e-9).all() and (df["d_iou_pp"] <= df["d_iou_hi"] + 1e-9).all()

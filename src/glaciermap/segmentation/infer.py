@@ -587,4 +587,5 @@ def _infer_job_name(done_jsons, out_paths) -> str:
 def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size, device, classes=None):
     return predict_to_files(models, list(map(str, cube_paths)), list(map(str, out_paths)), stats, members=members,
                             patch_size=int(patch_size), stride=int(cfg["stride"]), blend=cfg["blend"],
-                            batch_size=int(cfg["batch_size"]), device=device, classes=classes)
+                            batch_size=int(cfg["batch_size"]), device=device, classes=classes,
+                            flips=int(cfg.get("flips", 1)), precision=cfg.get("precision", "float32"))
