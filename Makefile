@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat envs/requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env demo run report test lint dag clean
+.PHONY: env demo run report test test-fast lint dag clean
 
 env: $(STAMP)
 
@@ -38,6 +38,11 @@ report: env
 
 test: env
 	$(BIN)/python -m pytest -q
+
+# the fast tier for a development loop: everything but the tests marked slow (end-to-end Snakemake runs, the tiny
+# modelling run; tests/conftest.py)
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: env
 	$(BIN)/snakemake --lint

@@ -22,6 +22,19 @@ def oggm_sample() -> Path:
 # Subprocesses (snakemake jobs) must find the venv's python and tools first.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
+# The fast tier (`pytest -m "not slow"`, README "Tests") leaves out, beside the tests marked slow by hand, every test
+# that needs the tiny modelling run (a session fixture of several minutes) and the modules that run whole Snakemake
+# workflows (incremental re-runs, Slurm, the data half end to end).
+SLOW_FIXTURES = {"model_run"}
+SLOW_MODULES = {"test_workflow", "test_incremental", "test_slurm", "test_resume_kill", "test_facies_workflow"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or (module and module.__name__ in SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def slurm_answers_if_installed():
