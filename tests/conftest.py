@@ -22,9 +22,9 @@ def oggm_sample() -> Path:
 # Subprocesses (snakemake jobs) must find the venv's python and tools first.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
-# The fast tier (`make test-fast` = `pytest -m "not slow"`, README "Quick start") leaves out, beside the tests marked slow by hand, every test
-# that needs the tiny modelling run (a session fixture of several minutes) and the modules that run whole Snakemake
-# workflows (incremental re-runs, Slurm, the data half end to end).
+# The fast tier (`make test-fast` = `pytest -m "not slow"`, README "Quick start") leaves out, beside the tests marked
+# slow by hand, every test that needs the tiny modelling run (a session fixture of several minutes) and the modules
+# that run whole Snakemake workflows (incremental re-runs, Slurm, the data half end to end).
 SLOW_FIXTURES = {"model_run"}
 SLOW_MODULES = {"test_workflow", "test_incremental", "test_slurm", "test_resume_kill", "test_facies_workflow"}
 
