@@ -34,50 +34,59 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+
+class Variant(NamedTuple):
+    denom: float                  # stride = window / denom
+    blend: str                    # mean or hann
+    reference: bool = False       # one model call per glacier, plus the reference's extreme and centroid windows
+    flips: int = 1                # infer.flips
+    precision: str = "float32"    # infer.precision
+    window: int = 1               # inference window, in training patches
+    border: float = 0.05          # dropped border of the mean blending, as a window fraction (the reference's)
+
+
 VARIANTS = {
-    # name: (stride as window fraction denominator, blend, per-glacier calls + reference windows, flips, precision[,
-    #        window as a multiple of the training patch (default 1), dropped border as a window fraction
-    #        (mean blending; default 0.05, the reference's)])
-    "reference": (8, "mean", True, 1, "float32"),
-    "mean-8": (8, "mean", False, 1, "float32"),
-    "hann-8": (8, "hann", False, 1, "float32"),
-    "mean-4": (4, "mean", False, 1, "float32"),
-    "hann-4": (4, "hann", False, 1, "float32"),
-    "mean-2": (2, "mean", False, 1, "float32"),
-    "hann-2": (2, "hann", False, 1, "float32"),
-    "mean-2.67": (8 / 3, "mean", False, 1, "float32"),
-    "hann-2.67": (8 / 3, "hann", False, 1, "float32"),
-    "mean-4-bf16": (4, "mean", False, 1, "bfloat16"),
-    "hann-4-bf16": (4, "hann", False, 1, "bfloat16"),
-    "mean-2.67-bf16": (8 / 3, "mean", False, 1, "bfloat16"),
-    "hann-2.67-bf16": (8 / 3, "hann", False, 1, "bfloat16"),
-    "mean-2-bf16": (2, "mean", False, 1, "bfloat16"),
-    "hann-2-bf16": (2, "hann", False, 1, "bfloat16"),
-    "hann-2-flip2": (2, "hann", False, 2, "float32"),
-    "hann-2-flip2-bf16": (2, "hann", False, 2, "bfloat16"),
+    "reference": Variant(8, "mean", reference=True),
+    "mean-8": Variant(8, "mean"),
+    "hann-8": Variant(8, "hann"),
+    "mean-4": Variant(4, "mean"),
+    "hann-4": Variant(4, "hann"),
+    "mean-2": Variant(2, "mean"),
+    "hann-2": Variant(2, "hann"),
+    "mean-2.67": Variant(8 / 3, "mean"),
+    "hann-2.67": Variant(8 / 3, "hann"),
+    "mean-4-bf16": Variant(4, "mean", precision="bfloat16"),
+    "hann-4-bf16": Variant(4, "hann", precision="bfloat16"),
+    "mean-2.67-bf16": Variant(8 / 3, "mean", precision="bfloat16"),
+    "hann-2.67-bf16": Variant(8 / 3, "hann", precision="bfloat16"),
+    "mean-2-bf16": Variant(2, "mean", precision="bfloat16"),
+    "hann-2-bf16": Variant(2, "hann", precision="bfloat16"),
+    "hann-2-flip2": Variant(2, "hann", flips=2),
+    "hann-2-flip2-bf16": Variant(2, "hann", flips=2, precision="bfloat16"),
     # larger inference windows than the training patches (the U-Net is fully convolutional): more context per
     # pixel and a smaller share of window border at the same number of views per pixel ((window / stride)^2)
-    "mean-w2-2": (2, "mean", False, 1, "float32", 2),
-    "mean-w2-2.67": (8 / 3, "mean", False, 1, "float32", 2),
-    "mean-w2-4": (4, "mean", False, 1, "float32", 2),
-    "mean-w4-2": (2, "mean", False, 1, "float32", 4),
-    "mean-w4-4": (4, "mean", False, 1, "float32", 4),
-    "mean-w2-2-bf16": (2, "mean", False, 1, "bfloat16", 2),
-    "mean-w2-2.67-bf16": (8 / 3, "mean", False, 1, "bfloat16", 2),
-    "mean-w4-2-bf16": (2, "mean", False, 1, "bfloat16", 4),
+    "mean-w2-2": Variant(2, "mean", window=2),
+    "mean-w2-2.67": Variant(8 / 3, "mean", window=2),
+    "mean-w2-4": Variant(4, "mean", window=2),
+    "mean-w4-2": Variant(2, "mean", window=4),
+    "mean-w4-4": Variant(4, "mean", window=4),
+    "mean-w2-2-bf16": Variant(2, "mean", precision="bfloat16", window=2),
+    "mean-w2-2.67-bf16": Variant(8 / 3, "mean", precision="bfloat16", window=2),
+    "mean-w4-2-bf16": Variant(2, "mean", precision="bfloat16", window=4),
     # a wider dropped border: each pixel counted only from windows where it has more context
-    "mean-2.67-b10-bf16": (8 / 3, "mean", False, 1, "bfloat16", 1, 0.10),
-    "mean-2.67-b15-bf16": (8 / 3, "mean", False, 1, "bfloat16", 1, 0.15),
-    "mean-2-b10-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.10),
-    "mean-2-b15-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.15),
-    "mean-2-b20-bf16": (2, "mean", False, 1, "bfloat16", 1, 0.20),
-    "mean-2-flip2-bf16": (2, "mean", False, 2, "bfloat16"),
-    "mean-2-flip2": (2, "mean", False, 2, "float32"),
-    "mean-2-flip4-bf16": (2, "mean", False, 4, "bfloat16"),
-    "mean-2.67-flip2-bf16": (8 / 3, "mean", False, 2, "bfloat16"),
+    "mean-2.67-b10-bf16": Variant(8 / 3, "mean", precision="bfloat16", border=0.10),
+    "mean-2.67-b15-bf16": Variant(8 / 3, "mean", precision="bfloat16", border=0.15),
+    "mean-2-b10-bf16": Variant(2, "mean", precision="bfloat16", border=0.10),
+    "mean-2-b15-bf16": Variant(2, "mean", precision="bfloat16", border=0.15),
+    "mean-2-b20-bf16": Variant(2, "mean", precision="bfloat16", border=0.20),
+    "mean-2-flip2-bf16": Variant(2, "mean", flips=2, precision="bfloat16"),
+    "mean-2-flip2": Variant(2, "mean", flips=2),
+    "mean-2-flip4-bf16": Variant(2, "mean", flips=4, precision="bfloat16"),
+    "mean-2.67-flip2-bf16": Variant(8 / 3, "mean", flips=2, precision="bfloat16"),
 }
 DEFAULT = ["reference", "mean-8", "hann-8", "mean-4", "hann-4", "mean-2", "hann-2", "mean-2.67", "hann-2.67",
            "mean-4-bf16", "mean-2.67-bf16", "hann-2.67-bf16", "mean-2-bf16", "hann-2-bf16", "hann-2-flip2-bf16",
@@ -107,19 +116,18 @@ def run_variant(name: str, jobs, patch: int, batch: int) -> dict:
     """Predict every fold's test cubes with one variant: per-glacier counts and the timings."""
     from glaciermap.segmentation.infer import iter_predictions
 
-    denom, blend, reference, flips, precision, *more = VARIANTS[name]
-    window = patch * (more[0] if more else 1)
-    border = more[1] if len(more) > 1 else 0.05
-    stride = max(int(round(window / denom)), 1)
+    v = VARIANTS[name]
+    window = patch * v.window
+    stride = max(int(round(window / v.denom)), 1)
     per = {}
     t = {"seconds": 0.0, "windows": 0, "model_patches": 0}
     for _k, models, stats, cubes in jobs:
         timings: dict = {}
         t0 = time.perf_counter()
-        for path, probs, cube in iter_predictions(models, cubes, stats, patch_size=window, stride=stride, blend=blend,
+        for path, probs, cube in iter_predictions(models, cubes, stats, patch_size=window, stride=stride, blend=v.blend,
                                                   batch_size=batch, device="cpu",
-                                                  batch_across_glaciers=not reference, reference_extras=reference,
-                                                  flips=flips, precision=precision, border_frac=border,
+                                                  batch_across_glaciers=not v.reference, reference_extras=v.reference,
+                                                  flips=v.flips, precision=v.precision, border_frac=v.border,
                                                   timings=timings):
             if probs is None:
                 continue
@@ -131,8 +139,9 @@ def run_variant(name: str, jobs, patch: int, batch: int) -> dict:
                                     "area_km2": float(((mu >= 0.5) & cube.buffer50).sum()) * cube.resolution ** 2 / 1e6}
         t["seconds"] += time.perf_counter() - t0
         t["windows"] += int(timings.get("n_patches", 0))
-        t["model_patches"] += int(timings.get("n_patches", 0)) * len(models) * flips
-    return {"name": name, "window": window, "stride": stride, "blend": blend, "border": border if blend == "mean" else None,
+        t["model_patches"] += int(timings.get("n_patches", 0)) * len(models) * v.flips
+    return {"name": name, "window": window, "stride": stride, "blend": v.blend,
+            "border": v.border if v.blend == "mean" else None,
             "per": per, **t}
 
 
