@@ -588,4 +588,5 @@ def predict_files(models, cube_paths, out_paths, stats, members, cfg, patch_size
     return predict_to_files(models, list(map(str, cube_paths)), list(map(str, out_paths)), stats, members=members,
                             patch_size=int(patch_size), stride=int(cfg["stride"]), blend=cfg["blend"],
                             batch_size=int(cfg["batch_size"]), device=device, classes=classes,
-                            flips=int(cfg.get("flips", 1)), precision=cfg.get("precision", "float32"))
+                            # optional keys: a config without them runs iter_predictions' defaults (the schema's)
+                            **{k: cfg[k] for k in ("flips", "precision") if k in cfg})
