@@ -20,6 +20,9 @@ What it does, every step on this machine:
    cubes and ``--cache-gb``): *random* (today's ``EpochSampler``), *block* (cubes shuffled, then the patches of
    a window of cubes that fits the cache shuffled), *store* (patches read from a per-fold patch store). Cube
    loads are counted and timed with the fit of step 2.
+   The built store's rows read patches centred where training centres them (the glacier and its 50 m buffer, in
+   cubes with the workflow's margin, so every window lies inside its cube) from cubes with dh/dt gaps and, in every
+   fourth, an optical no-data band (:func:`write_cube`).
 4. **Patch store read cost**: ``--store-patches`` prepared patches written as one float16 ``.npy`` (one patch
    contiguous: ~2 MB at 16 x 256 x 256), pages dropped, then read in random order, converted to float32; and the
    float16 rounding error on normalised values.
@@ -79,9 +82,35 @@ def _drop_cache(path):
         os.close(fd)
 
 
+def _margin_px(patch: int = 256) -> float:
+    from glaciermap.data.grid import cube_margin_m
+
+    return cube_margin_m(patch, 10.0) / 10.0
+
+
+def cube_side(mpx: float, patch: int = 256) -> int:
+    """The side (px) of a square synthetic cube of about ``mpx`` Mpx, at least big enough for a glacier of 3 px radius
+    inside the workflow's margin."""
+    return max(int(round(np.sqrt(mpx * 1e6))), int(np.ceil(2 * (_margin_px(patch) + 3))))
+
+
+def glacier_radius_px(side: int, patch: int = 256) -> float:
+    """The radius of the round glacier in the middle of a synthetic cube of side px: the cube is the glacier's bounding
+    box plus the DL4GAM margin (patch / 2 + 50 m, at 10 m), as the workflow cuts cubes, so that every patch centred
+    in the glacier's 50 m buffer lies inside the cube, as in training."""
+    rad = side / 2 - _margin_px(patch)
+    if rad < 3:
+        raise ValueError(f"a cube of {side} px has no room for a glacier inside the {_margin_px(patch):.0f} px margin")
+    return rad
+
+
 def write_cube(path, side: int, seed: int):
-    """A synthetic cube of side x side px in the workflow's format: 16 DL4GAM layers, one glacier in the middle."""
+    """A synthetic cube of side x side px in the workflow's format: 16 DL4GAM layers, one round glacier in the middle
+    with the workflow's margin around it (:func:`glacier_radius_px`), dh/dt gaps (NaN blobs over ~5 % of the cube, as
+    in the Hugonnet et al. grids) in every cube and, in every fourth cube, an optical no-data band (the scene's edge:
+    NaN in the bands and indices over the cube's last eighth of rows)."""
     from affine import Affine
+    from scipy.ndimage import gaussian_filter
 
     from glaciermap.data.features import DL4GAM_CHANNELS, cube_dataset, cube_encoding
     from glaciermap.io import write_netcdf_atomic
@@ -89,10 +118,15 @@ def write_cube(path, side: int, seed: int):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:side, 0:side]
     r = np.hypot(yy - side / 2, xx - side / 2)
-    gl = r < side / 4
+    gl = r < glacier_radius_px(side)
     labels = np.where(gl, 0, -1).astype(np.int32)
     layers = {c: (rng.normal(size=(side, side)) * 0.1 + 0.3).astype(np.float32) for c in DL4GAM_CHANNELS}
     layers["dem"] = (3000 + 2 * r).astype(np.float32)
+    noise = gaussian_filter(rng.normal(size=(side, side)), 6)
+    layers["dhdt"][noise > np.quantile(noise, 0.95)] = np.nan
+    if seed % 4 == 0:
+        for c in DL4GAM_CHANNELS[:8]:
+            layers[c][side - side // 8:] = np.nan
     masks = {"mask_glacier_id": labels, "mask_glacier": gl.astype(np.uint8),
              "mask_buffer_20m": (r < side / 4 + 2).astype(np.uint8), "mask_buffer_50m": (r < side / 4 + 5).astype(np.uint8),
              "mask_cloud": np.zeros((side, side), np.uint8), "mask_nodata": np.zeros((side, side), np.uint8)}
@@ -114,7 +148,7 @@ def measure_cube_loads(workdir: Path, mpx_range, n_cubes: int, patch: int):
     rows = []
     cut = []
     for k, m in enumerate(sizes):
-        side = max(int(round(np.sqrt(m * 1e6))), patch + 2)
+        side = cube_side(m, patch)
         p = write_cube(workdir / f"cube{k}.nc", side, k)
         _drop_cache(p)
         t = time.perf_counter()
@@ -231,23 +265,40 @@ def measure_tiled(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int
 
 
 def measure_loader_workers(ds, store: Path, workers, batch: int = 16) -> dict:
-    """Seconds per patch of ``ds`` through a torch ``DataLoader`` with each number of ``workers`` (0 = in this
-    process), the store's pages dropped first, from the first batch on (the workers' start, which a training run pays
-    once, left out). The batches as the loader yields them: a float16 dataset's device-side decode is not in it."""
-    import torch
+    """Seconds per patch of ``ds`` through a torch ``DataLoader`` as training builds it (``train.batch_loader``: a
+    float16 hand-over dataset collates its own batches) with each number of ``workers`` (0 = in this process), from
+    the first batch on (the workers' start, which a training run pays once, left out): {K: (cold, warm)}, cold with the
+    store's pages dropped first, warm in a second pass over the same items (what every epoch after the first costs on
+    a node whose memory holds the store). A float16 dataset's device-side decode is not in it."""
+    from torch.utils.data import SequentialSampler
 
-    out = {}
-    for k in workers:
-        _drop_cache(store)
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False, num_workers=k)
+    from glaciermap.segmentation.train import batch_loader
+
+    def one_pass(dl):
         n, t = 0, None
         for xb, *_ in dl:
             if t is None:
                 t = time.perf_counter()
                 continue
             n += len(xb)
-        out[k] = (time.perf_counter() - t) / max(n, 1)
+        return (time.perf_counter() - t) / max(n, 1)
+
+    out = {}
+    for k in workers:
+        _drop_cache(store)
+        dl = batch_loader(ds, batch, SequentialSampler(range(len(ds))), num_workers=k, persistent_workers=k > 0)
+        out[k] = (one_pass(dl), one_pass(dl))
     return out
+
+
+def training_centre(side: int, rng) -> tuple[int, int]:
+    """A patch centre (row, col) in the glacier's 50 m buffer of a synthetic cube of side px, where training draws
+    them (``centre_table``: the glacier and its 50 m buffer at the centre stride)."""
+    rad = glacier_radius_px(side) + 5.0
+    while True:
+        r, c = (int(v) for v in rng.integers(0, side, 2))
+        if np.hypot(r - side / 2, c - side / 2) < rad:
+            return r, c
 
 
 def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, seed: int = 0,
@@ -263,7 +314,7 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
     rng = np.random.default_rng(seed)
     paths, sides = [], []
     for k, m in enumerate(np.linspace(*mpx_range, n_cubes)):
-        side = max(int(round(np.sqrt(m * 1e6))), patch + 2)
+        side = cube_side(m, patch)
         p = workdir / "cubes" / f"G{k}" / "2015.nc"
         p.parent.mkdir(parents=True, exist_ok=True)
         paths.append(str(write_cube(p, side, 100 + k)))
@@ -277,7 +328,7 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
     _drop_cache(store)
     stats = {"channels": list(DL4GAM_CHANNELS), "offset": [0.3] * 16, "scale": [0.1] * 16}
     picks = rng.integers(0, n_cubes, reads)
-    items = [(paths[k], int(rng.integers(0, sides[k])), int(rng.integers(0, sides[k]))) for k in picks]
+    items = [(paths[k], *training_centre(sides[k], rng)) for k in picks]
     # a fold with test glaciers (the edge band applies), none of them in these cubes (most windows of a region)
     ds = ts.StoreDataset(items, DL4GAM_CHANNELS, stats, patch, store, exclude_glaciers={"T"})
     t = time.perf_counter()
@@ -400,15 +451,19 @@ def main(argv=None):
     sec = len(items) * built_s
     print(f"| the built store (training_store.StoreDataset: read, loss mask, NaN fill, normalisation) | 0 | {sec:.0f} | "
           f"{built_s * 1e3:.2f} | {built_s / step:.0%} | 0 |")
-    for k, sec_k in by_workers.items():
-        print(f"| the built store through a DataLoader, {k} worker{'s' if k != 1 else ''} (batches of 16; "
-              f"{os.cpu_count()} cores here) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
+    for k, pair in by_workers.items():
+        for sec_k, cache in zip(pair, ("", ", page cache warm")):
+            print(f"| the built store through a DataLoader, {k} worker{'s' if k != 1 else ''} (batches of 16; "
+                  f"{os.cpu_count()} cores here{cache}) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | "
+                  f"{sec_k / step:.0%} | 0 |")
     sec = len(items) * half["per"]
     print(f"| the built store, float16 hand-over (StoreDataset.arrays16: read, loss mask, fill values; no decode) | 0 | "
           f"{sec:.0f} | {half['per'] * 1e3:.2f} | {half['per'] / step:.0%} | 0 |")
-    for k, sec_k in half["by_workers"].items():
-        print(f"| the built store, float16 hand-over, through a DataLoader, {k} worker{'s' if k != 1 else ''} (decode "
-              f"on the device not counted) | 0 | {len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
+    for k, pair in half["by_workers"].items():
+        for sec_k, cache in zip(pair, ("", ", page cache warm")):
+            print(f"| the built store, float16 hand-over, through a DataLoader, {k} worker{'s' if k != 1 else ''} "
+                  f"(batches made by StoreDataset.batch16; decode on the device not counted{cache}) | 0 | "
+                  f"{len(items) * sec_k:.0f} | {sec_k * 1e3:.2f} | {sec_k / step:.0%} | 0 |")
     cuda = f", on CUDA {half['decode_cuda'] * 1e3:.3f} ms" if half["decode_cuda"] is not None else ", no CUDA here"
     print(f"\nfloat16 hand-over: {half['bytes16'] / 1e6:.2f} MB an item instead of {half['bytes32'] / 1e6:.2f} MB; its "
           f"decode (affine + fill, batch of 16) per patch: on this CPU {half['decode_cpu'] * 1e3:.2f} ms "

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -27,3 +28,17 @@ def test_block_order_loads_each_cube_once_and_random_order_more():
     assert len(ts.count_loads(rand, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=1e12)) == 300
     # the byte bound evicts too: room for 2 cubes only
     assert len(ts.count_loads(block, mpx, bytes_per_mpx=64e6, max_items=1000, max_bytes=2 * 0.25 * 64e6)) > 300
+
+
+def test_synthetic_training_windows_lie_inside_their_cubes_as_the_workflow_cuts_them():
+    """The benchmark draws patch centres where training does (the glacier and its 50 m buffer) in cubes with the
+    workflow's margin around the glacier: every 256 px window lies inside its cube, none is padded."""
+    rng = np.random.default_rng(1)
+    for side in (ts.cube_side(0.01), 316, 500, 872):
+        rad = ts.glacier_radius_px(side)
+        assert rad >= 3 and side / 2 - rad == 133  # the margin: 128 px + 50 m at 10 m
+        for _ in range(200):
+            r, c = ts.training_centre(side, rng)
+            assert 0 <= r - 128 and r + 128 <= side and 0 <= c - 128 and c + 128 <= side, (side, r, c)
+    with pytest.raises(ValueError, match="no room for a glacier"):
+        ts.glacier_radius_px(270)

@@ -68,10 +68,12 @@ def test_store_layout_and_summary(region):
         assert np.array_equal(g["labels"][:], cube.labels) and np.array_equal(g["masked"][:].astype(bool), cube.masked)
 
 
-def test_store_patches_equal_the_cube_patches(region):
-    """Every window, edges and outside included: targets and loss masks identical, inputs within float16 rounding."""
+@pytest.mark.parametrize("test", [{"T"}, {"Z"}, set()])
+def test_store_patches_equal_the_cube_patches(region, test):
+    """Every window, edges and outside included: targets and loss masks identical, inputs within float16 rounding;
+    with a test glacier in the cubes (the exclusion zone on padded windows), with one elsewhere in the region (the
+    edge band alone: the unpadded fast path inside the cube) and with none."""
     P = 32
-    test = {"T"}
     items = _every_window(region["paths"], P)
     cube_ds = patches.PatchDataset(items, DL4GAM_CHANNELS, region["stats"], P, exclude_glaciers=test)
     store_ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers=test)
@@ -85,6 +87,7 @@ def test_store_patches_equal_the_cube_patches(region):
         worst = max(worst, float(np.abs(xc - xs).max()))
     assert 0 < worst < 0.01  # normalised units (N(0, 1)-like): float16 rounding only
     assert store_ds.glacier_of(0) == "A" and store_ds.glacier_area(0) == cube_ds.glacier_area(0)
+    assert {g["near_test"] for g in store_ds._groups.values()} == {"T" in test}  # which path the masks took
 
 
 def test_store_windows_keep_test_glaciers_out_of_the_loss(region):
@@ -312,3 +315,45 @@ def test_training_from_float16_batches_equals_training_from_float32_batches(regi
         assert all(torch.equal(a[k], b[k]) for k in a), name
     pd.testing.assert_frame_equal(_metrics(tmp_path / "half" / "metrics.csv"),
                                   _metrics(tmp_path / "f32" / "metrics.csv"))
+
+
+def test_float16_batches_equal_the_items_in_a_worker_too_and_the_non_finite_flags_are_the_cubes(region, tmp_path):
+    """What training's loader yields on a GPU (train.batch_loader -> StoreDataset.batch16: each item written into its
+    slot of the batch, in a worker process into shared memory): arrays16's items in the sampler's order, stacked, bit
+    for bit, in the same batches as torch's per-item collate; the validation wrapper's indices as one int64 tensor.
+    The store's per-layer non-finite flags (which channels a window inside a cube must check) are the cube's own, and
+    a store written before the flags existed gives the same items."""
+    P = 32
+    items = _every_window(region["paths"], P, step=11)
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers={"T"}, half=True)
+    ref = [np.stack(v) for v in zip(*(ds.arrays16(i) for i in range(len(items))))]
+    order = [int(i) for i in np.random.default_rng(3).permutation(len(items))]
+    n = len(order)
+    for workers in (0, 1):
+        got = list(train.batch_loader(ds, 5, order, num_workers=workers))
+        assert [len(b[0]) for b in got] == [5] * (n // 5) + ([n % 5] if n % 5 else [])
+        assert got[0][0].dtype == torch.float16 and got[0][1].dtype == got[0][2].dtype == torch.uint8
+        for k in range(4):
+            cat = torch.cat([b[k] for b in got]).numpy()
+            assert np.array_equal(cat.view(np.uint8), np.ascontiguousarray(ref[k][order]).view(np.uint8)), (workers, k)
+    vb = next(iter(train.batch_loader(train._Indexed(ds), 4, torch.utils.data.SequentialSampler(range(n)))))
+    assert vb[4].dtype == torch.int64 and vb[4].tolist() == [0, 1, 2, 3]
+    assert np.array_equal(vb[0].numpy().view(np.uint16), ref[0][:4].view(np.uint16))
+
+    with h5py.File(region["store"], "r") as f:
+        flags = {p: f[ts.store_key(p)].attrs["nonfinite"].astype(bool) for p in region["paths"].values()}
+    for p, flag in flags.items():
+        x = patches.load_cube(p, DL4GAM_CHANNELS).x
+        assert np.array_equal(flag, ~np.isfinite(x).reshape(len(DL4GAM_CHANNELS), -1).all(axis=1)), p
+    some = np.any(list(flags.values()), axis=0)
+    assert some[DL4GAM_CHANNELS.index("dhdt")] and some[DL4GAM_CHANNELS.index("B04")] and not some.all()
+
+    old = tmp_path / "before_flags.h5"
+    old.write_bytes(region["store"].read_bytes())
+    with h5py.File(old, "a") as f:
+        for p in region["paths"].values():
+            del f[ts.store_key(p)].attrs["nonfinite"]
+    ds_old = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, old, exclude_glaciers={"T"}, half=True)
+    for i in range(len(items)):
+        assert all(np.array_equal(np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8))
+                   for a, b in zip(ds_old.arrays16(i), ds.arrays16(i))), items[i]

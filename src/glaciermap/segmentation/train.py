@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from glaciermap.allocator import keep_freed_memory
 from glaciermap.compat import import_smp
@@ -214,14 +214,31 @@ class EpochSampler(Sampler):
 
 
 class _Indexed(Dataset):
+    """Items of ``ds`` with their index appended (validation predictions are assigned to glaciers by index); a batch's
+    indices (``half`` datasets, which collate their own batches) get them as one tensor."""
+
     def __init__(self, ds):
         self.ds = ds
+        self.half = getattr(ds, "half", False)
 
     def __len__(self):
         return len(self.ds)
 
     def __getitem__(self, i):
-        return (*self.ds[i], i)
+        if np.isscalar(i):
+            return (*self.ds[i], i)
+        return (*self.ds[i], torch.as_tensor(list(i), dtype=torch.int64))
+
+
+def batch_loader(ds, batch_size: int, sampler, **kw) -> DataLoader:
+    """A DataLoader of ``ds``'s items in ``sampler``'s order, in batches of ``batch_size``. A dataset that makes whole
+    batches itself (``half``: the training store's float16 hand-over, ``StoreDataset.batch16``, which writes each item
+    into its slot of the batch instead of having torch stack copies of them) is given each batch's indices, with
+    torch's automatic batching off (a ``BatchSampler`` as the sampler, ``batch_size=None``: the DataLoader's documented
+    way to load batched data); the same items in the same batches as the per-item path."""
+    if getattr(ds, "half", False):
+        return DataLoader(ds, batch_size=None, sampler=BatchSampler(sampler, int(batch_size), drop_last=False), **kw)
+    return DataLoader(ds, batch_size=int(batch_size), sampler=sampler, **kw)
 
 
 class GlacierIoU:
@@ -414,9 +431,8 @@ def train_member(train_items, val_items, stats: dict, cfg: dict, out_dir, device
     sampler = EpochSampler(len(train_ds), seed, drop_remainder_one=bs)
     nw = int(cfg["num_workers"])
     loader_kw = {"num_workers": nw, "pin_memory": device.type == "cuda", "persistent_workers": nw > 0}
-    train_loader = DataLoader(train_ds, batch_size=bs, sampler=sampler,
-                              generator=torch.Generator().manual_seed(seed), **loader_kw)
-    val_loader = DataLoader(_Indexed(val_ds), batch_size=vbs, shuffle=False, **loader_kw)
+    train_loader = batch_loader(train_ds, bs, sampler, generator=torch.Generator().manual_seed(seed), **loader_kw)
+    val_loader = batch_loader(_Indexed(val_ds), vbs, SequentialSampler(range(len(val_ds))), **loader_kw)
     train_finish, val_finish = (getattr(ds, "device_batch", None) for ds in (train_ds, val_ds))
     areas = dict(glacier_areas or {})
     gamma, alpha, thr_logit = float(cfg["focal_gamma"]), float(cfg["focal_alpha"]), _logit(float(cfg["threshold"]))

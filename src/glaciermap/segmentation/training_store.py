@@ -14,6 +14,7 @@ Layout (``h5py``; one group per cube, ``<glacier>/<epoch>`` from the cube path `
     /<glacier>/<epoch>/labels   int16 (H, W): index into the group's glacier_ids, -1 none (mask_glacier_id)
     /<glacier>/<epoch>/masked   uint8 (H, W): 1 on cloud/shadow or no data
           attrs: offset, scale (float64 per layer: the cube's own mean and standard deviation of the finite values),
+                 nonfinite (uint8 per layer: 1 if the layer has a NaN or inf anywhere in the cube),
                  glacier_ids, glacier_id, resolution, glacier_area_m2, source (the cube path)
 
 Values are standardised per cube and layer before the float16 cast, so the rounding error is relative to each
@@ -37,7 +38,11 @@ training step turns them into the float32 input on its device (:func:`decode_inp
 bytes to collate and hand over (2.2 MB a 16 x 256 x 256 patch instead of 4.7 MB). The fill values that depend on the
 patch (mean of a channel's finite values) are computed in the worker, exactly as ``_decoded`` does, for the channels
 that have a non-finite value only; the result equals :meth:`StoreDataset.arrays` bit for bit (separate float32 multiply
-and add, as numpy does; ``tests/test_training_store.py``).
+and add, as numpy does; ``tests/test_training_store.py``). Training's loaders get whole batches of it
+(:meth:`StoreDataset.batch16`, through ``train.batch_loader``): each window read straight into its slot of the batch,
+no second copy by torch's collate. A window inside its cube checks for non-finite values only the layers the store
+flags as having one anywhere in the cube (group attribute ``nonfinite``), and where the cube holds no test glacier of
+the fold its loss mask is the unpadded window's (the exclusion zone is then the cube's edge band alone).
 """
 
 from __future__ import annotations
@@ -73,6 +78,26 @@ def decode_inputs(x16, coef):
     x.add_(b)
     # x - x is 0 exactly where x is finite, NaN elsewhere (faster on the CPU than torch.isfinite, same mask)
     return torch.where((x - x) == 0, x, fill)
+
+
+_NUMPY = {}  # torch dtype -> numpy dtype, filled on first use (torch is imported lazily)
+
+
+def _batch_tensor(shape, dtype):
+    """An uninitialised tensor for a collated batch; in a DataLoader worker in shared memory, as torch's
+    ``default_collate`` allocates its output there, so that sending it to the training process copies nothing."""
+    import torch
+    from torch.utils.data import get_worker_info
+
+    if not _NUMPY:
+        _NUMPY.update({torch.float16: np.float16, torch.uint8: np.uint8, torch.float32: np.float32})
+    if get_worker_info() is None:
+        # numpy's allocation, not torch.empty: numpy asks the kernel for huge pages on large blocks, which halves the
+        # cost of faulting a batch's fresh memory in (a 32 MiB batch: ~4 ms against ~9 ms, measured on this project's
+        # 2-core VM; that cost was ~half of what a patch cost with torch.empty)
+        return torch.from_numpy(np.empty(shape, _NUMPY[dtype]))
+    empty = torch.empty(0, dtype=dtype)
+    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).resize_(*shape)
 
 
 def store_key(cube_path) -> str:
@@ -136,7 +161,9 @@ def write_store(cube_paths, channels, out_path, chunk: int = CHUNK) -> dict:
                 g.create_dataset("x", data=xs, chunks=(len(layers),) + c)
                 g.create_dataset("labels", data=cube.labels.astype(np.int16), chunks=c)
                 g.create_dataset("masked", data=cube.masked.astype(np.uint8), chunks=c)
-                g.attrs.update({"offset": off, "scale": sc, "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
+                # layers with a non-finite value anywhere in the cube: the only ones a window inside it must check
+                nonfinite = np.bitwise_and(xs.reshape(len(layers), -1).view(np.uint16), 0x7FFF).max(axis=1) >= 0x7C00
+                g.attrs.update({"offset": off, "scale": sc, "nonfinite": nonfinite.astype(np.uint8), "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
                                 "glacier_id": cube.glacier_id, "resolution": float(cube.resolution),
                                 "glacier_area_m2": cube.glacier_area_m2, "source": p})
                 written.append(p)
@@ -225,7 +252,11 @@ class StoreDataset(PatchDataset):
                  "a": None, "b": None,
                  "ids": [str(s) for s in a["glacier_ids"]], "res": float(a["resolution"]),
                  "shape": grp["labels"].shape, "glacier_id": str(a["glacier_id"]),
-                 "area": float(a["glacier_area_m2"])}
+                 "area": float(a["glacier_area_m2"]),
+                 # the channels that can be non-finite in a window inside the cube (a store written before the
+                 # attribute: every channel)
+                 "check": (np.flatnonzero(np.asarray(a["nonfinite"], bool)[self._pos]) if "nonfinite" in a
+                           else np.arange(len(self._pos)))}
             if self._fused:
                 so, ss = np.asarray(a["offset"], np.float64)[self._pos], np.asarray(a["scale"], np.float64)[self._pos]
                 g["a"] = (ss / self._fold_sc).astype(np.float32)[:, None, None]
@@ -260,6 +291,21 @@ class StoreDataset(PatchDataset):
         """(y [P, P] bool, loss mask [P, P] bool) of the window at (top, left) of group g."""
         H, W = g["shape"]
         P = self.patch_size
+        if "near_test" not in g:  # does the cube hold a glacier kept out of the loss (a test glacier of the fold)?
+            g["near_test"] = any(str(i) in self.exclude for i in g["ids"])
+        if not g["near_test"] and 0 <= top and top + P <= H and 0 <= left and left + P <= W:
+            # no excluded glacier in the cube and the window inside it: the exclusion zone is the edge band alone,
+            # which needs no padding; the same masks as below (tests/test_training_store.py), without the padded
+            # reads and the zone's arrays
+            y = g["labels"][top:top + P, left:left + P] >= 0
+            lm = g["masked"][top:top + P, left:left + P] == 0
+            n = int(math.floor(self.buffer_m / g["res"] + 1e-9)) if (self.edge_guard and self.exclude) else 0
+            if n > 0:
+                lm[:max(n - top, 0)] = False
+                lm[max(H - n - top, 0):] = False
+                lm[:, :max(n - left, 0)] = False
+                lm[:, max(W - n - left, 0):] = False
+            return y, lm
         # masks: the window padded by the no-leak buffer, so that the exclusion zone is the whole cube's
         b = int(math.floor(self.buffer_m / g["res"] + 1e-9))
         R0, R1, C0, C1 = max(top - b, 0), min(top + P + b, H), max(left - b, 0), min(left + P + b, W)
@@ -279,6 +325,31 @@ class StoreDataset(PatchDataset):
         """numpy (x16, y, loss mask, coef) of item i for the float16 hand-over: x16 [C, P, P] float16 the stored window
         (NaN outside the cube), y and loss mask [1, P, P] uint8, coef [C, 3] float32 per channel (a, b, fill) such
         that :func:`decode_inputs` gives :meth:`arrays`' x exactly. Fused decode only (no projection channel)."""
+        C, P = len(self.channels), self.patch_size
+        x16, y, lm, coef = (np.empty((C, P, P), np.float16), np.empty((1, P, P), np.uint8),
+                            np.empty((1, P, P), np.uint8), np.empty((C, 3), np.float32))
+        self._item16(i, x16, y[0], lm[0], coef)
+        return x16, y, lm, coef
+
+    def batch16(self, indices):
+        """The float16 hand-over of a whole batch, collated: tensors (x16 [B, C, P, P] float16, y and loss mask
+        [B, 1, P, P] uint8, coef [B, C, 3] float32), each item written in place (the window read straight into its
+        slot) instead of made alone and stacked by the DataLoader's collate, which copied every 2.2 MB item once more.
+        In a DataLoader worker the tensors are allocated in shared memory, as torch's own collate does, so handing the
+        batch to the training process copies nothing. Item by item equal to :meth:`arrays16` (the same code)."""
+        import torch
+
+        B, C, P = len(indices), len(self.channels), self.patch_size
+        x16, y, lm = (_batch_tensor((B, C, P, P), torch.float16), _batch_tensor((B, 1, P, P), torch.uint8),
+                      _batch_tensor((B, 1, P, P), torch.uint8))
+        coef = _batch_tensor((B, C, 3), torch.float32)
+        xn, yn, mn, cn = (t.numpy() for t in (x16, y, lm, coef))
+        for j, i in enumerate(indices):
+            self._item16(int(i), xn[j], yn[j, 0], mn[j, 0], cn[j])
+        return x16, y, lm, coef
+
+    def _item16(self, i, x16, y, lm, coef):
+        """Write item i's float16 hand-over into x16 [C, P, P], y and lm [P, P], coef [C, 3] (C-contiguous)."""
         if not self._fused:
             raise ValueError("the float16 hand-over needs the fused decode (no projection channel)")
         p, top, left = self.window(i)
@@ -286,30 +357,32 @@ class StoreDataset(PatchDataset):
         H, W = g["shape"]
         P, C = self.patch_size, len(self.channels)
         r0, r1, c0, c1 = max(top, 0), min(top + P, H), max(left, 0), min(left + P, W)
-        if (r0, r1, c0, c1) == (top, top + P, left, left + P):  # inside the cube: the read block as it is
-            x16 = g["x"][:, r0:r1, c0:c1]
-            if not self._all:
-                x16 = x16[self._pos]
+        inside = (r0, r1, c0, c1) == (top, top + P, left, left + P)
+        if inside and self._all:
+            g["x"].read_direct(x16, np.s_[:, r0:r1, c0:c1])  # the window straight into its slot
         else:
-            x16 = np.full((C, P, P), np.nan, np.float16)
+            x16.fill(np.nan)
             if r0 < r1 and c0 < c1:
                 x16[:, r0 - top:r1 - top, c0 - left:c1 - left] = g["x"][:, r0:r1, c0:c1][self._pos]
-        coef = g["coef"].copy()
+        coef[...] = g["coef"]
         # channels with a non-finite value (float16 exponent all ones: NaN or inf); their decoded values are the
-        # non-finite ones of _decoded (a > 0 and a finite float16 times a plus b stays finite)
-        u = x16.reshape(C, -1).view(np.uint16)
-        bad = np.bitwise_and(u, 0x7FFF).max(axis=1) >= 0x7C00
-        for k in np.flatnonzero(bad):
-            if self._zero_fill[k] is None:
+        # non-finite ones of _decoded (a > 0 and a finite float16 times a plus b stays finite). Inside the cube only
+        # the channels the store flags as having one somewhere can (most windows: none or dh/dt's gaps alone)
+        ks = g["check"] if inside else range(C)
+        for k in ks:
+            if self._zero_fill[k] is None and np.bitwise_and(x16[k].view(np.uint16), 0x7FFF).max() >= 0x7C00:
                 xk = np.multiply(x16[k], g["a"][k])  # float32, as in _decoded
                 xk += g["b"][k]
                 coef[k, 2] = self._fill_value(k, xk, ~np.isfinite(xk))
-        y, lm = self._targets(g, top, left)
-        return x16, y.astype(np.uint8)[None], lm.astype(np.uint8)[None], coef
+        yy, mm = self._targets(g, top, left)
+        y[...] = yy
+        lm[...] = mm
 
     def __getitem__(self, i):
         if not self.half:
             return super().__getitem__(i)
+        if not np.isscalar(i):  # a batch's indices: a loader without automatic batching (batch_loader)
+            return self.batch16(i)
         import torch
 
         return tuple(torch.from_numpy(v) for v in self.arrays16(i))
