@@ -118,7 +118,8 @@ def write_cube(path, side: int, seed: int):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:side, 0:side]
     r = np.hypot(yy - side / 2, xx - side / 2)
-    gl = r < glacier_radius_px(side)
+    rad = glacier_radius_px(side)
+    gl = r < rad
     labels = np.where(gl, 0, -1).astype(np.int32)
     layers = {c: (rng.normal(size=(side, side)) * 0.1 + 0.3).astype(np.float32) for c in DL4GAM_CHANNELS}
     layers["dem"] = (3000 + 2 * r).astype(np.float32)
@@ -128,7 +129,7 @@ def write_cube(path, side: int, seed: int):
         for c in DL4GAM_CHANNELS[:8]:
             layers[c][side - side // 8:] = np.nan
     masks = {"mask_glacier_id": labels, "mask_glacier": gl.astype(np.uint8),
-             "mask_buffer_20m": (r < side / 4 + 2).astype(np.uint8), "mask_buffer_50m": (r < side / 4 + 5).astype(np.uint8),
+             "mask_buffer_20m": (r < rad + 2).astype(np.uint8), "mask_buffer_50m": (r < rad + 5).astype(np.uint8),
              "mask_cloud": np.zeros((side, side), np.uint8), "mask_nodata": np.zeros((side, side), np.uint8)}
     x = 400000 + 5 + 10 * np.arange(side)
     y = 5100000 - 5 - 10 * np.arange(side)
@@ -291,18 +292,23 @@ def measure_loader_workers(ds, store: Path, workers, batch: int = 16) -> dict:
     return out
 
 
-def training_centre(side: int, rng) -> tuple[int, int]:
-    """A patch centre (row, col) in the glacier's 50 m buffer of a synthetic cube of side px, where training draws
-    them (``centre_table``: the glacier and its 50 m buffer at the centre stride)."""
-    rad = glacier_radius_px(side) + 5.0
-    while True:
-        r, c = (int(v) for v in rng.integers(0, side, 2))
-        if np.hypot(r - side / 2, c - side / 2) < rad:
-            return r, c
+def training_centres(side: int, stride: int = 32) -> np.ndarray:
+    """The patch centres [n, 2] (row, col) training uses in a synthetic cube of side px: the glacier's centroid and the
+    points of the stride grid anchored at the cube's row and column 0 that lie in the glacier's 50 m buffer
+    (``patches.patch_centres`` on :func:`write_cube`'s masks)."""
+    import xarray as xr
+
+    from glaciermap.segmentation.patches import patch_centres
+
+    yy, xx = np.mgrid[0:side, 0:side]
+    r = np.hypot(yy - side / 2, xx - side / 2)
+    rad = glacier_radius_px(side)
+    masks = xr.Dataset({"mask_glacier": (("y", "x"), r < rad), "mask_buffer_50m": (("y", "x"), r < rad + 5)})
+    return patch_centres(masks, stride)
 
 
 def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, reads: int, seed: int = 0,
-                          workers=()):
+                          workers=(), stride: int = 32):
     """The built store (glaciermap.segmentation.training_store): write it from ``n_cubes`` real-format cubes, drop its
     pages, then time :class:`StoreDataset.arrays` (window read, loss mask on the padded window, NaN fill, fold
     normalisation: everything a training patch costs) on random centres. Returns (seconds per patch, write seconds
@@ -328,7 +334,8 @@ def measure_store_dataset(workdir: Path, mpx_range, n_cubes: int, patch: int, re
     _drop_cache(store)
     stats = {"channels": list(DL4GAM_CHANNELS), "offset": [0.3] * 16, "scale": [0.1] * 16}
     picks = rng.integers(0, n_cubes, reads)
-    items = [(paths[k], *training_centre(sides[k], rng)) for k in picks]
+    centres = {k: training_centres(sides[k], stride) for k in set(picks.tolist())}
+    items = [(paths[k], *(int(v) for v in centres[k][rng.integers(len(centres[k]))])) for k in picks]
     # a fold with test glaciers (the edge band applies), none of them in these cubes (most windows of a region)
     ds = ts.StoreDataset(items, DL4GAM_CHANNELS, stats, patch, store, exclude_glaciers={"T"})
     t = time.perf_counter()
@@ -419,7 +426,7 @@ def main(argv=None):
                                            a.patch_size, a.store_patches)
         built_s, built_write, built_bpm, by_workers, half = measure_store_dataset(
             work, (float(np.percentile(mpx, 5)), float(mpx.max())), a.cubes, a.patch_size, a.store_patches, a.seed,
-            a.loader_workers)
+            a.loader_workers, a.stride)
 
     print(f"glaciers: {a.glaciers} drawn from {n_rgi} Ötztal outlines >= {a.min_area} km2; cube "
           f"{np.median(mpx):.2f} Mpx median, {mpx.max():.2f} max; {int(centres.sum()):,} centres at stride {a.stride}; "

@@ -31,14 +31,16 @@ def test_block_order_loads_each_cube_once_and_random_order_more():
 
 
 def test_synthetic_training_windows_lie_inside_their_cubes_as_the_workflow_cuts_them():
-    """The benchmark draws patch centres where training does (the glacier and its 50 m buffer) in cubes with the
-    workflow's margin around the glacier: every 256 px window lies inside its cube, none is padded."""
-    rng = np.random.default_rng(1)
+    """The benchmark takes patch centres where training does (patches.patch_centres: the glacier's centroid and the
+    32 px grid in its 50 m buffer) in cubes with the workflow's margin around the glacier: every 256 px window lies
+    inside its cube, none is padded; a cube too small for the margin is refused."""
     for side in (ts.cube_side(0.01), 316, 500, 872):
         rad = ts.glacier_radius_px(side)
         assert rad >= 3 and side / 2 - rad == 133  # the margin: 128 px + 50 m at 10 m
-        for _ in range(200):
-            r, c = ts.training_centre(side, rng)
-            assert 0 <= r - 128 and r + 128 <= side and 0 <= c - 128 and c + 128 <= side, (side, r, c)
+        cen = ts.training_centres(side)
+        assert len(cen) >= 1 and (cen[1:] % 32 == 0).all()
+        assert len(cen) > 40 or side < 500  # the grid, not the centroid alone, in the bigger cubes
+        top, left = cen[:, 0] - 128, cen[:, 1] - 128
+        assert (top >= 0).all() and (left >= 0).all() and (top + 256 <= side).all() and (left + 256 <= side).all()
     with pytest.raises(ValueError, match="no room for a glacier"):
         ts.glacier_radius_px(270)
