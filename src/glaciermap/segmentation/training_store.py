@@ -162,7 +162,8 @@ def write_store(cube_paths, channels, out_path, chunk: int = CHUNK) -> dict:
                 g.create_dataset("labels", data=cube.labels.astype(np.int16), chunks=c)
                 g.create_dataset("masked", data=cube.masked.astype(np.uint8), chunks=c)
                 # layers with a non-finite value anywhere in the cube: the only ones a window inside it must check
-                nonfinite = np.bitwise_and(xs.reshape(len(layers), -1).view(np.uint16), 0x7FFF).max(axis=1) >= 0x7C00
+                nonfinite = np.array([np.bitwise_and(xs[i].view(np.uint16), 0x7FFF).max() >= 0x7C00
+                                      for i in range(len(layers))])  # layer by layer: one layer's temporary
                 g.attrs.update({"offset": off, "scale": sc, "nonfinite": nonfinite.astype(np.uint8), "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
                                 "glacier_id": cube.glacier_id, "resolution": float(cube.resolution),
                                 "glacier_area_m2": cube.glacier_area_m2, "source": p})
