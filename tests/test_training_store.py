@@ -357,3 +357,38 @@ def test_float16_batches_equal_the_items_in_a_worker_too_and_the_non_finite_flag
     for i in range(len(items)):
         assert all(np.array_equal(np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8))
                    for a, b in zip(ds_old.arrays16(i), ds.arrays16(i))), items[i]
+
+
+class _Opener(torch.utils.data.Dataset):
+    """(pid of the process, pid that opened the store file the dataset reads) of each item."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        import os
+
+        self.ds.arrays16(i)
+        return torch.tensor([os.getpid(), self.ds._h5_pid])
+
+
+def test_a_forked_worker_opens_the_store_itself(region):
+    """A dataset that has read in the training process, then forked into DataLoader workers: each worker reads through
+    a file it opened itself, not the parent's HDF5 handle (not meant to be shared across a fork), and gets the same
+    items."""
+    import os
+
+    P = 32
+    items = _every_window(region["paths"], P, step=23)
+    ds = ts.StoreDataset(items, DL4GAM_CHANNELS, region["stats"], P, region["store"], exclude_glaciers={"T"}, half=True)
+    ref = [ds.arrays16(i)[0] for i in range(len(items))]
+    assert ds._h5_pid == os.getpid() and ds._h5 is not None  # open in this process before the fork
+    ctx = torch.multiprocessing.get_context("fork")
+    pids = torch.cat(list(torch.utils.data.DataLoader(_Opener(ds), batch_size=4, num_workers=2,
+                                                      multiprocessing_context=ctx)))
+    assert (pids[:, 0] != os.getpid()).all() and (pids[:, 0] == pids[:, 1]).all()
+    got = [b[0] for b in train.batch_loader(ds, 4, list(range(len(items))), num_workers=2, multiprocessing_context=ctx)]
+    assert np.array_equal(torch.cat(got).numpy().view(np.uint16), np.stack(ref).view(np.uint16))

@@ -198,6 +198,7 @@ class StoreDataset(PatchDataset):
         self.buffer_m = float(buffer_m)
         self._h5 = None
         self._groups = {}
+        self._h5_pid = None  # the process that opened self._h5
         self._proj = stats.get("projection") if projection_channels(self.channels) else None
         self._layers = stored_layers(self.channels)
         # without projection channels the model's channels are the stored layers: decode and normalise in one pass
@@ -234,15 +235,19 @@ class StoreDataset(PatchDataset):
 
     def __getstate__(self):
         d = super().__getstate__()
-        d["_h5"], d["_groups"] = None, {}
+        d["_h5"], d["_groups"], d["_h5_pid"] = None, {}, None
         return d
 
     def _group(self, path):
+        if self._h5_pid != os.getpid() and self._h5 is not None:
+            # a forked DataLoader worker inherits the parent's open file and datasets: HDF5's state is not meant to be
+            # shared across a fork, so each process opens its own
+            self._h5, self._groups = None, {}
         key = store_key(path)
         g = self._groups.get(key)
         if g is None:
             if self._h5 is None:
-                self._h5 = self._file_once()
+                self._h5, self._h5_pid = self._file_once(), os.getpid()
             grp = self._h5[key]
             a = grp.attrs
             g = {"x": grp["x"], "labels": grp["labels"], "masked": grp["masked"],
