@@ -164,7 +164,8 @@ def write_store(cube_paths, channels, out_path, chunk: int = CHUNK) -> dict:
                 # layers with a non-finite value anywhere in the cube: the only ones a window inside it must check
                 nonfinite = np.array([np.bitwise_and(xs[i].view(np.uint16), 0x7FFF).max() >= 0x7C00
                                       for i in range(len(layers))])  # layer by layer: one layer's temporary
-                g.attrs.update({"offset": off, "scale": sc, "nonfinite": nonfinite.astype(np.uint8), "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
+                g.attrs.update({"offset": off, "scale": sc, "nonfinite": nonfinite.astype(np.uint8),
+                                "glacier_ids": np.array(cube.glacier_ids, dtype=h5py.string_dtype()),
                                 "glacier_id": cube.glacier_id, "resolution": float(cube.resolution),
                                 "glacier_area_m2": cube.glacier_area_m2, "source": p})
                 written.append(p)
