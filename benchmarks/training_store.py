@@ -104,6 +104,12 @@ def glacier_radius_px(side: int, patch: int = 256) -> float:
     return rad
 
 
+def _disc(side: int):
+    """(distance of each pixel from the middle [side, side], the glacier's radius) of a synthetic cube of side px."""
+    yy, xx = np.mgrid[0:side, 0:side]
+    return np.hypot(yy - side / 2, xx - side / 2), glacier_radius_px(side)
+
+
 def write_cube(path, side: int, seed: int):
     """A synthetic cube of side x side px in the workflow's format: 16 DL4GAM layers, one round glacier in the middle
     with the workflow's margin around it (:func:`glacier_radius_px`), dh/dt gaps (NaN blobs over ~5 % of the cube, as
@@ -116,9 +122,7 @@ def write_cube(path, side: int, seed: int):
     from glaciermap.io import write_netcdf_atomic
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side]
-    r = np.hypot(yy - side / 2, xx - side / 2)
-    rad = glacier_radius_px(side)
+    r, rad = _disc(side)
     gl = r < rad
     labels = np.where(gl, 0, -1).astype(np.int32)
     layers = {c: (rng.normal(size=(side, side)) * 0.1 + 0.3).astype(np.float32) for c in DL4GAM_CHANNELS}
@@ -300,9 +304,7 @@ def training_centres(side: int, stride: int = 32) -> np.ndarray:
 
     from glaciermap.segmentation.patches import patch_centres
 
-    yy, xx = np.mgrid[0:side, 0:side]
-    r = np.hypot(yy - side / 2, xx - side / 2)
-    rad = glacier_radius_px(side)
+    r, rad = _disc(side)
     masks = xr.Dataset({"mask_glacier": (("y", "x"), r < rad), "mask_buffer_50m": (("y", "x"), r < rad + 5)})
     return patch_centres(masks, stride)
 

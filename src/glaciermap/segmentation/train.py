@@ -219,7 +219,10 @@ class _Indexed(Dataset):
 
     def __init__(self, ds):
         self.ds = ds
-        self.half = getattr(ds, "half", False)
+
+    @property
+    def half(self):
+        return getattr(self.ds, "half", False)
 
     def __len__(self):
         return len(self.ds)
